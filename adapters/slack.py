@@ -1,0 +1,172 @@
+"""Slack channels as a destination: chat.postMessage, with the broadcast marked in message metadata.
+
+The metadata is what makes a lost answer recoverable: when a post may or may not have landed, the
+channel's history is searched for a message carrying the part's key before anything is posted again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.metadata import Metadata
+from slack_sdk.web.async_client import AsyncWebClient
+
+from relay.config import DestinationConfig, Settings
+from relay.destination import (
+    Ambiguous,
+    Counting,
+    DestinationSpec,
+    FindResult,
+    Limits,
+    Markup,
+    Outcome,
+    Part,
+    Permanent,
+    Retry,
+    Sent,
+    Unprovable,
+)
+from relay.transport import TIMEOUT_SECONDS, failure, server_hint
+
+SPEC = DestinationSpec(
+    kind="slack",
+    options={"channel": str},
+    required=("channel",),
+    secrets=("SLACK_BOT_TOKEN",),
+)
+
+EVENT_TYPE = "relay_broadcast"  # the metadata event type our posts carry; the manifest declares it
+
+# Slack documents ~1 message per second per channel for chat.postMessage (docs.slack.dev, "Rate limits"),
+# and truncates text past 40,000 characters (chat.postMessage reference).
+LIMITS = Limits(
+    max_length=40_000,
+    counting=Counting.CHARACTERS,
+    markup=Markup.MRKDWN,
+    concurrency=8,
+    min_interval=1.0,
+)
+
+_BAD_TOKEN = {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
+# Slack's own words: these errors mean "it's possible some aspect of the operation succeeded".
+_MAYBE_DONE = {"fatal_error", "internal_error"}
+_TRY_AGAIN = {"ratelimited", "service_unavailable", "request_timeout"}
+
+
+def web_client(settings: Settings, retry_handlers: list[Any] | None = None) -> AsyncWebClient:
+    """A Web API client with a timeout and, by default, no retries of its own: slack_sdk's default
+    handler retries dropped connections, which can post a message twice. The outbox retries instead."""
+    token = settings.secret("SLACK_BOT_TOKEN")
+    return AsyncWebClient(
+        token=token.value if token else None,
+        base_url=settings.slack_api_url,
+        timeout=TIMEOUT_SECONDS,
+        retry_handlers=retry_handlers or [],
+    )
+
+
+def explain(error: str, channel: str = "") -> str:
+    """A Slack error code, in words a leader or an operator can act on."""
+    where = f"<#{channel}>" if channel else "the channel"
+    messages = {
+        "channel_not_found": (
+            f"Slack cannot find channel {channel}: check its ID in relay.toml, and invite the bot if it is private."
+        ),
+        "not_in_channel": f"The bot is not a member of {where}: invite it there with /invite.",
+        "is_archived": f"{where} is archived: unarchive it or remove it from relay.toml.",
+        "msg_too_long": "Slack says the message is too long.",
+        "restricted_action": f"Slack does not let the bot post in {where} (posting is restricted there).",
+        "restricted_action_read_only_channel": f"{where} is read-only for the bot.",
+        "missing_scope": "The Slack app lacks a permission it needs: reinstall it from manifest.json.",
+    }
+    if error in _BAD_TOKEN:
+        return "Slack rejected the bot token: reinstall the app and renew SLACK_BOT_TOKEN."
+    return messages.get(error, f"Slack refused it ({error}).")
+
+
+def api_failure(error: SlackApiError, channel: str = "") -> Outcome:
+    """Classify an error answer from the Slack Web API."""
+    status = error.response.status_code
+    code = str(error.response.get("error", ""))
+    if status == 429 or code in _TRY_AGAIN or status >= 500:
+        return Retry(f"Slack answered {status} {code}".strip(), server_hint(error.response.headers))
+    if code in _MAYBE_DONE:
+        return Ambiguous(f"Slack reported {code}; the post may have gone through")
+    return Permanent(explain(code, channel))
+
+
+class SlackChannel:
+    """One Slack channel, posted to with the bot token."""
+
+    limits = LIMITS
+    idempotent = False  # Slack has no idempotency key; metadata lets `find` look instead
+
+    def __init__(self, config: DestinationConfig, settings: Settings) -> None:
+        self.name = config.name
+        self.channel: str = config.options["channel"]
+        self.client = web_client(settings)
+
+    async def publish(self, part: Part) -> Outcome:
+        try:
+            answer = await self.client.chat_postMessage(
+                channel=self.channel,
+                text=part.text,
+                metadata=Metadata(event_type=EVENT_TYPE, event_payload={"key": part.key}),
+                link_names=False,
+            )
+        except SlackApiError as error:
+            return api_failure(error, self.channel)
+        except Exception as error:
+            classified = failure(error, "Slack")
+            if classified is None:
+                raise
+            return classified
+        ts = str(answer["ts"])
+        return Sent(ts, await self._permalink(ts))
+
+    async def find(self, part: Part, since: float) -> FindResult:
+        cursor = None
+        try:
+            for _ in range(5):  # 1,000 messages since the first attempt is far more than a channel gets
+                page = await self.client.conversations_history(
+                    channel=self.channel, oldest=f"{since:.6f}", include_all_metadata=True, limit=200, cursor=cursor
+                )
+                messages: list[dict[str, Any]] = page.get("messages", [])
+                for message in messages:
+                    metadata = message.get("metadata") or {}
+                    payload = metadata.get("event_payload") or {}
+                    if metadata.get("event_type") == EVENT_TYPE and payload.get("key") == part.key:
+                        return Sent(message["ts"], await self._permalink(message["ts"]))
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    return None
+        except SlackApiError as error:
+            outcome = api_failure(error, self.channel)
+            if isinstance(outcome, Retry):
+                return outcome
+            return Unprovable(
+                f"The post may or may not be in <#{self.channel}>, and Slack would not let the bot check "
+                f"({error.response.get('error')}): look there before posting it by hand."
+            )
+        except Exception as error:
+            if failure(error, "Slack") is None:
+                raise
+            return Retry("could not reach Slack to check whether the post landed")
+        return Unprovable(f"Too many messages in <#{self.channel}> to check whether it landed.")
+
+    async def _permalink(self, ts: str) -> str | None:
+        try:
+            answer = await self.client.chat_getPermalink(channel=self.channel, message_ts=ts)
+        except Exception:
+            return None
+        return str(answer.get("permalink")) or None
+
+    def pace_key(self) -> str:
+        return f"slack:{self.channel}"
+
+    def describe(self) -> str:
+        return f"Slack channel {self.channel}"
+
+    async def close(self) -> None:
+        return None

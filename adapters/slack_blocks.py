@@ -1,0 +1,303 @@
+"""Block Kit for the Slack surface: the preview, the approval request, the live report, the composer.
+
+Pure functions from the core's data to Slack JSON, kept apart from the handlers so each reads alone.
+Limits quoted from Block Kit's reference (docs.slack.dev/reference/block-kit): a section's text is at
+most 3,000 characters, a message at most 50 blocks, a plain-text input at most 3,000 characters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from relay.config import DestinationConfig
+from relay.destination import Counting
+from relay.model import Broadcast, BroadcastState, Delivery, DeliveryState
+from relay.render import Rendering
+
+Block = dict[str, Any]
+
+SECTION_MAX = 3000
+MESSAGE_MAX_BLOCKS = 50
+INPUT_MAX = 3000
+
+USAGE = (
+    "*How to broadcast*\n"
+    "• `/broadcast <message>`: preview your message as each destination will receive it, then *Approve*.\n"
+    "• `/broadcast`: open the composer (message and audience).\n"
+    "• `/broadcast help`: this help.\n"
+    "Write in Slack formatting; public networks get plain text, and long posts become numbered threads. "
+    "Nothing is sent until you approve"
+)
+
+
+def usage(needs_second_person: bool) -> str:
+    return USAGE + (", and then another approver must approve it." if needs_second_person else ".")
+
+
+def _mrkdwn(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:SECTION_MAX]}}
+
+
+def _context(text: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:SECTION_MAX]}]}
+
+
+def _chunks(text: str) -> list[str]:
+    return [text[i : i + SECTION_MAX] for i in range(0, len(text), SECTION_MAX)] or [""]
+
+
+def _shown(rendering: Rendering, kind: str) -> list[Block]:
+    """The exact text(s), as Slack mrkdwn for Slack, verbatim plain text elsewhere."""
+    blocks: list[Block] = []
+    unit = "weighted chars" if rendering.counting is Counting.X_WEIGHTED else "chars"
+    for index, part in enumerate(rendering.parts):
+        label = f"Part {index + 1}/{len(rendering.parts)} · " if len(rendering.parts) > 1 else ""
+        blocks.append(_context(f"{label}{rendering.lengths[index]:,}/{rendering.limit:,} {unit}"))
+        for chunk in _chunks(part):
+            if kind == "slack":
+                blocks.append(_mrkdwn(chunk))
+            else:
+                blocks.append({"type": "section", "text": {"type": "plain_text", "text": chunk, "emoji": False}})
+    return blocks
+
+
+def _destination_title(config: DestinationConfig) -> str:
+    where = f" · <#{config.options['channel']}>" if config.kind == "slack" else f" · {config.kind.upper()}"
+    dry = " · _dry run: recorded, not posted_" if config.dry_run else ""
+    return f"*{config.name}*{where}{dry}"
+
+
+def preview(
+    broadcast: Broadcast,
+    renderings: Sequence[Rendering],
+    destinations: dict[str, DestinationConfig],
+    audiences: Iterable[str],
+    needs_second_person: bool,
+) -> list[Block]:
+    """What the leader sees after /broadcast: every destination's text, then the choices."""
+    count = len(renderings)
+    blocks: list[Block] = [
+        _mrkdwn(
+            f":mega: *Preview* of broadcast `{broadcast.id}` to *{broadcast.audience}* "
+            f"({count} destination{'s' if count != 1 else ''}). Nothing is sent until you approve."
+        ),
+        {"type": "divider"},
+    ]
+    body: list[Block] = []
+    for rendering in renderings:
+        config = destinations[rendering.destination]
+        body.append(_mrkdwn(_destination_title(config)))
+        body.extend(_shown(rendering, config.kind))
+        body.extend(_context(f":warning: {w}") for w in rendering.warnings)
+        if rendering.error:
+            body.append(_mrkdwn(f":no_entry: {rendering.error}"))
+        body.append({"type": "divider"})
+    room = MESSAGE_MAX_BLOCKS - len(blocks) - 3
+    if len(body) > room:
+        body = body[: room - 1] + [
+            _context("… the preview is cut here to fit Slack; every part is sent as shown above and below.")
+        ]
+    blocks.extend(body)
+    blocks.append(_actions(broadcast, [r for r in renderings if r.error], audiences, needs_second_person))
+    return blocks
+
+
+def _actions(broadcast: Broadcast, broken: list[Rendering], audiences: Iterable[str], four_eyes: bool) -> Block:
+    options = [{"text": {"type": "plain_text", "text": name}, "value": name} for name in audiences]
+    current = next(o for o in options if o["value"] == broadcast.audience)
+    elements: list[Block] = [
+        {
+            "type": "static_select",
+            "action_id": "choose_audience",
+            "placeholder": {"type": "plain_text", "text": "Audience"},
+            "options": options,
+            "initial_option": current,
+        }
+    ]
+    if not broken:
+        verb = "Request approval" if four_eyes else "Approve and send"
+        elements.append(
+            {
+                "type": "button",
+                "action_id": "approve",
+                "style": "primary",
+                "text": {"type": "plain_text", "text": verb},
+                "value": broadcast.id,
+                "confirm": {
+                    "title": {"type": "plain_text", "text": "Send for approval?" if four_eyes else "Send now?"},
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": (
+                            f"An approver will be asked to approve this broadcast to *{broadcast.audience}*."
+                            if four_eyes
+                            else f"This posts to every destination of *{broadcast.audience}* at once."
+                        ),
+                    },
+                    "confirm": {"type": "plain_text", "text": verb},
+                    "deny": {"type": "plain_text", "text": "Not yet"},
+                },
+            }
+        )
+    elements.append(
+        {"type": "button", "action_id": "edit", "text": {"type": "plain_text", "text": "Edit"}, "value": broadcast.id}
+    )
+    elements.append(
+        {
+            "type": "button",
+            "action_id": "cancel",
+            "style": "danger",
+            "text": {"type": "plain_text", "text": "Cancel"},
+            "value": broadcast.id,
+        }
+    )
+    return {"type": "actions", "block_id": f"broadcast:{broadcast.id}", "elements": elements}
+
+
+def approval_request(
+    broadcast: Broadcast, renderings: Sequence[Rendering], destinations: dict[str, DestinationConfig]
+) -> list[Block]:
+    """Sent to the approvers: who asks, what each destination will receive, Approve / Reject."""
+    author = broadcast.author.split(":", 1)[1]
+    blocks: list[Block] = [
+        _mrkdwn(f":mega: <@{author}> asks to broadcast `{broadcast.id}` to *{broadcast.audience}*. Approve it?"),
+        {"type": "divider"},
+    ]
+    for rendering in renderings:
+        config = destinations[rendering.destination]
+        blocks.append(_mrkdwn(_destination_title(config)))
+        blocks.extend(_shown(rendering, config.kind))
+    blocks = blocks[: MESSAGE_MAX_BLOCKS - 1]
+    blocks.append(
+        {
+            "type": "actions",
+            "block_id": f"approval:{broadcast.id}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": "approve",
+                    "style": "primary",
+                    "text": {"type": "plain_text", "text": "Approve and send"},
+                    "value": broadcast.id,
+                    "confirm": {
+                        "title": {"type": "plain_text", "text": "Send now?"},
+                        "text": {
+                            "type": "mrkdwn",
+                            "text": f"This posts to every destination of *{broadcast.audience}* at once.",
+                        },
+                        "confirm": {"type": "plain_text", "text": "Approve and send"},
+                        "deny": {"type": "plain_text", "text": "Not yet"},
+                    },
+                },
+                {
+                    "type": "button",
+                    "action_id": "reject",
+                    "style": "danger",
+                    "text": {"type": "plain_text", "text": "Reject"},
+                    "value": broadcast.id,
+                },
+            ],
+        }
+    )
+    return blocks
+
+
+def decided(broadcast: Broadcast) -> str:
+    """What replaces the buttons once a broadcast is decided."""
+    who = f" by <@{broadcast.decided_by.split(':', 1)[1]}>" if broadcast.decided_by else ""
+    words = {
+        BroadcastState.APPROVED: f":white_check_mark: Broadcast `{broadcast.id}` was approved{who} and is going out.",
+        BroadcastState.REJECTED: f":x: Broadcast `{broadcast.id}` was rejected{who}. Nothing was sent.",
+        BroadcastState.CANCELLED: f":wastebasket: Broadcast `{broadcast.id}` was cancelled{who}. Nothing was sent.",
+        BroadcastState.EXPIRED: f":hourglass: Broadcast `{broadcast.id}` expired. Nothing was sent.",
+        BroadcastState.PENDING: f":hourglass_flowing_sand: Broadcast `{broadcast.id}` is waiting for an approver.",
+    }
+    return words.get(broadcast.state, f"Broadcast `{broadcast.id}` is {broadcast.state.value}.")
+
+
+_MARKS = {
+    DeliveryState.SENT: ":white_check_mark:",
+    DeliveryState.FAILED: ":x:",
+    DeliveryState.UNKNOWN: ":grey_question:",
+    DeliveryState.SENDING: ":outbox_tray:",
+    DeliveryState.PENDING: ":hourglass_flowing_sand:",
+}
+
+
+def delivery_line(delivery: Delivery) -> str:
+    """One destination's state, with its link or its reason."""
+    name = f"*{delivery.destination}*"
+    mark = _MARKS[delivery.state]
+    if delivery.state is DeliveryState.SENT:
+        if delivery.dry_run:
+            return f"{mark} {name}: dry run, recorded and not posted"
+        return f"{mark} {name}: posted" + (f" · <{delivery.link}|view>" if delivery.link else "")
+    if delivery.state is DeliveryState.FAILED:
+        return f"{mark} {name}: failed. {delivery.last_error or ''}".rstrip()
+    if delivery.state is DeliveryState.UNKNOWN:
+        return f"{mark} {name}: unknown, not posted again. {delivery.last_error or ''}".rstrip()
+    if delivery.state is DeliveryState.PENDING and delivery.attempts and delivery.next_attempt_at:
+        when = int(delivery.next_attempt_at)
+        next_try = f"<!date^{when}^{{time_secs}}|soon>"
+        return f":arrows_counterclockwise: {name}: retrying ({delivery.last_error}); next try {next_try}"
+    return f"{mark} {name}: {'sending' if delivery.state is DeliveryState.SENDING else 'waiting'}"
+
+
+def report(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> tuple[str, list[Block]]:
+    """The live report: fallback text for notifications, and the blocks."""
+    done = sum(d.state is DeliveryState.SENT for d in deliveries)
+    final = all(d.state.final for d in deliveries)
+    head = f"Broadcast `{broadcast.id}` to *{broadcast.audience}*: {done} of {len(deliveries)} delivered"
+    head += "." if final else ", in progress…"
+    lines = [delivery_line(d) for d in deliveries]
+    blocks = [_mrkdwn(f":mega: {head}"), _context(_quote(broadcast.text))]
+    blocks.extend(_mrkdwn(chunk) for chunk in _chunks("\n".join(lines)))
+    return head.replace("*", "").replace("`", ""), blocks[:MESSAGE_MAX_BLOCKS]
+
+
+def _quote(text: str) -> str:
+    short = text if len(text) <= 300 else text[:297] + "…"
+    return "> " + short.replace("\n", "\n> ")
+
+
+def composer(
+    audiences: Iterable[str], audience: str, metadata: dict[str, Any], text: str = "", callback: str = "compose"
+) -> dict[str, Any]:
+    """The modal for `/broadcast` with no text, and for Edit."""
+    options = [{"text": {"type": "plain_text", "text": name}, "value": name} for name in audiences]
+    message_input: Block = {
+        "type": "plain_text_input",
+        "action_id": "message",
+        "multiline": True,
+        "max_length": INPUT_MAX,
+    }
+    if text:
+        message_input["initial_value"] = text[:INPUT_MAX]
+    return {
+        "type": "modal",
+        "callback_id": callback,
+        "private_metadata": json.dumps(metadata),
+        "title": {"type": "plain_text", "text": "Broadcast"},
+        "submit": {"type": "plain_text", "text": "Preview"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "message",
+                "label": {"type": "plain_text", "text": "Message"},
+                "element": message_input,
+            },
+            {
+                "type": "input",
+                "block_id": "audience",
+                "label": {"type": "plain_text", "text": "Audience"},
+                "element": {
+                    "type": "static_select",
+                    "action_id": "audience",
+                    "options": options,
+                    "initial_option": next(o for o in options if o["value"] == audience),
+                },
+            },
+        ],
+    }

@@ -1,0 +1,332 @@
+"""The Slack surface: `/broadcast`, the preview's buttons, the composer, approvals and the live report.
+
+Bolt verifies every request's signature and timestamp. Each handler acknowledges first (Slack gives
+three seconds) and then asks the core, which checks the policy for the person who clicked: a button's
+value names the broadcast, never who may act on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from adapters import slack_blocks as blocks
+from adapters.slack import web_client
+from relay import policy
+from relay.broadcasts import Broadcasts, Refused
+from relay.config import Settings
+from relay.model import Broadcast, BroadcastState
+from relay.render import InputError
+from relay.transport import TIMEOUT_SECONDS
+
+log = logging.getLogger(__name__)
+
+ORIGIN = "slack"
+REPORT_SPACING = 1.0  # seconds between two edits of one report: Slack allows about one a second
+
+
+def actor(user_id: str) -> str:
+    return f"slack:{user_id}"
+
+
+class SlackSurface:
+    """Wires Bolt listeners to the core, and keeps each broadcast's live report up to date."""
+
+    def __init__(self, settings: Settings, broadcasts: Broadcasts) -> None:
+        self.broadcasts = broadcasts
+        self.config = broadcasts.config
+        secret = settings.secret("SLACK_SIGNING_SECRET")
+        # Report and approval messages are not posts of the broadcast: a rate-limited edit may simply be
+        # retried; a dropped connection is not, as a retried chat.postMessage could land twice.
+        self.client: AsyncWebClient = web_client(settings, [AsyncRateLimitErrorRetryHandler(max_retry_count=2)])
+        self.app = AsyncApp(client=self.client, signing_secret=secret.value if secret else None)
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()
+        self._register()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """POST /slack/events: commands, button clicks and modal submissions."""
+        return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
+
+    def _register(self) -> None:
+        app = self.app
+        app.command("/broadcast")(self._command)
+        app.action("approve")(self._approve)
+        app.action("reject")(self._reject)
+        app.action("cancel")(self._cancel)
+        app.action("edit")(self._edit)
+        app.action("choose_audience")(self._choose_audience)
+        app.view("compose")(self._compose_submitted)
+        app.view("edit")(self._edit_submitted)
+
+    # ---- the command and the composer -------------------------------------------------------------
+
+    async def _command(
+        self, ack: Callable[..., Awaitable[None]], command: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        who = actor(command["user_id"])
+        text = (command.get("text") or "").strip()
+        if text.lower() in ("help", "?"):
+            await ack(text=blocks.usage(policy.needs_second_person(self.config.policy)), response_type="ephemeral")
+            return
+        decision = policy.may_request(self.config.policy, who)
+        if not decision.allowed:
+            await ack(text=decision.reason, response_type="ephemeral")
+            return
+        if not text:
+            await ack()
+            metadata = {"response_url": command.get("response_url")}
+            await client.views_open(
+                trigger_id=command["trigger_id"],
+                view=blocks.composer(self.broadcasts.audiences, self.config.policy.default_audience, metadata),
+            )
+            return
+        try:
+            broadcast = await self.broadcasts.request(who, text, None, ORIGIN, {"channel": command.get("channel_id")})
+        except (InputError, Refused) as error:
+            await ack(text=str(error), response_type="ephemeral")
+            return
+        await ack(**self._preview_message(broadcast))
+
+    async def _compose_submitted(
+        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        text, audience = _form(view)
+        metadata = json.loads(view.get("private_metadata") or "{}")
+        try:
+            broadcast = await self.broadcasts.request(actor(body["user"]["id"]), text, audience, ORIGIN, {})
+        except (InputError, Refused) as error:
+            await ack(response_action="errors", errors={"message": str(error)})
+            return
+        await ack()
+        await self._respond(
+            metadata.get("response_url"), body["user"]["id"], replace=False, **self._preview_message(broadcast)
+        )
+
+    async def _edit(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        broadcast = await self._guarded(body, lambda who, b: self._check_change(who, b))
+        if broadcast is None:
+            return
+        metadata = {"broadcast_id": broadcast.id, "response_url": body.get("response_url")}
+        await client.views_open(
+            trigger_id=body["trigger_id"],
+            view=blocks.composer(self.broadcasts.audiences, broadcast.audience, metadata, broadcast.text, "edit"),
+        )
+
+    async def _check_change(self, who: str, broadcast_id: str) -> Broadcast:
+        broadcast = await self.broadcasts.get(broadcast_id)
+        decision = policy.may_change(self.config.policy, who, broadcast)
+        if not decision.allowed:
+            raise Refused(decision.reason)
+        return broadcast
+
+    async def _edit_submitted(
+        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        text, audience = _form(view)
+        metadata = json.loads(view.get("private_metadata") or "{}")
+        try:
+            broadcast = await self.broadcasts.change(
+                actor(body["user"]["id"]), metadata["broadcast_id"], text=text, audience=audience
+            )
+        except (InputError, Refused) as error:
+            await ack(response_action="errors", errors={"message": str(error)})
+            return
+        await ack()
+        await self._respond(
+            metadata.get("response_url"), body["user"]["id"], replace=True, **self._preview_message(broadcast)
+        )
+
+    # ---- buttons -----------------------------------------------------------------------------------
+
+    async def _choose_audience(
+        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        await ack()
+        audience = action["selected_option"]["value"]
+        broadcast_id = body["actions"][0]["block_id"].split(":", 1)[1]
+        broadcast = await self._guarded(
+            body, lambda who, _: self.broadcasts.change(who, broadcast_id, audience=audience)
+        )
+        if broadcast is not None:
+            await self._respond(
+                body.get("response_url"), body["user"]["id"], replace=True, **self._preview_message(broadcast)
+            )
+
+    async def _cancel(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        await ack()
+        broadcast = await self._guarded(body, self.broadcasts.cancel)
+        if broadcast is not None:
+            await self._respond(
+                body.get("response_url"), body["user"]["id"], replace=True, text=blocks.decided(broadcast)
+            )
+
+    async def _approve(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        await ack()
+        approval = await self._guarded(body, self.broadcasts.approve)
+        if approval is None:
+            return
+        broadcast = approval.broadcast
+        if not approval.sent:
+            await self._ask_approvers(broadcast)
+            await self._respond(
+                body.get("response_url"),
+                body["user"]["id"],
+                replace=True,
+                text=f"{blocks.decided(broadcast)} You will get the delivery report here once it is approved.",
+            )
+            return
+        link = await self.start_report(broadcast)
+        text = f"{blocks.decided(broadcast)} Live report: {link}" if link else blocks.decided(broadcast)
+        await self._respond(body.get("response_url"), body["user"]["id"], replace=True, text=text)
+        await self._close_approval_requests(broadcast)
+
+    async def _reject(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        await ack()
+        broadcast = await self._guarded(body, self.broadcasts.reject)
+        if broadcast is None:
+            return
+        await self._close_approval_requests(broadcast)
+        await self._notify(broadcast.author, blocks.decided(broadcast))
+
+    async def _guarded(self, body: dict[str, Any], step: Callable[[str, str], Awaitable[Any]]) -> Any:
+        """Run one step as the clicker; a refusal is told to them alone, and changes nothing."""
+        user = body["user"]["id"]
+        broadcast_id = body["actions"][0].get("value") or body["actions"][0]["block_id"].split(":", 1)[1]
+        try:
+            return await step(actor(user), broadcast_id)
+        except (InputError, Refused) as error:
+            await self._respond(body.get("response_url"), user, replace=False, text=str(error))
+            return None
+
+    # ---- messages ------------------------------------------------------------------------------------
+
+    def _preview_message(self, broadcast: Broadcast) -> dict[str, Any]:
+        renderings = self.broadcasts.preview(broadcast.text, broadcast.audience)
+        return {
+            "response_type": "ephemeral",
+            "text": f"Preview of broadcast {broadcast.id} to {broadcast.audience}",
+            "blocks": blocks.preview(
+                broadcast,
+                renderings,
+                dict(self.config.destinations),
+                self.broadcasts.audiences,
+                policy.needs_second_person(self.config.policy) and broadcast.state is BroadcastState.DRAFT,
+            ),
+        }
+
+    async def _respond(self, response_url: str | None, user: str, replace: bool, **message: Any) -> None:
+        """Answer the clicker in place (through the interaction's response_url), or by DM without one."""
+        if response_url:
+            payload = {**message, "replace_original": replace}
+            if not replace:
+                payload["response_type"] = "ephemeral"
+            answer = await self._safe(
+                AsyncWebhookClient(response_url, timeout=TIMEOUT_SECONDS, retry_handlers=[]).send_dict(payload)
+            )
+            if answer is not None and answer.status_code < 300:
+                return
+            log.warning("Slack's response_url did not take the answer; sending it by DM instead")
+        message.pop("response_type", None)
+        await self._safe(self.client.chat_postMessage(channel=user, **message))
+
+    async def _notify(self, who: str, text: str) -> None:
+        if who.startswith("slack:"):
+            await self._safe(self.client.chat_postMessage(channel=who.split(":", 1)[1], text=text))
+
+    async def _ask_approvers(self, broadcast: Broadcast) -> None:
+        renderings = self.broadcasts.preview(broadcast.text, broadcast.audience)
+        message: dict[str, Any] = {
+            "text": f"Approval requested for broadcast {broadcast.id}",
+            "blocks": blocks.approval_request(broadcast, renderings, dict(self.config.destinations)),
+        }
+        targets = (
+            [self.config.policy.approval_channel]
+            if self.config.policy.approval_channel
+            else [
+                a.split(":", 1)[1]
+                for a in sorted(self.config.policy.approvers)
+                if a.startswith("slack:") and a != broadcast.author
+            ]
+        )
+        posted = []
+        for target in targets:
+            answer = await self._safe(self.client.chat_postMessage(channel=target, **message))
+            if answer is not None:
+                posted.append([answer["channel"], answer["ts"]])
+        await self.broadcasts.set_report_ref(broadcast.id, {"approval_messages": posted})
+
+    async def _close_approval_requests(self, broadcast: Broadcast) -> None:
+        """Replace every approval request's buttons with the decision, so nobody clicks a stale one."""
+        for channel, ts in broadcast.report_ref.get("approval_messages", []):
+            await self._safe(self.client.chat_update(channel=channel, ts=ts, text=blocks.decided(broadcast), blocks=[]))
+
+    async def start_report(self, broadcast: Broadcast) -> str | None:
+        """Post the live report to the author's DM, where the bot can keep editing it."""
+        text, report_blocks = blocks.report(broadcast, await self.broadcasts.deliveries(broadcast.id))
+        answer = await self._safe(
+            self.client.chat_postMessage(channel=broadcast.author.split(":", 1)[1], text=text, blocks=report_blocks)
+        )
+        if answer is None:
+            return None
+        ref = {**broadcast.report_ref, "channel": answer["channel"], "ts": answer["ts"]}
+        await self.broadcasts.set_report_ref(broadcast.id, ref)
+        link = await self._safe(self.client.chat_getPermalink(channel=answer["channel"], message_ts=answer["ts"]))
+        self.refresh(broadcast.id)
+        return str(link["permalink"]) if link is not None else None
+
+    def refresh(self, broadcast_id: str) -> None:
+        """Deliveries changed: edit the report soon, at most once a second, always ending on the latest state."""
+        self._dirty.add(broadcast_id)
+        if broadcast_id not in self._refreshing:
+            task = asyncio.create_task(self._refresh_loop(broadcast_id))
+            self._refreshing[broadcast_id] = task
+            task.add_done_callback(lambda _: self._refreshing.pop(broadcast_id, None))
+
+    async def _refresh_loop(self, broadcast_id: str) -> None:
+        while broadcast_id in self._dirty:
+            self._dirty.discard(broadcast_id)
+            broadcast = await self.broadcasts.get(broadcast_id)
+            ref = broadcast.report_ref
+            if broadcast.origin != ORIGIN or "ts" not in ref:
+                return
+            text, report_blocks = blocks.report(broadcast, await self.broadcasts.deliveries(broadcast_id))
+            await self._safe(
+                self.client.chat_update(channel=ref["channel"], ts=ref["ts"], text=text, blocks=report_blocks)
+            )
+            await asyncio.sleep(REPORT_SPACING)
+
+    async def close(self) -> None:
+        for task in list(self._refreshing.values()):
+            task.cancel()
+        await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
+
+    @staticmethod
+    async def _safe(call: Awaitable[Any]) -> Any:
+        """A chat message about a broadcast failing must not break the broadcast: log it and go on."""
+        try:
+            return await call
+        except SlackApiError as error:
+            log.warning("Slack refused a report or approval message: %s", error.response.get("error"))
+        except Exception as error:
+            log.warning("could not reach Slack for a report or approval message: %s", type(error).__name__)
+        return None
+
+
+def _form(view: dict[str, Any]) -> tuple[str, str]:
+    values = view["state"]["values"]
+    text = values["message"]["message"].get("value") or ""
+    audience = values["audience"]["audience"]["selected_option"]["value"]
+    return text, audience

@@ -1,0 +1,224 @@
+"""X (Twitter) as a destination: API v2 `POST /2/tweets` with OAuth 1.0a user context, through tweepy.
+
+X honours no idempotency key, so a post whose answer was lost is looked for among the account's recent
+posts before it is tried again; an account whose plan cannot read its own timeline gets "unknown".
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import regex
+import tweepy
+from oauthlib.oauth1 import Client as OAuthClient
+from tweepy.asynchronous import AsyncClient
+from yarl import URL
+
+from relay.config import DestinationConfig, Settings
+from relay.destination import (
+    Counting,
+    DestinationSpec,
+    FindResult,
+    Limits,
+    Markup,
+    Outcome,
+    Part,
+    Permanent,
+    Retry,
+    Sent,
+    Unprovable,
+)
+from relay.transport import TIMEOUT, failure, server_hint
+
+# tweepy logs whole request headers at DEBUG, OAuth token included: never let that reach a log.
+logging.getLogger("tweepy").setLevel(logging.INFO)
+
+SPEC = DestinationSpec(
+    kind="x",
+    secrets=("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET"),
+)
+
+# 280 weighted characters, links counted as 23 (docs.x.com, "Counting characters"; twitter-text v3).
+# A thread is capped at 10 posts: past that a broadcast is a document, and X's per-user post limits
+# (docs.x.com, "Rate limits") would make it go out in pieces.
+LIMITS = Limits(
+    max_length=280,
+    counting=Counting.X_WEIGHTED,
+    markup=Markup.PLAIN,
+    url_length=23,
+    max_thread_parts=10,
+    concurrency=2,
+)
+
+_CREDENTIALS = "X_ACCESS_TOKEN and X_ACCESS_TOKEN_SECRET (and check X_API_KEY and X_API_SECRET)"
+_URLISH = regex.compile(r"https?://\S+")
+
+
+class _Client(AsyncClient):  # type: ignore[misc]
+    """tweepy's AsyncClient with a configurable host.
+
+    tweepy hard-codes https://api.twitter.com and signs for it, yet X_API_URL must be honoured and an
+    OAuth 1.0a signature covers the host actually called; so `request` is redone here: same signing
+    (oauthlib, as tweepy does), our session with its timeouts, and errors that survive a non-JSON answer.
+    """
+
+    def __init__(self, host: str, session: aiohttp.ClientSession, **credentials: str) -> None:
+        super().__init__(**credentials)
+        self.host = host
+        self.session = session
+
+    async def request(
+        self,
+        method: str,
+        route: str,
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+        user_auth: bool = False,
+    ) -> aiohttp.ClientResponse:
+        headers = {"User-Agent": self.user_agent}
+        if json is not None:
+            headers["Content-Type"] = "application/json"
+        url = str(URL(self.host + route).with_query(sorted((params or {}).items())))
+        signer = OAuthClient(self.consumer_key, self.consumer_secret, self.access_token, self.access_token_secret)
+        signed_url, headers, _ = signer.sign(url, method, headers=headers)
+        before, _, query = signed_url.partition("?")
+        target = URL(f"{before}?{query.replace(':', '%3A')}" if query else before, encoded=True)
+        assert self.session is not None
+        async with self.session.request(method, target, json=json, headers=headers) as response:
+            await response.read()
+        if 200 <= response.status < 300:
+            return response
+        try:
+            body = await response.json(content_type=None)
+        except ValueError:
+            body = {}
+        raise tweepy.HTTPException(response, response_json=body if isinstance(body, dict) else {})
+
+
+def _detail(error: tweepy.HTTPException) -> str:
+    messages = [m for m in error.api_messages if m] or [error.response.reason or ""]
+    return "; ".join(str(m) for m in messages).strip()
+
+
+def _classify(error: tweepy.HTTPException) -> Outcome:
+    status = error.response.status
+    detail = _detail(error)
+    if status == 429:
+        return Retry("X rate limit reached", server_hint(dict(error.response.headers)))
+    if status >= 500:
+        return Retry(f"X answered {status}", server_hint(dict(error.response.headers)))
+    if status == 401:
+        return Permanent(f"X rejected the credentials: renew {_CREDENTIALS}.")
+    if status == 402:
+        return Permanent(
+            "X refused for payment: the app's API plan has no credits left (402). Top up in the X developer portal."
+        )
+    if "duplicate" in detail.lower():
+        return Permanent("X rejected it as a duplicate of a recent post from this account.")
+    if status == 403:
+        return Permanent(
+            f"X refused the post: {detail or 'forbidden'}. Check that the X app has Read and Write "
+            "permission, then regenerate X_ACCESS_TOKEN and X_ACCESS_TOKEN_SECRET."
+        )
+    return Permanent(f"X rejected the post ({status}): {detail or 'no reason given'}.")
+
+
+def _same_text(ours: str, theirs: str) -> bool:
+    """X rewrites links to t.co and escapes &, < and >; compare what is left."""
+
+    def norm(text: str) -> str:
+        return " ".join(_URLISH.sub("<link>", html.unescape(text)).split())
+
+    return norm(ours) == norm(theirs)
+
+
+class XAccount:
+    """The company's X account, posted to with OAuth 1.0a user context."""
+
+    limits = LIMITS
+    idempotent = False
+
+    def __init__(self, config: DestinationConfig, settings: Settings) -> None:
+        self.name = config.name
+        self.host = settings.x_api_url
+        self._credentials = {
+            "consumer_key": _reveal(settings, "X_API_KEY"),
+            "consumer_secret": _reveal(settings, "X_API_SECRET"),
+            "access_token": _reveal(settings, "X_ACCESS_TOKEN"),
+            "access_token_secret": _reveal(settings, "X_ACCESS_TOKEN_SECRET"),
+        }
+        self._client: _Client | None = None
+        self._user_id: str | None = None
+
+    def _api(self) -> _Client:
+        if self._client is None:  # the session must be made inside the running loop
+            self._client = _Client(self.host, aiohttp.ClientSession(timeout=TIMEOUT), **self._credentials)
+        return self._client
+
+    async def publish(self, part: Part) -> Outcome:
+        try:
+            answer = await self._api().create_tweet(text=part.text, in_reply_to_tweet_id=part.reply_to, user_auth=True)
+        except tweepy.HTTPException as error:
+            return _classify(error)
+        except Exception as error:
+            classified = failure(error, "X")
+            if classified is None:
+                raise
+            return classified
+        tweet_id = str(answer.data["id"])
+        return Sent(tweet_id, f"https://x.com/i/web/status/{tweet_id}")
+
+    async def find(self, part: Part, since: float) -> FindResult:
+        try:
+            if self._user_id is None:
+                me = await self._api().get_me(user_auth=True)
+                self._user_id = str(me.data.id)
+            page = await self._api().get_users_tweets(
+                self._user_id,
+                user_auth=True,
+                max_results=100,
+                start_time=datetime.fromtimestamp(int(since), tz=UTC),
+                tweet_fields=["created_at", "referenced_tweets"],
+            )
+        except tweepy.HTTPException as error:
+            outcome = _classify(error)
+            if isinstance(outcome, Retry):
+                return outcome
+            return Unprovable(
+                f"The post may or may not be on X, and X would not let the bot read the account's recent "
+                f"posts to check ({error.response.status}): look at the account before posting it by hand."
+            )
+        except Exception as error:
+            if failure(error, "X") is None:
+                raise
+            return Retry("could not reach X to check whether the post landed")
+        for tweet in page.data or []:
+            replied_to = {ref.id for ref in (tweet.referenced_tweets or []) if ref.type == "replied_to"}
+            if _same_text(part.text, tweet.text) and (
+                part.reply_to is None or int(part.reply_to) in replied_to or part.reply_to in replied_to
+            ):
+                return Sent(str(tweet.id), f"https://x.com/i/web/status/{tweet.id}")
+        return None
+
+    def pace_key(self) -> str:
+        return f"x:{self.name}"
+
+    def describe(self) -> str:
+        return f"X account via {self.host} (key {_mask(self._credentials['consumer_key'])})"
+
+    async def close(self) -> None:
+        if self._client is not None and self._client.session is not None:
+            await self._client.session.close()
+
+
+def _reveal(settings: Settings, name: str) -> str:
+    secret = settings.secret(name)
+    return secret.value if secret else ""
+
+
+def _mask(value: str) -> str:
+    return f"{value[:3]}…" if len(value) > 6 else "…"

@@ -1,0 +1,144 @@
+"""The broadcast relay's server: one aiohttp app serving Slack (`POST /slack/events`) and `GET /healthz`.
+
+This file only wires: configuration in, the database opened, adapters built, the dispatcher started and
+stopped with the app (aiohttp's `cleanup_ctx`), and Slack's requests handed to the Slack surface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from adapters import SPECS, build_destinations
+from adapters.slack_chat import SlackSurface
+from relay.broadcasts import Broadcasts
+from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
+from relay.dispatcher import Dispatcher
+from relay.store import Store, StoreError
+
+log = logging.getLogger("relay")
+
+SETTINGS = web.AppKey("settings", Settings)
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", Store)
+SURFACE = web.AppKey("slack", SlackSurface)
+
+
+def startup_warnings(settings: Settings, config: Config) -> list[str]:
+    """The loud lines an operator must not miss; raises ConfigError where the bot cannot run at all."""
+    lines = []
+    if config.dry_run:
+        source = (
+            f"the bundled example config ({settings.config_path.name})"
+            if settings.config_is_bundled_example
+            else str(settings.config_path)
+        )
+        lines.append(
+            f"DRY RUN: nothing will be posted. Using {source}; every destination is rendered and recorded only. "
+            "To go live: copy relay.example.toml to relay.toml, remove `dry_run = true`, and set "
+            "SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET and the X_* credentials."
+        )
+    missing = [name for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET") if settings.secret(name) is None]
+    if missing and not config.dry_run:
+        raise ConfigError(
+            f"{', '.join(missing)} must be set to receive /broadcast from Slack (see README, 'Create the Slack "
+            "app'); or set dry_run = true at the top of the config to try the bot without Slack"
+        )
+    if missing:
+        lines.append(f"Slack is off: set {' and '.join(missing)} to receive /broadcast. /healthz is served.")
+    return lines
+
+
+def build_app(settings: Settings, config: Config) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024)
+    app[SETTINGS] = settings
+    app[CONFIG] = config
+    app.cleanup_ctx.append(_relay)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_post("/slack/events", _slack_events)
+    return app
+
+
+async def _relay(app: web.Application) -> AsyncIterator[None]:
+    """Open everything the server needs, run the dispatcher while it serves, and close it all after."""
+    settings, config = app[SETTINGS], app[CONFIG]
+    store = Store(settings.db_path)
+    await store.open()
+    app[STORE] = store
+    destinations = build_destinations(config, settings)
+    dispatcher = Dispatcher(store, destinations)
+    broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.poke)
+    socket_mode = None
+    if settings.slack_ready:
+        surface = SlackSurface(settings, broadcasts)
+        app[SURFACE] = surface
+        dispatcher.on_change = surface.refresh
+        app_token = settings.secret("SLACK_APP_TOKEN")
+        if app_token:
+            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+            socket_mode = AsyncSocketModeHandler(surface.app, app_token.value)
+            await socket_mode.connect_async()
+            log.info("Slack Socket Mode connected: no public URL needed")
+    worker = asyncio.create_task(dispatcher.run(), name="dispatcher")
+    log.info(
+        "relay ready: %d destinations (%s)", len(destinations), ", ".join(d.describe() for d in destinations.values())
+    )
+    try:
+        yield
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        if socket_mode is not None:
+            await socket_mode.close_async()
+        if SURFACE in app:
+            await app[SURFACE].close()
+        for destination in destinations.values():
+            await destination.close()
+        await store.close()
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    try:
+        await store.call(lambda conn: conn.execute("SELECT 1").fetchone())
+    except Exception:
+        return web.json_response({"status": "error", "database": "unavailable"}, status=503)
+    return web.json_response({"status": "ok", "dry_run": request.app[CONFIG].dry_run, "slack": SURFACE in request.app})
+
+
+async def _slack_events(request: web.Request) -> web.StreamResponse:
+    if SURFACE not in request.app:
+        return web.json_response({"error": "Slack is not configured on this relay"}, status=503)
+    return await request.app[SURFACE].handle(request)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = settings_from_env(os.environ)
+        config = load_config(settings, SPECS)
+        warnings = startup_warnings(settings, config)
+    except ConfigError as error:
+        print(f"relay cannot start:\n{error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for line in warnings:
+        log.warning("*** %s", line)
+    try:
+        web.run_app(
+            build_app(settings, config),
+            port=settings.port,
+            print=lambda _: log.info("listening on port %d", settings.port),
+        )
+    except StoreError as error:
+        print(f"relay cannot start: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The terminal entry point: see what a message becomes, check the config, list what was broadcast.
+
+    python -m relay preview "Our Q3 results are out" --audience public
+    python -m relay check
+    python -m relay list
+
+It reads the same environment and config as the bot, so a newcomer sees it work before wiring Slack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from datetime import datetime
+
+from adapters import SPECS, build_destinations
+from relay.broadcasts import Broadcasts, Refused
+from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
+from relay.outbox import describe_state
+from relay.render import InputError
+from relay.store import Store, StoreError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m relay", description="The broadcast relay, from the terminal.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    preview = commands.add_parser("preview", help="show exactly what each destination would receive")
+    preview.add_argument("message", help="the message, in Slack formatting")
+    preview.add_argument("--audience", help="an audience from the config (default: the policy's default)")
+    commands.add_parser("check", help="check the config and the environment, as the bot does at start-up")
+    listing = commands.add_parser("list", help="recent broadcasts with each destination's delivery state")
+    listing.add_argument("--limit", type=int, default=20)
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from_env(os.environ)
+        config = load_config(settings, SPECS)
+    except ConfigError as error:
+        print(f"config error:\n{error}", file=sys.stderr)
+        return 2
+    if args.command == "check":
+        print(
+            f"{settings.config_path}: OK, {len(config.destinations)} destinations, "
+            f"audiences: {', '.join(config.audiences)}"
+        )
+        return 0
+    if args.command == "preview":
+        return _preview(settings, config, args.message, args.audience)
+    try:
+        return asyncio.run(_list(settings, config, args.limit))
+    except StoreError as error:
+        print(error, file=sys.stderr)
+        return 2
+
+
+def _preview(settings: Settings, config: Config, message: str, audience: str | None) -> int:
+    destinations = build_destinations(config, settings)
+    broadcasts = Broadcasts(Store(settings.db_path), config, destinations)
+    chosen = audience or config.policy.default_audience
+    try:
+        renderings = broadcasts.preview(message, chosen)
+    except (InputError, Refused) as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"Broadcast to '{chosen}' ({len(renderings)} destinations){' [dry run]' if config.dry_run else ''}\n")
+    for rendering in renderings:
+        print(f"== {rendering.destination}: {destinations[rendering.destination].describe()}")
+        for index, part in enumerate(rendering.parts):
+            label = f"part {index + 1}/{len(rendering.parts)}, " if len(rendering.parts) > 1 else ""
+            print(f"-- {label}{rendering.lengths[index]}/{rendering.limit} {rendering.counting.value}")
+            print(part)
+        for warning in rendering.warnings:
+            print(f"!! {warning}")
+        if rendering.error:
+            print(f"XX {rendering.error}")
+        print()
+    return 1 if any(r.error for r in renderings) else 0
+
+
+async def _list(settings: Settings, config: Config, limit: int) -> int:
+    if not settings.db_path.exists():
+        print(f"No broadcasts yet ({settings.db_path} does not exist).")
+        return 0
+    store = Store(settings.db_path)
+    await store.open(exclusive=False)
+    try:
+        broadcasts = Broadcasts(store, config, {})
+        recent = await broadcasts.recent(limit)
+        if not recent:
+            print("No broadcasts yet.")
+        for broadcast in recent:
+            when = datetime.fromtimestamp(broadcast.created_at).strftime("%Y-%m-%d %H:%M")
+            print(f"{broadcast.id}  {when}  {broadcast.state.value:<9} {broadcast.audience:<12} by {broadcast.author}")
+            print(f"    {broadcast.text[:100]!r}")
+            for delivery in await broadcasts.deliveries(broadcast.id):
+                link = f"  {delivery.link}" if delivery.link else ""
+                print(f"    - {delivery.destination:<16} {describe_state(delivery)}{link}")
+    finally:
+        await store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

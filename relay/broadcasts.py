@@ -1,0 +1,229 @@
+"""The life of a broadcast before it reaches the outbox: request, preview, change, approve, reject, cancel.
+
+Chat surfaces call these with the acting person's stable id; each call asks the policy again and changes
+the database with a compare-and-set, so double clicks, racing approvers and replayed requests find
+nothing left to change.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from relay import outbox, policy
+from relay.config import Config
+from relay.destination import Destination
+from relay.model import Broadcast, BroadcastState, Delivery
+from relay.render import Rendering, clean, render
+from relay.store import Store, transaction
+
+
+class Refused(Exception):
+    """The person may not do this, or it is too late; the message is for them."""
+
+
+@dataclass(frozen=True)
+class Approval:
+    broadcast: Broadcast
+    sent: bool  # False: the author's confirmation made it a request waiting for an approver
+
+
+class Broadcasts:
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        destinations: Mapping[str, Destination],
+        on_approved: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.destinations = destinations
+        self.on_approved = on_approved
+        self.clock = clock
+
+    @property
+    def audiences(self) -> list[str]:
+        return list(self.config.audiences)
+
+    def preview(self, text: str, audience: str) -> tuple[Rendering, ...]:
+        """Exactly what each destination of `audience` will receive (raises InputError on bad text)."""
+        text = clean(text)
+        if audience not in self.config.audiences:
+            raise Refused(f"There is no audience called '{audience}'. Choose one of: {', '.join(self.audiences)}.")
+        return tuple(
+            render(d.name, text, self.destinations[d.name].limits, d.allow_broadcast_mentions)
+            for d in self.config.audience(audience)
+        )
+
+    async def request(
+        self, actor: str, text: str, audience: str | None, origin: str, origin_ref: dict[str, Any]
+    ) -> Broadcast:
+        """A leader asks to broadcast: a draft only its author sees, until confirmed."""
+        _check(policy.may_request(self.config.policy, actor))
+        audience = audience or self.config.policy.default_audience
+        text = clean(text)
+        self.preview(text, audience)
+        now = self.clock()
+        broadcast_id = "b" + secrets.token_hex(4)
+        row = {
+            "id": broadcast_id,
+            "author": actor,
+            "text": text,
+            "audience": audience,
+            "state": BroadcastState.DRAFT.value,
+            "created_at": now,
+            "expires_at": now + self.config.policy.pending_for.total_seconds(),
+            "origin": origin,
+            "origin_ref": json.dumps(origin_ref),
+            "report_ref": "{}",
+        }
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO broadcasts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
+            )
+
+        await self.store.call(lambda conn: transaction(conn, insert))
+        return await self.get(broadcast_id)
+
+    async def get(self, broadcast_id: str) -> Broadcast:
+        def run(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            row: sqlite3.Row | None = conn.execute("SELECT * FROM broadcasts WHERE id = ?", (broadcast_id,)).fetchone()
+            return row
+
+        row = await self.store.call(run)
+        if row is None:
+            raise Refused(f"There is no broadcast {broadcast_id}.")
+        return Broadcast.from_row(row)
+
+    async def deliveries(self, broadcast_id: str) -> list[Delivery]:
+        return await outbox.for_broadcast(self.store, broadcast_id)
+
+    async def recent(self, limit: int = 20) -> list[Broadcast]:
+        def run(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            return conn.execute("SELECT * FROM broadcasts ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+
+        return [Broadcast.from_row(r) for r in await self.store.call(run)]
+
+    async def change(
+        self, actor: str, broadcast_id: str, *, text: str | None = None, audience: str | None = None
+    ) -> Broadcast:
+        """The author edits a draft's text or picks another audience."""
+        current = await self.get(broadcast_id)
+        _check(policy.may_change(self.config.policy, actor, current))
+        new_text = clean(text) if text is not None else current.text
+        new_audience = audience or current.audience
+        self.preview(new_text, new_audience)
+        await self._move(
+            current,
+            (BroadcastState.DRAFT,),
+            "state = 'draft', text = ?, audience = ?",
+            (new_text, new_audience),
+        )
+        return await self.get(broadcast_id)
+
+    async def cancel(self, actor: str, broadcast_id: str) -> Broadcast:
+        current = await self.get(broadcast_id)
+        _check(policy.may_change(self.config.policy, actor, current))
+        await self._move(
+            current,
+            (BroadcastState.DRAFT, BroadcastState.PENDING),
+            "state = 'cancelled', decided_by = ?, decided_at = ?",
+            (actor, self.clock()),
+        )
+        return await self.get(broadcast_id)
+
+    async def reject(self, actor: str, broadcast_id: str) -> Broadcast:
+        current = await self.get(broadcast_id)
+        _check(policy.may_reject(self.config.policy, actor, current))
+        await self._move(
+            current,
+            (BroadcastState.PENDING,),
+            "state = 'rejected', decided_by = ?, decided_at = ?",
+            (actor, self.clock()),
+        )
+        return await self.get(broadcast_id)
+
+    async def approve(self, actor: str, broadcast_id: str) -> Approval:
+        """The author's confirmation, or an approver's decision.
+
+        With approvers configured, the author's confirmation turns the draft into a request. Otherwise, or
+        from an approver, the state change and one delivery row per destination commit in one
+        transaction; the outbox posts them after the commit.
+        """
+        current = await self.get(broadcast_id)
+        _check(policy.may_approve(self.config.policy, actor, current))
+        renderings = self.preview(current.text, current.audience)
+        errors = [r.error for r in renderings if r.error]
+        if errors:
+            raise Refused(" ".join(errors))
+        if current.state is BroadcastState.DRAFT and policy.needs_second_person(self.config.policy):
+            await self._move(current, (BroadcastState.DRAFT,), "state = 'pending'", ())
+            return Approval(await self.get(broadcast_id), sent=False)
+
+        kinds = {d.name: (d.kind, d.dry_run) for d in self.config.audience(current.audience)}
+        rows = [(r, *kinds[r.destination]) for r in renderings]
+        now = self.clock()
+        await self._move(
+            current,
+            (current.state,),
+            "state = 'approved', decided_by = ?, decided_at = ?",
+            (actor, now),
+            then=lambda conn: outbox.insert_deliveries(conn, broadcast_id, rows, now),
+        )
+        self.on_approved()
+        return Approval(await self.get(broadcast_id), sent=True)
+
+    async def set_report_ref(self, broadcast_id: str, ref: dict[str, Any]) -> None:
+        """Where the surface keeps the live report (a message it can edit)."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE broadcasts SET report_ref = ? WHERE id = ?", (json.dumps(ref), broadcast_id))
+
+        await self.store.call(lambda conn: transaction(conn, run))
+
+    async def _move(
+        self,
+        current: Broadcast,
+        from_states: tuple[BroadcastState, ...],
+        assignments: str,
+        values: tuple[Any, ...],
+        then: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        """Compare-and-set: change the row only if it is still in one of `from_states` and not expired."""
+        now = self.clock()
+        placeholders = ", ".join("?" * len(from_states))
+
+        def run(conn: sqlite3.Connection) -> str:
+            cursor = conn.execute(
+                f"UPDATE broadcasts SET {assignments} WHERE id = ? AND state IN ({placeholders}) AND expires_at > ?",
+                (*values, current.id, *(s.value for s in from_states), now),
+            )
+            if cursor.rowcount == 1:
+                if then is not None:
+                    then(conn)
+                return "ok"
+            row = conn.execute("SELECT state, expires_at FROM broadcasts WHERE id = ?", (current.id,)).fetchone()
+            if row["state"] in (BroadcastState.DRAFT.value, BroadcastState.PENDING.value) and row["expires_at"] <= now:
+                conn.execute("UPDATE broadcasts SET state = 'expired' WHERE id = ?", (current.id,))
+                return BroadcastState.EXPIRED.value
+            return str(row["state"])
+
+        outcome = await self.store.call(lambda conn: transaction(conn, run))
+        if outcome == BroadcastState.EXPIRED.value:
+            raise Refused("This broadcast has expired. Send it again with /broadcast.")
+        if outcome != "ok":
+            raise Refused(f"This broadcast is already {outcome}; nothing was changed.")
+
+
+def _check(decision: policy.Decision) -> None:
+    if not decision.allowed:
+        raise Refused(decision.reason)

@@ -1,0 +1,341 @@
+"""Configuration: secrets and endpoints from the environment, policy and destinations from a TOML file.
+
+Both are read once, at start-up, into frozen objects. A wrong config stops start-up with a message naming
+the file, the key and the fix: an operator should never have to guess, and a half-working bot that
+silently skips a destination is worse than one that refuses to start.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from relay.destination import DestinationSpec
+
+BUNDLED_EXAMPLE = Path(__file__).resolve().parent.parent / "relay.example.toml"
+
+# Stable ids only: names change, ids don't. Slack member ids start with U (or W on Enterprise Grid);
+# a Teams user is the Entra (AAD) object id, a GUID.
+ID_PATTERNS = {
+    "slack": re.compile(r"^slack:[UW][A-Z0-9]{2,}$"),
+    "teams": re.compile(r"^teams:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+}
+
+SECRET_VARIABLES = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "X_API_KEY",
+    "X_API_SECRET",
+    "X_ACCESS_TOKEN",
+    "X_ACCESS_TOKEN_SECRET",
+)
+
+
+class ConfigError(Exception):
+    """A configuration the bot refuses to start with; the message says where and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A credential that cannot leak through repr(), str() or an f-string."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the environment says: where things are, and the secrets."""
+
+    port: int
+    db_path: Path
+    config_path: Path
+    config_is_bundled_example: bool
+    slack_api_url: str
+    x_api_url: str
+    secrets: Mapping[str, Secret]
+
+    def secret(self, name: str) -> Secret | None:
+        return self.secrets.get(name)
+
+    @property
+    def slack_ready(self) -> bool:
+        """Whether Slack requests can be received and verified."""
+        return bool(self.secret("SLACK_BOT_TOKEN") and self.secret("SLACK_SIGNING_SECRET"))
+
+
+def settings_from_env(env: Mapping[str, str]) -> Settings:
+    """Read the environment once; the only place in the bot that looks at it."""
+    port_text = env.get("PORT", "3000")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"PORT={port_text!r} is not a TCP port: set PORT to a number from 1 to 65535")
+    explicit = env.get("RELAY_CONFIG")
+    config_path = Path(explicit or "relay.toml")
+    bundled = not explicit and not config_path.exists()
+    if bundled:
+        config_path = BUNDLED_EXAMPLE
+    elif not config_path.exists():
+        raise ConfigError(
+            f"RELAY_CONFIG={explicit}: no such file; point RELAY_CONFIG at your relay.toml "
+            f"(start from {BUNDLED_EXAMPLE.name})"
+        )
+    return Settings(
+        port=int(port_text),
+        db_path=Path(env.get("RELAY_DB", "relay.db")),
+        config_path=config_path,
+        config_is_bundled_example=bundled,
+        slack_api_url=env.get("SLACK_API_URL", "https://slack.com/api/"),
+        x_api_url=env.get("X_API_URL", "https://api.twitter.com").rstrip("/"),
+        secrets={name: Secret(env[name]) for name in SECRET_VARIABLES if env.get(name, "").strip()},
+    )
+
+
+@dataclass(frozen=True)
+class Policy:
+    leaders: frozenset[str]
+    approvers: frozenset[str]
+    default_audience: str
+    approval_channel: str | None  # Slack channel for approval requests; None: DM each approver
+    pending_for: timedelta  # how long a preview or an approval request stays valid
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    name: str
+    kind: str
+    dry_run: bool
+    allow_broadcast_mentions: bool
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    dry_run: bool  # the whole bot renders and records, and posts nothing
+    policy: Policy
+    destinations: Mapping[str, DestinationConfig]
+    audiences: Mapping[str, tuple[str, ...]]
+
+    def audience(self, name: str) -> tuple[DestinationConfig, ...]:
+        return tuple(self.destinations[d] for d in self.audiences[name])
+
+
+_TOP_KEYS = {"dry_run", "policy", "destinations", "audiences"}
+_POLICY_KEYS = {"leaders", "approvers", "default_audience", "approval_channel", "pending_hours"}
+_COMMON_DESTINATION_KEYS = {"kind": str, "dry_run": bool, "allow_broadcast_mentions": bool}
+_SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
+
+
+class _Problems:
+    """Collects every problem so the operator fixes the file in one go."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.lines.append(f"{self.path.name}: {key}: {message}")
+
+    def unknown_keys(self, where: str, given: Mapping[str, Any], known: set[str]) -> None:
+        for key in given:
+            if key not in known:
+                near = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f"did you mean '{near[0]}'?" if near else f"known keys: {', '.join(sorted(known))}"
+                self.add(f"{where}{key}", f"unknown key; {hint}")
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            raise ConfigError("\n".join(self.lines))
+
+
+def load_config(settings: Settings, kinds: Mapping[str, DestinationSpec], text: str | None = None) -> Config:
+    """Parse and check the TOML file against the known destination kinds and the environment."""
+    path = settings.config_path
+    problems = _Problems(path)
+    try:
+        raw = tomllib.loads(text if text is not None else path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path.name}: not valid TOML ({error}); fix the syntax at that line") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
+
+    problems.unknown_keys("", raw, _TOP_KEYS)
+    dry_run = _typed(problems, raw, "dry_run", bool, False, "")
+    destinations = _destinations(problems, raw.get("destinations"), kinds, settings, dry_run)
+    audiences = _audiences(problems, raw.get("audiences"), destinations)
+    policy = _policy(problems, raw.get("policy"), audiences)
+    problems.raise_if_any()
+    assert policy is not None
+    return Config(path, dry_run, policy, destinations, audiences)
+
+
+def _typed(problems: _Problems, table: Mapping[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        problems.add(f"{where}{key}", f"must be {_type_name(kind)}, not {value!r}")
+        return default
+    return value
+
+
+def _type_name(kind: type) -> str:
+    return {str: "a string in quotes", bool: "true or false", int: "a whole number", list: "a list"}.get(
+        kind, kind.__name__
+    )
+
+
+def _table(problems: _Problems, value: Any, key: str) -> Mapping[str, Any]:
+    if value is None:
+        problems.add(key, f"missing; add a [{key}] table (see {BUNDLED_EXAMPLE.name})")
+        return {}
+    if not isinstance(value, dict):
+        problems.add(key, f"must be a table, written [{key}]")
+        return {}
+    return value
+
+
+def _destinations(
+    problems: _Problems,
+    raw: Any,
+    kinds: Mapping[str, DestinationSpec],
+    settings: Settings,
+    bot_dry_run: bool,
+) -> dict[str, DestinationConfig]:
+    found: dict[str, DestinationConfig] = {}
+    for name, table in _table(problems, raw, "destinations").items():
+        where = f"destinations.{name}."
+        if not isinstance(table, dict):
+            problems.add(f"destinations.{name}", f"must be a table, written [destinations.{name}]")
+            continue
+        kind = table.get("kind")
+        spec = kinds.get(kind) if isinstance(kind, str) else None
+        if spec is None:
+            known = ", ".join(f'"{k}"' for k in sorted(kinds))
+            problems.add(f"{where}kind", f"{kind!r} is not a destination kind; use one of {known}")
+            continue
+        assert isinstance(kind, str)
+        schema = {**_COMMON_DESTINATION_KEYS, **spec.options}
+        problems.unknown_keys(where, table, set(schema))
+        options = {}
+        for key, expected in spec.options.items():
+            if key in table:
+                options[key] = _typed(problems, table, key, expected, None, where)
+            elif key in spec.required:
+                problems.add(f"{where}{key}", f"missing; a {kind} destination needs it")
+        dry = bool(_typed(problems, table, "dry_run", bool, False, where))
+        if kind == "slack" and isinstance(options.get("channel"), str):
+            _check_slack_channel(problems, f"{where}channel", options["channel"])
+        missing = [s for s in spec.secrets if settings.secret(s) is None]
+        if missing and not (dry or bot_dry_run):
+            problems.add(
+                f"destinations.{name}",
+                f"needs {', '.join(missing)} in the environment; set "
+                f"{'them' if len(missing) > 1 else 'it'}, or set dry_run = true on this destination "
+                "to render and record without posting",
+            )
+        found[name] = DestinationConfig(
+            name=name,
+            kind=kind,
+            dry_run=dry or bot_dry_run,
+            allow_broadcast_mentions=bool(_typed(problems, table, "allow_broadcast_mentions", bool, False, where)),
+            options=options,
+        )
+    return found
+
+
+def _check_slack_channel(problems: _Problems, key: str, channel: str) -> None:
+    if not _SLACK_CHANNEL.match(channel):
+        problems.add(
+            key,
+            f"{channel!r} is not a Slack channel ID; use the ID (like C0123ABCD, from the channel's "
+            "details → About), not its name: names change, IDs don't",
+        )
+
+
+def _audiences(
+    problems: _Problems, raw: Any, destinations: Mapping[str, DestinationConfig]
+) -> dict[str, tuple[str, ...]]:
+    found: dict[str, tuple[str, ...]] = {}
+    for name, members in _table(problems, raw, "audiences").items():
+        key = f"audiences.{name}"
+        if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+            problems.add(key, 'must be a non-empty list of destination names, like ["all-staff"]')
+            continue
+        for member in members:
+            if member not in destinations:
+                near = difflib.get_close_matches(member, sorted(destinations), n=1)
+                hint = f"did you mean '{near[0]}'?" if near else f"add a [destinations.{member}] table"
+                problems.add(key, f"'{member}' is not a destination; {hint}")
+        found[name] = tuple(dict.fromkeys(members))
+    return found
+
+
+def _policy(problems: _Problems, raw: Any, audiences: Mapping[str, tuple[str, ...]]) -> Policy | None:
+    table = _table(problems, raw, "policy")
+    problems.unknown_keys("policy.", table, _POLICY_KEYS)
+    leaders = _ids(problems, table, "leaders")
+    approvers = _ids(problems, table, "approvers")
+    if "leaders" in table and not leaders:
+        problems.add("policy.leaders", 'is empty: nobody could broadcast; add an id like "slack:U0123ABC"')
+    elif "leaders" not in table:
+        problems.add("policy.leaders", 'missing; list who may broadcast, like leaders = ["slack:U0123ABC"]')
+    default = _typed(problems, table, "default_audience", str, None, "policy.")
+    if default is None:
+        problems.add("policy.default_audience", "missing; name the audience /broadcast uses by default")
+    elif audiences and default not in audiences:
+        problems.add(
+            "policy.default_audience",
+            f"'{default}' is not an audience; use one of {', '.join(sorted(audiences))}",
+        )
+    channel = _typed(problems, table, "approval_channel", str, None, "policy.")
+    if channel is not None:
+        _check_slack_channel(problems, "policy.approval_channel", channel)
+    hours = table.get("pending_hours", 24)
+    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 < hours <= 24 * 30:
+        problems.add("policy.pending_hours", f"must be a number of hours from 0 to 720, not {hours!r}")
+        hours = 24
+    return Policy(
+        leaders=leaders,
+        approvers=approvers,
+        default_audience=default or "",
+        approval_channel=channel,
+        pending_for=timedelta(hours=hours),
+    )
+
+
+def _ids(problems: _Problems, table: Mapping[str, Any], key: str) -> frozenset[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list):
+        problems.add(f"policy.{key}", 'must be a list of ids, like ["slack:U0123ABC"]')
+        return frozenset()
+    good = set()
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not any(p.match(item) for p in ID_PATTERNS.values()):
+            problems.add(f"policy.{key}[{index}]", _id_fix(item))
+        else:
+            good.add(item)
+    return frozenset(good)
+
+
+def _id_fix(item: Any) -> str:
+    text = str(item)
+    if re.fullmatch(r"[UW][A-Z0-9]{2,}", text):
+        return f"{text!r} needs its platform: write 'slack:{text}'"
+    if text.startswith("@") or (isinstance(item, str) and not item.count(":")):
+        return (
+            f"{text!r} is not a stable id; write 'slack:<member id>' (Slack profile → ⋮ → Copy member ID), "
+            "never a name, which anyone can change"
+        )
+    return f"{text!r} is not a stable id; write 'slack:U0123ABC' or 'teams:<Entra object id>'"

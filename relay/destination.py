@@ -1,0 +1,126 @@
+"""The contract between the core and a network: what an adapter must do, and what it may answer.
+
+An adapter is one file in `adapters/`. It declares its limits as data (`Limits`), posts one part of a
+broadcast at a time (`publish`), and, when a post's fate is unclear, looks for it (`find`). It never
+retries by itself: it answers with an `Outcome` and the outbox decides, so every attempt is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+
+class Counting(Enum):
+    """How a network measures a text against its limit."""
+
+    CHARACTERS = "characters"  # Unicode code points (Slack)
+    GRAPHEMES = "graphemes"  # user-perceived characters
+    X_WEIGHTED = "x-weighted"  # twitter-text v3: most scripts 1, CJK and emoji 2, URLs 23
+
+
+class Markup(Enum):
+    """What the network does with the leader's Slack mrkdwn."""
+
+    MRKDWN = "mrkdwn"  # understood as written (Slack)
+    PLAIN = "plain"  # markup stripped, links and mentions turned into words
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A network's rules, as data the renderer and the dispatcher read."""
+
+    max_length: int
+    counting: Counting
+    markup: Markup
+    url_length: int | None = None  # a link counts as this many, whatever its length
+    max_thread_parts: int = 1  # 1: no threads, too-long text is refused
+    concurrency: int = 4  # calls in flight to this network at once
+    min_interval: float = 0.0  # seconds between two posts to the same place (see `pace_key`)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One post to make: a whole message, or one piece of a thread."""
+
+    text: str
+    index: int  # 0-based position in the thread
+    total: int
+    key: str  # stable across retries and restarts: the idempotency key / metadata marker
+    reply_to: str | None  # remote id of the previous part, for threads
+
+
+@dataclass(frozen=True)
+class Sent:
+    remote_id: str
+    link: str | None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """The post surely did not land (rate limit, 5xx, refused connection): try again later."""
+
+    reason: str
+    after: float | None = None  # seconds the server asked us to wait, if it said
+
+
+@dataclass(frozen=True)
+class Ambiguous:
+    """The request went out and no answer came back: it may have landed."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Permanent:
+    """Retrying cannot help; `reason` is written for the leader and names the fix."""
+
+    reason: str
+
+
+Outcome = Sent | Retry | Ambiguous | Permanent
+
+
+@dataclass(frozen=True)
+class Unprovable:
+    """A `find` that could not tell whether the post exists."""
+
+    reason: str
+
+
+FindResult = Sent | None | Unprovable | Retry
+
+
+@dataclass(frozen=True)
+class DestinationSpec:
+    """What a kind of destination accepts in the TOML, and which secrets it needs from the environment."""
+
+    kind: str
+    options: Mapping[str, type] = field(default_factory=dict)  # option name → expected type
+    required: tuple[str, ...] = ()  # options that must be present
+    secrets: tuple[str, ...] = ()  # environment variables needed unless the destination is dry
+
+
+class Destination(Protocol):
+    """One configured place a broadcast goes to (a Slack channel, an X account)."""
+
+    limits: Limits
+    idempotent: bool  # True when re-sending a part with the same key can never post twice
+
+    async def publish(self, part: Part) -> Outcome: ...
+
+    async def find(self, part: Part, since: float) -> FindResult:
+        """Look for `part` posted at or after `since` (epoch seconds); `None` means surely not there."""
+        ...
+
+    def pace_key(self) -> str:
+        """Posts sharing a key are spaced by `limits.min_interval`."""
+        ...
+
+    def describe(self) -> str:
+        """A one-line description for logs and the preview, without secrets."""
+        ...
+
+    async def close(self) -> None: ...

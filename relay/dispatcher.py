@@ -1,0 +1,174 @@
+"""The worker that empties the outbox: claims due deliveries, calls adapters, records outcomes.
+
+Network calls happen outside any transaction. Calls to one network are bounded by its
+`limits.concurrency`, and posts to one place (a Slack channel) are spaced by `limits.min_interval`.
+An outcome that may have landed is never posted again on a guess: the next attempt first asks the
+adapter to find it, unless the network honours an idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+
+from relay import outbox
+from relay.destination import Ambiguous, Destination, Part, Permanent, Retry, Sent, Unprovable
+from relay.model import Delivery, DeliveryState
+from relay.store import Store
+
+log = logging.getLogger(__name__)
+
+DRY_RUN_ID = "dry-run"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        destinations: Mapping[str, Destination],
+        on_change: Callable[[str], None] = lambda broadcast_id: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.destinations = destinations
+        self.on_change = on_change
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._limits = {name: asyncio.Semaphore(d.limits.concurrency) for name, d in destinations.items()}
+        self._pace_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._last_post: dict[str, float] = {}
+
+    def poke(self) -> None:
+        """New work was committed: look now instead of at the next timer."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Until cancelled: resume what a previous process left, then serve the queue."""
+        recovered = await outbox.recover(self.store, self.clock())
+        if recovered:
+            log.warning("resuming %d deliveries that were in flight when the bot stopped", recovered)
+        try:
+            while True:
+                self._wake.clear()
+                capacity = max(1, 64 - len(self._tasks))
+                for delivery in await outbox.claim_due(self.store, self.clock(), capacity):
+                    task = asyncio.create_task(self._deliver(delivery))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                await self._sleep_until_due()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _sleep_until_due(self) -> None:
+        due = await outbox.next_due(self.store)
+        timeout = None if due is None else max(0.0, due - self.clock())
+        if timeout == 0.0:
+            await asyncio.sleep(0)  # let running deliveries record before claiming again
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        try:
+            await self._attempt(delivery)
+        except Exception:  # a bug must not kill the worker; the lease makes the row come back
+            log.exception("delivery %s to %s crashed", delivery.id, delivery.destination)
+            await outbox.retry_at(
+                self.store,
+                delivery.id,
+                self.clock() + outbox.retry_delay(delivery.attempts, None),
+                "an internal error interrupted this delivery",
+                check_first=True,
+                now=self.clock(),
+            )
+        finally:
+            self.on_change(delivery.broadcast_id)
+            self.poke()
+
+    async def _attempt(self, delivery: Delivery) -> None:
+        destination = self.destinations.get(delivery.destination)
+        if destination is None:
+            await self._finish(delivery, DeliveryState.FAILED, "this destination is no longer in relay.toml")
+            return
+        if delivery.dry_run:
+            for _ in delivery.parts[len(delivery.posted) :]:
+                await outbox.record_part(self.store, delivery.id, DRY_RUN_ID, None, self.clock())
+            await self._finish(delivery, DeliveryState.SENT, None)
+            return
+        self.on_change(delivery.broadcast_id)  # the report shows it as sending
+        posted = list(delivery.posted)
+        check_first = delivery.check_first
+        async with self._limits[delivery.destination]:
+            for index in range(len(posted), len(delivery.parts)):
+                part = Part(
+                    text=delivery.parts[index],
+                    index=index,
+                    total=len(delivery.parts),
+                    key=f"{delivery.broadcast_id}-{delivery.id}-{index}",
+                    reply_to=posted[-1] if posted else None,
+                )
+                if check_first and not destination.idempotent:
+                    found = await destination.find(part, since=(delivery.first_attempt_at or 0) - 60)
+                    if isinstance(found, Unprovable):
+                        await self._finish(delivery, DeliveryState.UNKNOWN, found.reason)
+                        return
+                    if isinstance(found, Retry):
+                        await self._retry(delivery, found, check_first=True)
+                        return
+                    if isinstance(found, Sent):
+                        await outbox.record_part(self.store, delivery.id, found.remote_id, found.link, self.clock())
+                        posted.append(found.remote_id)
+                        check_first = False
+                        continue
+                await self._pace(destination)
+                outcome = await destination.publish(part)
+                check_first = False
+                if isinstance(outcome, Sent):
+                    await outbox.record_part(self.store, delivery.id, outcome.remote_id, outcome.link, self.clock())
+                    posted.append(outcome.remote_id)
+                elif isinstance(outcome, Permanent):
+                    await self._finish(delivery, DeliveryState.FAILED, outcome.reason)
+                    return
+                elif isinstance(outcome, Ambiguous):
+                    await self._retry(delivery, Retry(outcome.reason), check_first=True)
+                    return
+                else:
+                    await self._retry(delivery, outcome, check_first=False)
+                    return
+        await self._finish(delivery, DeliveryState.SENT, None)
+
+    async def _pace(self, destination: Destination) -> None:
+        """Space posts to one place by the network's minimum interval (Slack: about one a second)."""
+        interval = destination.limits.min_interval
+        if not interval:
+            return
+        key = destination.pace_key()
+        async with self._pace_locks[key]:
+            wait = self._last_post.get(key, 0.0) + interval - self.clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_post[key] = self.clock()
+
+    async def _retry(self, delivery: Delivery, outcome: Retry, check_first: bool) -> None:
+        now = self.clock()
+        delay = outbox.retry_delay(delivery.attempts, outcome.after)
+        started = delivery.first_attempt_at or now
+        if delivery.attempts >= outbox.MAX_ATTEMPTS or now + delay - started > outbox.GIVE_UP_AFTER:
+            final = DeliveryState.UNKNOWN if check_first else DeliveryState.FAILED
+            await self._finish(delivery, final, f"gave up after {delivery.attempts} attempts: {outcome.reason}")
+            return
+        log.info("delivery %s to %s: retry in %.1fs (%s)", delivery.id, delivery.destination, delay, outcome.reason)
+        await outbox.retry_at(self.store, delivery.id, now + delay, outcome.reason, check_first, now)
+
+    async def _finish(self, delivery: Delivery, state: DeliveryState, error: str | None) -> None:
+        log.info(
+            "delivery %s to %s: %s%s", delivery.id, delivery.destination, state.value, f" ({error})" if error else ""
+        )
+        await outbox.finish(self.store, delivery.id, state, error, self.clock())

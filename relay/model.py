@@ -1,0 +1,100 @@
+"""The core's data: a broadcast and its deliveries, as read from the database."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+class BroadcastState(Enum):
+    DRAFT = "draft"  # previewed by its author, not yet confirmed
+    PENDING = "pending"  # confirmed by its author, waiting for an approver
+    APPROVED = "approved"  # deliveries recorded; the outbox sends them
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class DeliveryState(Enum):
+    PENDING = "pending"  # waiting for its (next) attempt
+    SENDING = "sending"  # claimed by the dispatcher
+    SENT = "sent"
+    FAILED = "failed"  # permanent error, or retries exhausted
+    UNKNOWN = "unknown"  # may or may not have landed, and no way to prove it: never posted again
+
+    @property
+    def final(self) -> bool:
+        return self in (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.UNKNOWN)
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    id: str
+    author: str
+    text: str
+    audience: str
+    state: BroadcastState
+    created_at: float
+    expires_at: float
+    decided_by: str | None
+    origin: str
+    origin_ref: dict[str, Any]
+    report_ref: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Broadcast:
+        return cls(
+            id=row["id"],
+            author=row["author"],
+            text=row["text"],
+            audience=row["audience"],
+            state=BroadcastState(row["state"]),
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+            decided_by=row["decided_by"],
+            origin=row["origin"],
+            origin_ref=json.loads(row["origin_ref"] or "{}"),
+            report_ref=json.loads(row["report_ref"] or "{}"),
+        )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    broadcast_id: str
+    destination: str
+    kind: str
+    dry_run: bool
+    parts: tuple[str, ...]
+    posted: tuple[str, ...]  # remote ids of the parts already posted, in order
+    link: str | None
+    state: DeliveryState
+    attempts: int
+    check_first: bool
+    next_attempt_at: float | None
+    first_attempt_at: float | None
+    attempt_started_at: float | None
+    last_error: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Delivery:
+        return cls(
+            id=row["id"],
+            broadcast_id=row["broadcast_id"],
+            destination=row["destination"],
+            kind=row["kind"],
+            dry_run=bool(row["dry_run"]),
+            parts=tuple(json.loads(row["parts"])),
+            posted=tuple(json.loads(row["posted"])),
+            link=row["link"],
+            state=DeliveryState(row["state"]),
+            attempts=row["attempts"],
+            check_first=bool(row["check_first"]),
+            next_attempt_at=row["next_attempt_at"],
+            first_attempt_at=row["first_attempt_at"],
+            attempt_started_at=row["attempt_started_at"],
+            last_error=row["last_error"],
+        )

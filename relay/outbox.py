@@ -1,0 +1,160 @@
+"""The outbox: delivery rows and the short transactions that move them between states.
+
+A delivery is claimed with a lease before any network call and its outcome recorded in a second
+transaction after it; nothing is posted that was not first recorded, and every attempt leaves a trace.
+Retry timing lives here too, as data in the row (`next_attempt_at`), never in a sleeping coroutine, so a
+restart picks up exactly where the last process stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from collections.abc import Iterable
+
+from relay.model import Delivery, DeliveryState
+from relay.render import Rendering
+from relay.store import Store, transaction
+
+LEASE_SECONDS = 120.0  # longer than a whole thread of timed-out calls; renewed after every part
+MAX_ATTEMPTS = 8
+GIVE_UP_AFTER = 3600.0  # a broadcast that cannot go out within an hour is news, not a retry
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 300.0
+
+
+def retry_delay(attempts: int, server_hint: float | None) -> float:
+    """The larger of the server's hint and exponential backoff with full jitter (AWS architecture blog,
+    "Exponential Backoff And Jitter"): retries from many deliveries spread out instead of colliding."""
+    backoff = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1)))
+    return max(server_hint or 0.0, backoff)
+
+
+def insert_deliveries(
+    conn: sqlite3.Connection,
+    broadcast_id: str,
+    renderings: Iterable[tuple[Rendering, str, bool]],
+    now: float,
+) -> None:
+    """Inside the approval transaction: one row per destination, with the exact approved texts."""
+    conn.executemany(
+        "INSERT INTO deliveries (broadcast_id, destination, kind, dry_run, parts, posted, state, attempts,"
+        " check_first, next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, '[]', 'pending', 0, 0, ?, ?)",
+        [
+            (broadcast_id, r.destination, kind, int(dry), json.dumps(list(r.parts)), now, now)
+            for r, kind, dry in renderings
+        ],
+    )
+
+
+async def recover(store: Store, now: float) -> int:
+    """At start-up: deliveries left 'sending' by a dead process may have landed; look before posting."""
+
+    def run(conn: sqlite3.Connection) -> int:
+        cursor = conn.execute(
+            "UPDATE deliveries SET state = 'pending', check_first = 1, lease_until = NULL,"
+            " next_attempt_at = ?, updated_at = ? WHERE state = 'sending'",
+            (now, now),
+        )
+        return cursor.rowcount
+
+    return await store.call(lambda conn: transaction(conn, run))
+
+
+async def claim_due(store: Store, now: float, limit: int) -> list[Delivery]:
+    """Take up to `limit` due deliveries for this process, each with a fresh lease."""
+
+    def run(conn: sqlite3.Connection) -> list[Delivery]:
+        rows = conn.execute(
+            "SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, id LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        ids = [row["id"] for row in rows]
+        conn.executemany(
+            "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, lease_until = ?,"
+            " attempt_started_at = ?, first_attempt_at = COALESCE(first_attempt_at, ?), updated_at = ?"
+            " WHERE id = ? AND state = 'pending'",
+            [(now + LEASE_SECONDS, now, now, now, i) for i in ids],
+        )
+        return [_load(conn, i) for i in ids]
+
+    return await store.call(lambda conn: transaction(conn, run))
+
+
+async def next_due(store: Store) -> float | None:
+    """When the earliest pending delivery is due, so the dispatcher sleeps exactly that long."""
+
+    def run(conn: sqlite3.Connection) -> float | None:
+        row = conn.execute("SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 'pending'").fetchone()
+        return float(row[0]) if row[0] is not None else None
+
+    return await store.call(run)
+
+
+async def record_part(store: Store, delivery_id: int, remote_id: str, link: str | None, now: float) -> None:
+    """A part landed: remember its id at once, so a crash before the next part cannot repost it."""
+
+    def run(conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT posted, link FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        posted = json.loads(row["posted"]) + [remote_id]
+        conn.execute(
+            "UPDATE deliveries SET posted = ?, link = COALESCE(link, ?), check_first = 0, lease_until = ?,"
+            " updated_at = ? WHERE id = ? AND state = 'sending'",
+            (json.dumps(posted), link, now + LEASE_SECONDS, now, delivery_id),
+        )
+
+    await store.call(lambda conn: transaction(conn, run))
+
+
+async def finish(store: Store, delivery_id: int, state: DeliveryState, error: str | None, now: float) -> None:
+    """Record a final state: sent, failed or unknown."""
+    await _update(
+        store,
+        "state = ?, last_error = ?, lease_until = NULL, next_attempt_at = NULL, updated_at = ?",
+        (state.value, error, now),
+        delivery_id,
+    )
+
+
+async def retry_at(store: Store, delivery_id: int, when: float, reason: str, check_first: bool, now: float) -> None:
+    """Put the delivery back in the queue for `when`; `check_first` when the last try may have landed."""
+    await _update(
+        store,
+        "state = 'pending', next_attempt_at = ?, last_error = ?, check_first = ?, lease_until = NULL, updated_at = ?",
+        (when, reason, int(check_first), now),
+        delivery_id,
+    )
+
+
+async def _update(store: Store, assignments: str, values: tuple[object, ...], delivery_id: int) -> None:
+    def run(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            f"UPDATE deliveries SET {assignments} WHERE id = ? AND state = 'sending'",
+            (*values, delivery_id),
+        )
+
+    await store.call(lambda conn: transaction(conn, run))
+
+
+async def for_broadcast(store: Store, broadcast_id: str) -> list[Delivery]:
+    def run(conn: sqlite3.Connection) -> list[Delivery]:
+        rows = conn.execute("SELECT * FROM deliveries WHERE broadcast_id = ? ORDER BY id", (broadcast_id,)).fetchall()
+        return [Delivery.from_row(r) for r in rows]
+
+    return await store.call(run)
+
+
+def _load(conn: sqlite3.Connection, delivery_id: int) -> Delivery:
+    return Delivery.from_row(conn.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone())
+
+
+def describe_state(delivery: Delivery) -> str:
+    """For logs and the terminal: the state and, where it matters, why."""
+    text = delivery.state.value
+    if delivery.state is DeliveryState.PENDING and delivery.attempts:
+        text = "retrying"
+    if delivery.last_error and delivery.state is not DeliveryState.SENT:
+        text += f": {delivery.last_error}"
+    return text

@@ -1,0 +1,70 @@
+"""Who may do what: pure functions of the configured policy, the acting id and the broadcast.
+
+Asked again at every step (preview, approve, reject, cancel), because any member of a channel can press
+any button, and a button's value proves nothing about who pressed it. Ids are stable platform ids
+(`slack:U0123ABC`), never display names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relay.config import Policy
+from relay.model import Broadcast, BroadcastState
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""  # for a refusal: one sentence the person can act on
+
+
+ALLOWED = Decision(True)
+
+
+def may_request(policy: Policy, actor: str) -> Decision:
+    if actor in policy.leaders:
+        return ALLOWED
+    return Decision(False, "Only the leaders listed in the relay's policy can broadcast. Ask your comms team.")
+
+
+def needs_second_person(policy: Policy) -> bool:
+    """With approvers configured, someone other than the author must approve (four eyes)."""
+    return bool(policy.approvers)
+
+
+def may_change(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
+    """Edit the text, pick another audience, or cancel: the author's own draft or request."""
+    if actor != broadcast.author:
+        return Decision(False, "Only the person who wrote this broadcast can change or cancel it.")
+    if actor not in policy.leaders:
+        return may_request(policy, actor)
+    if broadcast.state not in (BroadcastState.DRAFT, BroadcastState.PENDING):
+        return _settled(broadcast)
+    return ALLOWED
+
+
+def may_approve(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
+    """The author confirms a draft; a pending request is approved by an approver other than the author."""
+    if broadcast.state is BroadcastState.DRAFT:
+        return may_change(policy, actor, broadcast)
+    if broadcast.state is not BroadcastState.PENDING:
+        return _settled(broadcast)
+    if actor == broadcast.author:
+        return Decision(False, "You cannot approve your own broadcast: another approver must.")
+    if actor not in policy.approvers:
+        return Decision(False, "Only the approvers listed in the relay's policy can approve broadcasts.")
+    return ALLOWED
+
+
+def may_reject(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
+    if broadcast.state is not BroadcastState.PENDING:
+        return _settled(broadcast)
+    if actor not in policy.approvers:
+        return Decision(False, "Only the approvers listed in the relay's policy can reject broadcasts.")
+    return ALLOWED
+
+
+def _settled(broadcast: Broadcast) -> Decision:
+    """Too late for any decision: say what happened instead (a double click lands here)."""
+    return Decision(False, f"This broadcast is already {broadcast.state.value}; nothing was changed.")

@@ -1,0 +1,180 @@
+"""The SQLite database: one connection, one thread, explicit transactions, numbered migrations.
+
+Every call runs on a single dedicated thread so the event loop never blocks on disk and the connection is
+never shared between threads. Read-then-write work runs inside `BEGIN IMMEDIATE`, which takes the write
+lock up front: a deferred transaction (what sqlite-utils' `atomic()` starts) can fail half-way under
+contention, and a compare-and-set must not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from sqlite_utils import Database
+
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """The database cannot be used; the message says what to do."""
+
+
+def _v1(db: Database) -> None:
+    db.table("broadcasts").create(
+        {
+            "id": str,
+            "author": str,
+            "text": str,
+            "audience": str,
+            "state": str,
+            "created_at": float,
+            "expires_at": float,
+            "decided_by": str,
+            "decided_at": float,
+            "origin": str,  # the chat surface it came from: "slack"
+            "origin_ref": str,  # JSON, the surface's own handles (response_url, channel)
+            "report_ref": str,  # JSON, where the live report lives once sent
+        },
+        pk="id",
+        not_null={"author", "text", "audience", "state", "created_at", "expires_at", "origin"},
+    )
+    db.table("deliveries").create(
+        {
+            "id": int,
+            "broadcast_id": str,
+            "destination": str,
+            "kind": str,
+            "dry_run": int,
+            "parts": str,  # JSON list of the exact texts approved
+            "posted": str,  # JSON list of remote ids, one per part already posted
+            "link": str,
+            "state": str,
+            "attempts": int,
+            "check_first": int,  # 1: the last attempt may have landed; look before posting again
+            "next_attempt_at": float,
+            "first_attempt_at": float,
+            "attempt_started_at": float,
+            "lease_until": float,
+            "last_error": str,
+            "updated_at": float,
+        },
+        pk="id",
+        foreign_keys=[("broadcast_id", "broadcasts", "id")],
+        not_null={"broadcast_id", "destination", "kind", "parts", "posted", "state"},
+        defaults={"attempts": 0, "check_first": 0, "dry_run": 0, "posted": "[]"},
+    )
+    db.table("deliveries").create_index(["broadcast_id", "destination"], unique=True)
+    db.table("deliveries").create_index(["state", "next_attempt_at"])
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1,)
+
+
+class Store:
+    """Owns the connection; `call` runs a function with it on the database thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+
+    async def open(self, exclusive: bool = True) -> None:
+        """Open (and migrate) the database; `exclusive` is for the bot, which alone may dispatch."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._open, exclusive)
+
+    def _open(self, exclusive: bool) -> None:
+        if exclusive:
+            self._lock_fd = _lock(self.path)
+        _create_private(self.path)
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # an acknowledged outbox row survives a power cut
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self._conn = conn
+        self._migrate(conn)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path} was written by a newer release (schema {version}); run that release, "
+                "or point RELAY_DB at another file"
+            )
+        db = Database(conn)
+        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                migration(db)
+                conn.execute(f"PRAGMA user_version={number}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` on the database thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn)
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            raise StoreError("the database is not open")
+        return fn(self._conn)
+
+    async def close(self) -> None:
+        def shut() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
+        self._executor.shutdown(wait=True)
+
+
+def transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `fn` inside BEGIN IMMEDIATE … COMMIT, rolling back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def _create_private(path: Path) -> None:
+    """Create the database owner-only (0600) before SQLite does; SQLite gives its -wal and -shm
+    files the database's permissions."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o600)
+
+
+def _lock(path: Path) -> int:
+    """Refuse a second bot on the same database: two dispatchers would race for the same deliveries,
+    and only one process can know which in-flight posts are its own after a crash."""
+    lock_path = Path(f"{path}.lock")
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(
+            f"another bot is already running on {path} (it holds {lock_path}); stop it first, "
+            "or give this one its own RELAY_DB"
+        ) from None
+    return fd

@@ -1,0 +1,71 @@
+"""What every HTTP adapter shares: timeouts, and the reading of transport failures and rate-limit hints.
+
+The line that matters is whether a request may have landed. A refused or failed connection means the
+request never left; a timeout or a connection dropped after sending means it may have been posted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import Mapping
+from datetime import datetime
+
+import aiohttp
+
+from relay.destination import Ambiguous, Retry
+
+# Every call is bounded: a connect that takes 5 s will not succeed, and no network we post to takes
+# more than a few seconds to accept a post.
+TIMEOUT = aiohttp.ClientTimeout(total=20, connect=5, sock_connect=5, sock_read=15)
+TIMEOUT_SECONDS = 20
+
+
+def failure(error: BaseException, network: str) -> Retry | Ambiguous | None:
+    """Classify a transport exception; None when it is not one (a bug, to be raised)."""
+    if isinstance(error, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
+        return Retry(f"could not connect to {network}")
+    if isinstance(error, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return Ambiguous(f"{network} did not answer in time; the post may have gone through")
+    if isinstance(error, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError)):
+        return Ambiguous(f"the connection to {network} dropped before it answered; the post may have gone through")
+    if isinstance(error, aiohttp.ClientError):
+        return Ambiguous(f"{network} could not be reached properly ({type(error).__name__})")
+    return None
+
+
+def server_hint(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the server asked us to wait: `Retry-After` (seconds or an HTTP date), or a rate-limit
+    reset given as epoch seconds (X: `x-rate-limit-reset`) or as a date (Mastodon: `X-RateLimit-Reset`)."""
+    now = time.time() if now is None else now
+    lowered = {k.lower(): v for k, v in headers.items()}
+    waits = []
+    if "retry-after" in lowered:
+        waits.append(_seconds_or_date(lowered["retry-after"], now, relative=True))
+    for name in ("x-rate-limit-reset", "x-ratelimit-reset"):
+        if name in lowered:
+            waits.append(_seconds_or_date(lowered[name], now, relative=False))
+    known = [w for w in waits if w is not None]
+    return max(known) if known else None
+
+
+def _seconds_or_date(value: str, now: float, relative: bool) -> float | None:
+    value = value.strip()
+    try:
+        number = float(value)
+    except ValueError:
+        return _date(value, now)
+    wait = number if relative else number - now
+    return max(0.0, min(wait, 24 * 3600.0))
+
+
+def _date(value: str, now: float) -> float | None:
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        try:
+            stamp = email.utils.parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, stamp - now)

@@ -1,0 +1,176 @@
+"""The whole bot on loopback: its own aiohttp server, fed signed Slack requests, posting to fake Slack and X."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from adapters import SPECS
+from bot import build_app
+from relay.config import load_config, settings_from_env
+from tests.fakes import FakeSlack, FakeX
+from tests.slack_requests import action_body, command_body, signed_headers, view_submission_body
+
+SIGNING_SECRET = "test-signing-secret-0123456789"
+BOT_TOKEN = "xoxb-test"
+LEADER, APPROVER, OTHER_APPROVER, STRANGER = "U0LEAD", "U0APPR", "U0APPR2", "U0RANDOM"
+STAFF_CHANNEL, APPROVAL_CHANNEL = "C0STAFF", "C0APPROVE"
+
+CONFIG = """
+[policy]
+leaders = ["slack:U0LEAD"]
+approvers = {approvers}
+default_audience = "everyone"
+{extra_policy}
+
+[destinations.all-staff]
+kind = "slack"
+channel = "C0STAFF"
+
+[destinations.company-x]
+kind = "x"
+
+[audiences]
+staff = ["all-staff"]
+public = ["company-x"]
+everyone = ["all-staff", "company-x"]
+"""
+
+
+def config_text(approvers: list[str] | None = None, extra_policy: str = "") -> str:
+    return CONFIG.format(approvers=json.dumps(approvers or []), extra_policy=extra_policy)
+
+
+def bot_env(tmp_path: Path, slack: FakeSlack, x: FakeX, config: str) -> dict[str, str]:
+    """The environment an operator would set, pointing at the fakes."""
+    path = tmp_path / "relay.toml"
+    path.write_text(config)
+    return {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "X_API_KEY": x.credentials.consumer_key,
+        "X_API_SECRET": x.credentials.consumer_secret,
+        "X_ACCESS_TOKEN": x.credentials.access_token,
+        "X_ACCESS_TOKEN_SECRET": x.credentials.access_token_secret,
+        "X_API_URL": x.api_url,
+        "RELAY_CONFIG": str(path),
+        "RELAY_DB": str(tmp_path / "relay.db"),
+    }
+
+
+class Relay:
+    """A running bot, driven the way Slack drives it."""
+
+    def __init__(self, url: str, slack: FakeSlack, http: aiohttp.ClientSession) -> None:
+        self.url = url
+        self.slack = slack
+        self.http = http
+        self._responses = 0
+
+    async def post_signed(self, body: str, headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+        response = await self.http.post(
+            f"{self.url}/slack/events", data=body, headers=headers or signed_headers(SIGNING_SECRET, body)
+        )
+        await response.read()
+        return response
+
+    def new_response_url(self) -> tuple[str, str]:
+        self._responses += 1
+        key = f"r{self._responses}"
+        return key, self.slack.response_url(key)
+
+    async def command(self, user: str, text: str) -> dict[str, Any]:
+        """`/broadcast <text>`: returns what Slack would show the user at once (the acknowledgement)."""
+        _, url = self.new_response_url()
+        response = await self.post_signed(command_body(user, text, url))
+        assert response.status == 200, await response.text()
+        return await response.json() if response.content_type == "application/json" else {"text": await response.text()}
+
+    async def click(
+        self, user: str, action: str, broadcast_id: str, selected: str | None = None, block_id: str | None = None
+    ) -> str:
+        """Press a button; returns the response_url key where the bot answers this click."""
+        key, url = self.new_response_url()
+        response = await self.post_signed(
+            action_body(user, action, broadcast_id, url, block_id=block_id, selected=selected)
+        )
+        assert response.status == 200, await response.text()
+        return key
+
+    async def submit_view(
+        self, user: str, callback_id: str, metadata: dict[str, Any], message: str, audience: str
+    ) -> aiohttp.ClientResponse:
+        return await self.post_signed(view_submission_body(user, callback_id, json.dumps(metadata), message, audience))
+
+    async def answer(self, key: str) -> dict[str, Any]:
+        """The bot's answer to one interaction, posted to its response_url."""
+        return (await self.slack.wait_for(lambda: self.slack.responses.get(key)))[-1]
+
+    async def final_report(self, user: str = LEADER, timeout: float = 10.0) -> str:
+        """Wait until the live report in the user's DM says every delivery is final; return its text."""
+
+        def final() -> str | None:
+            for message in reversed(self.slack.messages(f"D{user}")):
+                text = report_text(message)
+                if re.search(r"delivered\.$", message.get("text", "")):
+                    return text
+            return None
+
+        return await self.slack.wait_for(final, timeout)
+
+
+def report_text(message: dict[str, Any]) -> str:
+    """All the words of a message, blocks included, as a leader would read them."""
+    parts = [message.get("text", "")]
+    for block in message.get("blocks") or []:
+        for field in [block.get("text")] + list(block.get("elements") or []):
+            if isinstance(field, dict) and "text" in field:
+                text = field["text"]
+                parts.append(text if isinstance(text, str) else text.get("text", ""))
+    return "\n".join(parts)
+
+
+def preview_id(ack: dict[str, Any]) -> str:
+    match = re.search(r"`(b[0-9a-f]{8})`", json.dumps(ack))
+    assert match, f"no broadcast id in {ack}"
+    return match.group(1)
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(token=BOT_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def x() -> AsyncIterator[FakeX]:
+    async with FakeX() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def start_relay(tmp_path: Path, slack: FakeSlack, x: FakeX) -> AsyncIterator[Callable[..., Awaitable[Relay]]]:
+    """Start the bot (in this process, on its own loopback server) with a given config."""
+    servers: list[TestServer] = []
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+
+    async def start(config: str | None = None, **env: str) -> Relay:
+        environment = {**bot_env(tmp_path, slack, x, config or config_text()), **env}
+        settings = settings_from_env(environment)
+        server = TestServer(build_app(settings, load_config(settings, SPECS)), host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return Relay(str(server.make_url("")).rstrip("/"), slack, http)
+
+    yield start
+    for server in servers:
+        await server.close()
+    await http.close()

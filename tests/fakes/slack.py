@@ -1,0 +1,328 @@
+"""Loopback Slack Web API (plus `response_url`s) that records and misbehaves on demand."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from .faults import Fault
+from .server import LoopbackServer
+
+Payload = dict[str, Any]
+
+BOT_USER_ID = "UBOT"
+BOT_ID = "BBOT"
+TEAM_ID = "T0TEAM"
+WORKSPACE_URL = "https://test.slack.com/"
+
+# Form-encoded callers send these as JSON strings; JSON callers send objects.
+_JSON_FIELDS = ("blocks", "attachments", "metadata", "view")
+_FIRST_TS_MICROS = 1_700_000_000_000_100
+_TS_STEP_MICROS = 100
+
+
+@dataclass
+class Call:
+    """One request as the fake received it; `fault` is what was injected, if anything."""
+
+    method: str
+    params: dict[str, Any]
+    headers: Mapping[str, str] = field(repr=False)
+    fault: Fault | None = None
+
+
+def _error(code: str) -> Payload:
+    return {"ok": False, "error": code}
+
+
+def _flag(value: Any) -> bool:
+    """Slack booleans arrive as JSON true or as "1"/"true" in forms and queries."""
+    return value in (True, 1, "1", "true")
+
+
+def _channel_id(channel: str) -> str:
+    """Posting to a user id lands in the DM with that user."""
+    return "D" + channel if channel[:1] in ("U", "W") else channel
+
+
+def _is_hidden_reply(message: Payload) -> bool:
+    """Thread replies are absent from conversations.history unless broadcast."""
+    return message.get("thread_ts", message["ts"]) != message["ts"] and not message.get("reply_broadcast")
+
+
+def _visible(message: Payload, params: Mapping[str, Any]) -> Payload:
+    """Slack only returns metadata to readers that ask for it."""
+    if _flag(params.get("include_all_metadata")):
+        return dict(message)
+    return {key: value for key, value in message.items() if key != "metadata"}
+
+
+async def _read_params(request: web.Request) -> dict[str, Any]:
+    """Merge query and JSON or form body, decoding JSON-string fields like `blocks`."""
+    params: dict[str, Any] = dict(request.query)
+    if request.content_type == "application/json":
+        body = await request.json()
+        if isinstance(body, dict):
+            params.update(body)
+    elif request.body_exists:
+        form = await request.post()
+        params.update((key, value) for key, value in form.items() if isinstance(value, str))
+    for key in _JSON_FIELDS:
+        if isinstance(params.get(key), str):
+            with contextlib.suppress(ValueError):
+                params[key] = json.loads(params[key])
+    return params
+
+
+class FakeSlack(LoopbackServer[Call]):
+    """Slack Web API on loopback, for `AsyncWebClient(base_url=slack.api_url)`."""
+
+    def __init__(self, token: str = "xoxb-test") -> None:
+        super().__init__()
+        self.token = token
+        self.channel_errors: dict[str, str] = {}
+        self.users: dict[str, Payload] = {}
+        self.views: dict[str, Payload] = {}
+        self.responses: dict[str, list[Payload]] = {}
+        self._messages: dict[str, list[Payload]] = {}
+        self._last_ts_micros = _FIRST_TS_MICROS - _TS_STEP_MICROS
+        self._methods: dict[str, Callable[[dict[str, Any]], Payload]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+            "chat.postEphemeral": self._post_ephemeral,
+            "chat.getPermalink": self._get_permalink,
+            "conversations.history": self._history,
+            "conversations.replies": self._replies,
+            "conversations.open": self._open_conversation,
+            "views.open": self._open_view,
+            "views.update": self._update_view,
+            "views.publish": self._publish_view,
+            "users.info": self._user_info,
+        }
+        self.app.router.add_get("/api/{method}", self._api)
+        self.app.router.add_post("/api/{method}", self._api)
+        self.app.router.add_post("/response/{key}", self._response_url)
+
+    @property
+    def api_url(self) -> str:
+        """Value for slack_sdk's `base_url` (trailing slash included)."""
+        return f"{self.origin}/api/"
+
+    def response_url(self, key: str) -> str:
+        """A `response_url` whose posts land in `self.responses[key]`."""
+        return f"{self.origin}/response/{key}"
+
+    def calls_to(self, method: str) -> list[Call]:
+        """Recorded calls of one Slack method (or "response_url")."""
+        return [call for call in self.calls if call.method == method]
+
+    def messages(self, channel: str) -> list[Payload]:
+        """Stored messages of a channel, thread replies included, oldest first."""
+        return list(self._messages.get(channel, []))
+
+    def add_message(self, channel: str, text: str = "", **fields: Any) -> Payload:
+        """Store a bot message as chat.postMessage would; tests seed history with it."""
+        message: Payload = {
+            "type": "message",
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "text": text,
+            "ts": self._next_ts(),
+            **{key: value for key, value in fields.items() if value is not None},
+        }
+        self._messages.setdefault(channel, []).append(message)
+        return message
+
+    @staticmethod
+    def rate_limited(retry_after: int = 1) -> Fault:
+        """A 429 shaped like Slack's: `Retry-After` header and `ratelimited` error."""
+        return Fault.status(429, _error("ratelimited"), {"Retry-After": str(retry_after)})
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        params = await _read_params(request)
+        fault = self.faults.take(method, params)
+
+        async def apply() -> web.StreamResponse:
+            return web.json_response(self._answer(method, params, request.headers))
+
+        return await self._serve(request, Call(method, params, request.headers, fault), fault, apply)
+
+    async def _response_url(self, request: web.Request) -> web.StreamResponse:
+        key = request.match_info["key"]
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        params = {"key": key, **(body if isinstance(body, dict) else {})}
+        fault = self.faults.take("response_url", params)
+
+        async def apply() -> web.StreamResponse:
+            if not isinstance(body, dict):
+                return web.Response(status=400, text="invalid_payload")
+            self.responses.setdefault(key, []).append(body)
+            return web.Response(text="ok")
+
+        return await self._serve(request, Call("response_url", params, request.headers, fault), fault, apply)
+
+    def _answer(self, method: str, params: dict[str, Any], headers: Mapping[str, str]) -> Payload:
+        handler = self._methods.get(method)
+        if handler is None:
+            return _error("unknown_method")
+        if headers.get("Authorization") != f"Bearer {self.token}" and params.get("token") != self.token:
+            return _error("invalid_auth")
+        return handler(params)
+
+    def _next_ts(self) -> str:
+        self._last_ts_micros += _TS_STEP_MICROS
+        seconds, micros = divmod(self._last_ts_micros, 1_000_000)
+        return f"{seconds}.{micros:06d}"
+
+    def _find(self, channel: str, ts: str) -> Payload | None:
+        return next((m for m in self._messages.get(channel, []) if m["ts"] == ts), None)
+
+    def _auth_test(self, params: dict[str, Any]) -> Payload:
+        return {
+            "ok": True,
+            "url": WORKSPACE_URL,
+            "team": "Test",
+            "user": "relaybot",
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+        }
+
+    def _post_message(self, params: dict[str, Any]) -> Payload:
+        requested = str(params.get("channel", ""))
+        if not requested:
+            return _error("channel_not_found")
+        if requested in self.channel_errors:
+            return _error(self.channel_errors[requested])
+        if not (params.get("text") or params.get("blocks") or params.get("attachments")):
+            return _error("no_text")
+        channel = _channel_id(requested)
+        message = self.add_message(
+            channel,
+            str(params.get("text", "")),
+            blocks=params.get("blocks"),
+            attachments=params.get("attachments"),
+            metadata=params.get("metadata"),
+            thread_ts=params.get("thread_ts"),
+            reply_broadcast=True if _flag(params.get("reply_broadcast")) else None,
+        )
+        return {"ok": True, "channel": channel, "ts": message["ts"], "message": message}
+
+    def _update(self, params: dict[str, Any]) -> Payload:
+        channel = _channel_id(str(params.get("channel", "")))
+        message = self._find(channel, str(params.get("ts", "")))
+        if message is None:
+            return _error("message_not_found")
+        message.update({key: params[key] for key in ("text", "blocks", "attachments", "metadata") if key in params})
+        message["edited"] = {"user": BOT_USER_ID, "ts": self._next_ts()}
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": message["ts"],
+            "text": message["text"],
+            "message": message,
+        }
+
+    def _post_ephemeral(self, params: dict[str, Any]) -> Payload:
+        if not params.get("user"):
+            return _error("user_not_in_channel")
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _get_permalink(self, params: dict[str, Any]) -> Payload:
+        channel = str(params.get("channel", ""))
+        ts = str(params.get("message_ts", ""))
+        if self._find(channel, ts) is None:
+            return _error("message_not_found")
+        return {
+            "ok": True,
+            "channel": channel,
+            "permalink": f"{WORKSPACE_URL}archives/{channel}/p{ts.replace('.', '')}",
+        }
+
+    def _history(self, params: dict[str, Any]) -> Payload:
+        inclusive = _flag(params.get("inclusive"))
+        oldest = Decimal(str(params.get("oldest") or 0))
+        latest = Decimal(str(params["latest"])) if params.get("latest") else None
+
+        def in_window(ts: Decimal) -> bool:
+            after = ts >= oldest if inclusive else ts > oldest
+            before = latest is None or (ts <= latest if inclusive else ts < latest)
+            return after and before
+
+        channel = str(params.get("channel", ""))
+        found = [
+            _visible(m, params)
+            for m in reversed(self._messages.get(channel, []))
+            if not _is_hidden_reply(m) and in_window(Decimal(m["ts"]))
+        ]
+        return {
+            "ok": True,
+            "messages": found[: int(params.get("limit") or 100)],
+            "has_more": False,
+        }
+
+    def _replies(self, params: dict[str, Any]) -> Payload:
+        channel = str(params.get("channel", ""))
+        ts = str(params.get("ts", ""))
+        if self._find(channel, ts) is None:
+            return _error("thread_not_found")
+        thread = [_visible(m, params) for m in self._messages[channel] if m["ts"] == ts or m.get("thread_ts") == ts]
+        return {"ok": True, "messages": thread, "has_more": False}
+
+    def _open_conversation(self, params: dict[str, Any]) -> Payload:
+        users = params.get("users") or ""
+        first = users[0] if isinstance(users, list) else str(users).split(",")[0]
+        channel = str(params.get("channel") or _channel_id(first))
+        return {"ok": True, "channel": {"id": channel}} if channel else _error("users_list_not_supplied")
+
+    def _store_view(self, view: Any, view_id: str) -> Payload:
+        if not isinstance(view, dict):
+            return _error("invalid_arguments")
+        stored = {**view, "id": view_id}
+        self.views[view_id] = stored
+        return {"ok": True, "view": stored}
+
+    def _open_view(self, params: dict[str, Any]) -> Payload:
+        if not params.get("trigger_id"):
+            return _error("invalid_trigger_id")
+        return self._store_view(params.get("view"), f"V{len(self.views) + 1:08d}")
+
+    def _update_view(self, params: dict[str, Any]) -> Payload:
+        view_id = params.get("view_id")
+        if external_id := params.get("external_id"):
+            view_id = next(
+                (vid for vid, v in self.views.items() if v.get("external_id") == external_id),
+                None,
+            )
+        if view_id not in self.views:
+            return _error("not_found")
+        return self._store_view(params.get("view"), str(view_id))
+
+    def _publish_view(self, params: dict[str, Any]) -> Payload:
+        if not params.get("user_id"):
+            return _error("invalid_arguments")
+        return self._store_view(params.get("view"), f"V{len(self.views) + 1:08d}")
+
+    def _user_info(self, params: dict[str, Any]) -> Payload:
+        user = str(params.get("user", ""))
+        if not user:
+            return _error("user_not_found")
+        default = {
+            "id": user,
+            "name": user.lower(),
+            "real_name": f"User {user}",
+            "tz": "Europe/Paris",
+            "is_bot": False,
+        }
+        return {"ok": True, "user": self.users.get(user, default)}

@@ -1,0 +1,168 @@
+"""A wrong config stops start-up with one message naming the file, the key and the fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapters import SPECS
+from relay.config import ConfigError, Secret, load_config, settings_from_env
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = (ROOT / "relay.example.toml").read_text()
+LIVE_EXAMPLE = EXAMPLE.replace("dry_run = true\n", "")
+ALL_SECRETS = {
+    "SLACK_BOT_TOKEN": "xoxb-1",
+    "SLACK_SIGNING_SECRET": "s3cr3t-signing",
+    "X_API_KEY": "k",
+    "X_API_SECRET": "ks",
+    "X_ACCESS_TOKEN": "t",
+    "X_ACCESS_TOKEN_SECRET": "ts",
+}
+
+ISSUE_EXAMPLE = """
+[policy]
+leaders = ["slack:U0LEAD"]
+approvers = []            # when not empty, someone from this list other than the leader must approve
+default_audience = "everyone"
+
+[destinations.all-staff]
+kind = "slack"
+channel = "C0STAFF"
+
+[destinations.company-x]
+kind = "x"
+
+[audiences]
+staff = ["all-staff"]
+public = ["company-x"]
+everyone = ["all-staff", "company-x"]
+"""
+
+
+def load(text: str, tmp_path: Path, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    path = tmp_path / "relay.toml"
+    path.write_text(text)
+    settings = settings_from_env({"RELAY_CONFIG": str(path), **(ALL_SECRETS if env is None else env)})
+    return load_config(settings, SPECS)
+
+
+def test_the_documented_example_loads_as_written(tmp_path: Path) -> None:
+    config = load(ISSUE_EXAMPLE, tmp_path)
+    assert config.policy.leaders == {"slack:U0LEAD"}
+    assert [d.name for d in config.audience("everyone")] == ["all-staff", "company-x"]
+    assert config.destinations["all-staff"].options == {"channel": "C0STAFF"}
+    assert not config.dry_run and not any(d.dry_run for d in config.destinations.values())
+
+
+def test_the_bundled_example_is_the_documented_one_plus_dry_run(tmp_path: Path) -> None:
+    config = load(EXAMPLE, tmp_path, env={})
+    assert config.dry_run and all(d.dry_run for d in config.destinations.values())
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("[destinations.company-x]", "[destinations.company-twitter]"),
+            "audiences.public: 'company-x' is not a destination; did you mean 'company-twitter'?",
+        ),
+        (
+            ('leaders = ["slack:U0LEAD"]', 'leaders = ["U0LEAD"]'),
+            "policy.leaders[0]: 'U0LEAD' needs its platform: write 'slack:U0LEAD'",
+        ),
+        (('leaders = ["slack:U0LEAD"]', 'leaders = ["@alice"]'), "policy.leaders[0]: '@alice' is not a stable id"),
+        (("approvers = []", "aprovers = []"), "policy.aprovers: unknown key; did you mean 'approvers'?"),
+        (
+            ('channel = "C0STAFF"', 'channel = "#general"'),
+            "destinations.all-staff.channel: '#general' is not a Slack channel ID",
+        ),
+        (
+            ('kind = "x"', 'kind = "twitter"'),
+            'destinations.company-x.kind: \'twitter\' is not a destination kind; use one of "slack", "x"',
+        ),
+        (
+            ('default_audience = "everyone"', 'default_audience = "all"'),
+            "policy.default_audience: 'all' is not an audience",
+        ),
+        (
+            ('channel = "C0STAFF"', 'chanel = "C0STAFF"'),
+            "destinations.all-staff.chanel: unknown key; did you mean 'channel'?",
+        ),
+        (('leaders = ["slack:U0LEAD"]', "leaders = []"), "policy.leaders: is empty: nobody could broadcast"),
+        (('staff = ["all-staff"]', "staff = []"), "audiences.staff: must be a non-empty list of destination names"),
+        (("[policy]", "[polcy]"), "polcy: unknown key; did you mean 'policy'?"),
+        (("approvers = []", "approvers = []\npending_hours = -1"), "policy.pending_hours: must be a number of hours"),
+        (("[audiences]", "[audiences\n"), "relay.toml: not valid TOML"),
+    ],
+)
+def test_each_config_mistake_is_named_with_its_fix(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
+    broken = ISSUE_EXAMPLE.replace(*change)
+    assert broken != ISSUE_EXAMPLE
+    with pytest.raises(ConfigError) as raised:
+        load(broken, tmp_path)
+    assert expected in str(raised.value)
+    assert str(raised.value).startswith("relay.toml: ")
+
+
+def test_missing_credentials_name_the_variables_and_the_way_out(tmp_path: Path) -> None:
+    env = {k: v for k, v in ALL_SECRETS.items() if not k.startswith("X_ACCESS")}
+    with pytest.raises(ConfigError) as raised:
+        load(ISSUE_EXAMPLE, tmp_path, env)
+    assert str(raised.value) == (
+        "relay.toml: destinations.company-x: needs X_ACCESS_TOKEN, X_ACCESS_TOKEN_SECRET in the environment; "
+        "set them, or set dry_run = true on this destination to render and record without posting"
+    )
+
+
+def test_a_dry_destination_needs_no_credentials(tmp_path: Path) -> None:
+    text = ISSUE_EXAMPLE.replace('kind = "x"', 'kind = "x"\ndry_run = true')
+    config = load(text, tmp_path, {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"})
+    assert config.destinations["company-x"].dry_run and not config.destinations["all-staff"].dry_run
+
+
+def test_a_missing_config_file_named_by_relay_config_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"RELAY_CONFIG=.*nope\.toml: no such file"):
+        settings_from_env({"RELAY_CONFIG": str(tmp_path / "nope.toml")})
+
+
+def test_secrets_never_show_in_repr() -> None:
+    settings = settings_from_env({**ALL_SECRETS, "RELAY_CONFIG": str(ROOT / "relay.example.toml")})
+    shown = repr(settings) + str(settings.secret("SLACK_SIGNING_SECRET")) + f"{Secret('abc')}"
+    assert "s3cr3t-signing" not in shown and "xoxb-1" not in shown and "abc" not in shown
+
+
+def run_bot(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bot.py")],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "RELAY_DB": str(tmp_path / "relay.db"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_bot_refuses_to_start_on_a_wrong_config_with_one_message(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(ISSUE_EXAMPLE.replace("approvers = []", "aprovers = []"))
+    result = run_bot(tmp_path, {"RELAY_CONFIG": str(path), **ALL_SECRETS})
+    assert result.returncode == 2
+    assert "relay.toml: policy.aprovers: unknown key; did you mean 'approvers'?" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "relay.db").exists(), "nothing was created"
+
+
+def test_the_bot_refuses_to_start_live_without_slack_credentials(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(
+        ISSUE_EXAMPLE.replace('kind = "x"', 'kind = "x"\ndry_run = true').replace(
+            'channel = "C0STAFF"', 'channel = "C0STAFF"\ndry_run = true'
+        )
+    )
+    result = run_bot(tmp_path, {"RELAY_CONFIG": str(path)})
+    assert result.returncode == 2
+    assert "SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET must be set to receive /broadcast" in result.stderr
