@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,7 +24,6 @@ WORKSPACE_URL = "https://test.slack.com/"
 
 # Form-encoded callers send these as JSON strings; JSON callers send objects.
 _JSON_FIELDS = ("blocks", "attachments", "metadata", "view")
-_FIRST_TS_MICROS = 1_700_000_000_000_100
 _TS_STEP_MICROS = 100
 
 
@@ -35,6 +35,7 @@ class Call:
     params: dict[str, Any]
     headers: Mapping[str, str] = field(repr=False)
     fault: Fault | None = None
+    at: float = field(default_factory=time.monotonic, repr=False)  # when it arrived
 
 
 def _error(code: str) -> Payload:
@@ -91,7 +92,7 @@ class FakeSlack(LoopbackServer[Call]):
         self.views: dict[str, Payload] = {}
         self.responses: dict[str, list[Payload]] = {}
         self._messages: dict[str, list[Payload]] = {}
-        self._last_ts_micros = _FIRST_TS_MICROS - _TS_STEP_MICROS
+        self._last_ts_micros = 0
         self._methods: dict[str, Callable[[dict[str, Any]], Payload]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
@@ -181,7 +182,8 @@ class FakeSlack(LoopbackServer[Call]):
         return handler(params)
 
     def _next_ts(self) -> str:
-        self._last_ts_micros += _TS_STEP_MICROS
+        """Like Slack's: the current epoch time in microseconds, unique and increasing."""
+        self._last_ts_micros = max(self._last_ts_micros + _TS_STEP_MICROS, int(time.time() * 1_000_000))
         seconds, micros = divmod(self._last_ts_micros, 1_000_000)
         return f"{seconds}.{micros:06d}"
 

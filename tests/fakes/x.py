@@ -84,6 +84,7 @@ class XCall:
     headers: Mapping[str, str] = field(repr=False)
     authorized: bool
     fault: Fault | None = None
+    at: float = field(default_factory=time.monotonic, repr=False)  # when it arrived
 
 
 def _problem(status: int, title: str, detail: str, type_: str = "about:blank", **extra: Any) -> web.Response:

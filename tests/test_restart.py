@@ -1,0 +1,124 @@
+"""The bot killed mid-broadcast and started again: every destination ends posted exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import BOT_TOKEN, LEADER, SIGNING_SECRET, STAFF_CHANNEL, Relay, bot_env, config_text, preview_id
+from tests.fakes import FakeSlack, FakeX, Fault
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class BotProcess:
+    """`python bot.py` as an operator runs it, with its log collected."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.log: list[str] = []
+        self.process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+
+    async def start(self) -> None:
+        self._listening.clear()
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "bot.py"),
+            cwd=ROOT,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.env},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        self._reader = asyncio.create_task(self._read(self.process))
+        async with asyncio.timeout(30):
+            await self._listening.wait()
+
+    async def _read(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            line = raw.decode(errors="replace")
+            self.log.append(line)
+            if "listening on port" in line:
+                self._listening.set()
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+        if self._reader:
+            await self._reader
+
+    async def stop(self) -> None:
+        if self.process and self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+        if self._reader:
+            await self._reader
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+async def bot(tmp_path: Path, slack: FakeSlack, x: FakeX) -> AsyncIterator[tuple[BotProcess, Relay]]:
+    port = free_port()
+    process = BotProcess({**bot_env(tmp_path, slack, x, config_text()), "PORT": str(port)})
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        yield process, Relay(f"http://127.0.0.1:{port}", slack, http)
+    await process.stop()
+
+
+async def test_killed_with_deliveries_in_flight_and_pending_each_destination_gets_exactly_one_post(
+    bot: tuple[BotProcess, Relay], slack: FakeSlack, x: FakeX, tmp_path: Path
+) -> None:
+    process, relay = bot
+    # Slack takes the post and never answers (in flight when killed); X says "rate limited" (pending).
+    slack.faults.add("chat.postMessage", Fault.hang(), when=lambda p: p.get("channel") == STAFF_CHANNEL)
+    x.faults.add("POST /2/tweets", x.rate_limited(reset_in=3))
+    await process.start()
+    broadcast = preview_id(await relay.command(LEADER, "Survives a crash."))
+    await relay.click(LEADER, "approve", broadcast)
+    await slack.wait_for(lambda: slack.messages(STAFF_CHANNEL))
+    await x.wait_for(lambda: x.calls_to("POST /2/tweets"))
+    await process.kill()
+
+    await process.start()
+    report = await relay.final_report(timeout=20)
+    assert "2 of 2 delivered." in report
+    assert len(slack.messages(STAFF_CHANNEL)) == 1, "the in-flight Slack post was found, not repeated"
+    assert len(x.tweets) == 1
+    assert any("resuming 1 deliveries" in line for line in process.log)
+    everything = "".join(process.log)
+    for secret in (SIGNING_SECRET, BOT_TOKEN, x.credentials.consumer_secret, x.credentials.access_token_secret):
+        assert secret not in everything
+    assert oct(os.stat(tmp_path / "relay.db").st_mode & 0o777) == "0o600"
+
+
+async def test_a_second_bot_on_the_same_database_refuses_to_start(bot: tuple[BotProcess, Relay]) -> None:
+    process, _ = bot
+    await process.start()
+    second = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "bot.py"),
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **process.env, "PORT": str(free_port())},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(second.communicate(), 30)
+    assert second.returncode == 2
+    assert "another bot is already running on" in err.decode()
