@@ -23,6 +23,7 @@ from relay.store import Store
 log = logging.getLogger(__name__)
 
 DRY_RUN_ID = "dry-run"
+REPORTS_REFRESHED_AT_START = 24 * 3600.0  # seconds of recent activity whose reports are redrawn at start-up
 
 
 class Dispatcher:
@@ -32,8 +33,10 @@ class Dispatcher:
         destinations: Mapping[str, Destination],
         on_change: Callable[[str], None] = lambda broadcast_id: None,
         clock: Callable[[], float] = time.time,
+        retry: outbox.RetryPolicy = outbox.DEFAULT_RETRY,
     ) -> None:
         self.store = store
+        self.retry = retry
         self.destinations = destinations
         self.on_change = on_change
         self.clock = clock
@@ -52,6 +55,8 @@ class Dispatcher:
         recovered = await outbox.recover(self.store, self.clock())
         if recovered:
             log.warning("resuming %d deliveries that were in flight when the bot stopped", recovered)
+        for broadcast_id in await outbox.recently_active(self.store, self.clock() - REPORTS_REFRESHED_AT_START):
+            self.on_change(broadcast_id)
         try:
             while True:
                 self._wake.clear()
@@ -83,7 +88,7 @@ class Dispatcher:
             await outbox.retry_at(
                 self.store,
                 delivery.id,
-                self.clock() + outbox.retry_delay(delivery.attempts, None),
+                self.clock() + self.retry.delay(delivery.attempts, None),
                 "an internal error interrupted this delivery",
                 check_first=True,
                 now=self.clock(),
@@ -158,9 +163,8 @@ class Dispatcher:
 
     async def _retry(self, delivery: Delivery, outcome: Retry, check_first: bool) -> None:
         now = self.clock()
-        delay = outbox.retry_delay(delivery.attempts, outcome.after)
-        started = delivery.first_attempt_at or now
-        if delivery.attempts >= outbox.MAX_ATTEMPTS or now + delay - started > outbox.GIVE_UP_AFTER:
+        delay = self.retry.delay(delivery.attempts, outcome.after)
+        if self.retry.exhausted(delivery.attempts, delivery.first_attempt_at or now, now + delay):
             final = DeliveryState.UNKNOWN if check_first else DeliveryState.FAILED
             await self._finish(delivery, final, f"gave up after {delivery.attempts} attempts: {outcome.reason}")
             return

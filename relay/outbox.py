@@ -12,23 +12,35 @@ import json
 import random
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from relay.model import Delivery, DeliveryState
 from relay.render import Rendering
 from relay.store import Store, transaction
 
 LEASE_SECONDS = 120.0  # longer than a whole thread of timed-out calls; renewed after every part
-MAX_ATTEMPTS = 8
-GIVE_UP_AFTER = 3600.0  # a broadcast that cannot go out within an hour is news, not a retry
-BACKOFF_BASE = 1.0
-BACKOFF_CAP = 300.0
 
 
-def retry_delay(attempts: int, server_hint: float | None) -> float:
-    """The larger of the server's hint and exponential backoff with full jitter (AWS architecture blog,
-    "Exponential Backoff And Jitter"): retries from many deliveries spread out instead of colliding."""
-    backoff = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1)))
-    return max(server_hint or 0.0, backoff)
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long and how often a delivery is retried before the leader is told it failed."""
+
+    max_attempts: int = 8
+    give_up_after: float = 3600.0  # a broadcast that cannot go out within an hour is news, not a retry
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+
+    def delay(self, attempts: int, server_hint: float | None) -> float:
+        """The larger of the server's hint and exponential backoff with full jitter (AWS architecture
+        blog, "Exponential Backoff And Jitter"): retries from many deliveries spread out, not collide."""
+        backoff = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempts - 1)))
+        return max(server_hint or 0.0, backoff)
+
+    def exhausted(self, attempts: int, first_attempt_at: float, next_attempt_at: float) -> bool:
+        return attempts >= self.max_attempts or next_attempt_at - first_attempt_at > self.give_up_after
+
+
+DEFAULT_RETRY = RetryPolicy()
 
 
 def insert_deliveries(
@@ -60,6 +72,17 @@ async def recover(store: Store, now: float) -> int:
         return cursor.rowcount
 
     return await store.call(lambda conn: transaction(conn, run))
+
+
+async def recently_active(store: Store, since: float) -> list[str]:
+    """Broadcasts whose deliveries changed since `since`: their reports are refreshed at start-up, in
+    case the last process died between recording an outcome and showing it."""
+
+    def run(conn: sqlite3.Connection) -> list[str]:
+        rows = conn.execute("SELECT DISTINCT broadcast_id FROM deliveries WHERE updated_at >= ?", (since,)).fetchall()
+        return [str(row[0]) for row in rows]
+
+    return await store.call(run)
 
 
 async def claim_due(store: Store, now: float, limit: int) -> list[Delivery]:

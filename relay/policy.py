@@ -47,6 +47,10 @@ def may_change(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
 def may_approve(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
     """The author confirms a draft; a pending request is approved by an approver other than the author."""
     if broadcast.state is BroadcastState.DRAFT:
+        if needs_second_person(policy) and not policy.approvers - {actor}:
+            return Decision(
+                False, "Nobody but you could approve this: ask an admin to add another approver to policy.approvers."
+            )
         return may_change(policy, actor, broadcast)
     if broadcast.state is not BroadcastState.PENDING:
         return _settled(broadcast)

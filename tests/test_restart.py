@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 class BotProcess:
     """`python bot.py` as an operator runs it, with its log collected."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], cwd: Path = ROOT) -> None:
         self.env = env
+        self.cwd = cwd
         self.log: list[str] = []
         self.process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -34,7 +35,7 @@ class BotProcess:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             str(ROOT / "bot.py"),
-            cwd=ROOT,
+            cwd=self.cwd,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.env},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -122,3 +123,22 @@ async def test_a_second_bot_on_the_same_database_refuses_to_start(bot: tuple[Bot
     _, err = await asyncio.wait_for(second.communicate(), 30)
     assert second.returncode == 2
     assert "another bot is already running on" in err.decode()
+
+
+async def test_a_report_left_stale_by_a_crash_is_brought_up_to_date_at_start(
+    bot: tuple[BotProcess, Relay], slack: FakeSlack, x: FakeX
+) -> None:
+    process, relay = bot
+    slack.faults.add("chat.update", Fault.drop_before(), times=None)  # every report edit is lost
+    await process.start()
+    broadcast = preview_id(await relay.command(LEADER, "Report me."))
+    await relay.click(LEADER, "approve", broadcast)
+    # The bot tried to show the final state (so it had recorded it), and Slack never got it.
+    await slack.wait_for(lambda: any("delivered." in c.params.get("text", "") for c in slack.calls_to("chat.update")))
+    await process.kill()
+    assert "delivered." not in relay.slack.messages(f"D{LEADER}")[-1]["text"]
+
+    slack.faults.clear()
+    await process.start()
+    assert "2 of 2 delivered." in await relay.final_report()
+    assert len(slack.messages(STAFF_CHANNEL)) == 1 and len(x.tweets) == 1

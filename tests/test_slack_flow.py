@@ -246,3 +246,21 @@ async def test_healthz(start_relay) -> None:
     response = await relay.http.get(f"{relay.url}/healthz")
     assert response.status == 200
     assert await response.json() == {"status": "ok", "dry_run": False, "slack": True}
+
+
+async def test_four_eyes_with_nobody_else_to_approve_is_refused_clearly(start_relay, slack: FakeSlack) -> None:
+    relay = await start_relay(config_text([f"slack:{LEADER}"]))
+    broadcast = preview_id(await relay.command(LEADER, "Who approves?"))
+    key = await relay.click(LEADER, "approve", broadcast)
+    assert "add another approver to policy.approvers" in (await relay.answer(key))["text"]
+    assert not slack.messages(STAFF_CHANNEL)
+
+
+async def test_a_dry_run_bot_renders_and_records_but_posts_nothing(start_relay, slack: FakeSlack, x: FakeX) -> None:
+    relay = await start_relay("dry_run = true\n" + config_text())
+    ack = await relay.command(LEADER, "Practice")
+    assert "dry run: recorded, not posted" in json.dumps(ack)
+    await relay.click(LEADER, "approve", preview_id(ack))
+    report = await relay.final_report()
+    assert "2 of 2 delivered." in report and report.count("dry run, recorded and not posted") == 2
+    assert not slack.messages(STAFF_CHANNEL) and not x.calls

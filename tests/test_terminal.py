@@ -1,0 +1,83 @@
+"""A newcomer's first minutes: the bot on a fresh clone, and the terminal entry point."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import LEADER, preview_id
+from tests.fakes import FakeSlack
+from tests.test_restart import ROOT, BotProcess, free_port
+
+
+def relay_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m relay …` with the repository importable, from a folder with no relay.toml."""
+    return subprocess.run(
+        [sys.executable, "-m", "relay", *args],
+        cwd=ROOT / "tests",
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_a_fresh_clone_starts_dry_on_the_bundled_example_and_says_so(tmp_path: Path) -> None:
+    port = free_port()
+    process = BotProcess({"PORT": str(port), "RELAY_DB": str(tmp_path / "relay.db")}, cwd=tmp_path)
+    await process.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            health = await http.get(f"http://127.0.0.1:{port}/healthz")
+            assert await health.json() == {"status": "ok", "dry_run": True, "slack": False}
+            slack = await http.post(f"http://127.0.0.1:{port}/slack/events", data="x")
+            assert slack.status == 503
+    finally:
+        await process.stop()
+    log = "".join(process.log)
+    assert "DRY RUN: nothing will be posted. Using the bundled example config (relay.example.toml)" in log
+    assert "remove `dry_run = true`" in log and "SLACK_BOT_TOKEN" in log
+
+
+def test_preview_in_the_terminal_shows_each_destination() -> None:
+    result = relay_cli("preview", "*Big news* <!channel>: we ship today.", "--audience", "everyone", env={})
+    assert result.returncode == 0, result.stderr
+    assert "== all-staff: Slack channel C0STAFF" in result.stdout
+    assert "*Big news* @\u2060channel: we ship today." in result.stdout
+    assert "== company-x" in result.stdout and "Big news: we ship today." in result.stdout
+    assert "[dry run]" in result.stdout
+
+
+def test_preview_of_an_unknown_audience_or_empty_text_says_why() -> None:
+    unknown = relay_cli("preview", "Hello", "--audience", "investors", env={})
+    assert unknown.returncode == 1 and "There is no audience called 'investors'" in unknown.stderr
+    empty = relay_cli("preview", "   ", env={})
+    assert empty.returncode == 1 and "The message is empty" in empty.stderr
+
+
+async def test_list_shows_broadcasts_and_their_deliveries(start_relay, slack: FakeSlack, tmp_path: Path) -> None:
+    relay = await start_relay()
+    broadcast = preview_id(await relay.command(LEADER, "Listed in the terminal"))
+    await relay.click(LEADER, "approve", broadcast)
+    await relay.final_report()
+    env = {"RELAY_CONFIG": str(tmp_path / "relay.toml"), "RELAY_DB": str(tmp_path / "relay.db")}
+    env |= {
+        k: "set"
+        for k in (
+            "SLACK_BOT_TOKEN",
+            "SLACK_SIGNING_SECRET",
+            "X_API_KEY",
+            "X_API_SECRET",
+            "X_ACCESS_TOKEN",
+            "X_ACCESS_TOKEN_SECRET",
+        )
+    }
+    result = relay_cli("list", env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"{broadcast}" in result.stdout and "approved" in result.stdout
+    assert "- all-staff        sent  https://test.slack.com/archives/C0STAFF/p" in result.stdout
+    assert "- company-x        sent  https://x.com/i/web/status/" in result.stdout
