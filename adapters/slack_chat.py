@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.models.metadata import Metadata
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -33,6 +35,7 @@ from relay.transport import TIMEOUT_SECONDS
 log = logging.getLogger(__name__)
 
 ORIGIN = "slack"
+REPORT_EVENT = "relay_report"  # metadata marking the live report, so it can be found again after a crash
 REPORT_SPACING = 1.0  # seconds between two edits of one report: Slack allows about one a second
 
 
@@ -53,6 +56,7 @@ class SlackSurface:
         self.app = AsyncApp(client=self.client, signing_secret=secret.value if secret else None)
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
+        self._report_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._register()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -188,7 +192,7 @@ class SlackSurface:
                 text=f"{blocks.decided(broadcast)} You will get the delivery report here once it is approved.",
             )
             return
-        link = await self.start_report(broadcast)
+        link = await self.start_report(broadcast.id)
         text = f"{blocks.decided(broadcast)} Live report: {link}" if link else blocks.decided(broadcast)
         await self._respond(body.get("response_url"), body["user"]["id"], replace=True, text=text)
         await self._close_approval_requests(broadcast)
@@ -273,19 +277,55 @@ class SlackSurface:
         for channel, ts in broadcast.report_ref.get("approval_messages", []):
             await self._safe(self.client.chat_update(channel=channel, ts=ts, text=blocks.decided(broadcast), blocks=[]))
 
-    async def start_report(self, broadcast: Broadcast) -> str | None:
-        """Post the live report to the author's DM, where the bot can keep editing it."""
-        text, report_blocks = blocks.report(broadcast, await self.broadcasts.deliveries(broadcast.id))
-        answer = await self._safe(
-            self.client.chat_postMessage(channel=broadcast.author.split(":", 1)[1], text=text, blocks=report_blocks)
-        )
-        if answer is None:
+    async def start_report(self, broadcast_id: str) -> str | None:
+        """Make sure the live report exists in the author's DM, and link to it."""
+        where = await self._report_message(broadcast_id)
+        self.refresh(broadcast_id)
+        if where is None:
             return None
-        ref = {**broadcast.report_ref, "channel": answer["channel"], "ts": answer["ts"]}
-        await self.broadcasts.set_report_ref(broadcast.id, ref)
-        link = await self._safe(self.client.chat_getPermalink(channel=answer["channel"], message_ts=answer["ts"]))
-        self.refresh(broadcast.id)
+        link = await self._safe(self.client.chat_getPermalink(channel=where[0], message_ts=where[1]))
         return str(link["permalink"]) if link is not None else None
+
+    async def _report_message(self, broadcast_id: str) -> tuple[str, str] | None:
+        """Where the live report is: as recorded; else, if a crash may have come between posting it and
+        recording it, found in the DM by its metadata; else posted now."""
+        async with self._report_locks[broadcast_id]:
+            broadcast = await self.broadcasts.get(broadcast_id)
+            ref = broadcast.report_ref
+            if "ts" in ref:
+                return str(ref["channel"]), str(ref["ts"])
+            user = broadcast.author.split(":", 1)[1]
+            found = await self._find_report(user, broadcast) if ref.get("posting") else None
+            if found is None:
+                await self.broadcasts.set_report_ref(broadcast_id, {**ref, "posting": True})
+                text, report_blocks = blocks.report(broadcast, await self.broadcasts.deliveries(broadcast_id))
+                marker = Metadata(event_type=REPORT_EVENT, event_payload={"broadcast_id": broadcast_id})
+                answer = await self._safe(
+                    self.client.chat_postMessage(channel=user, text=text, blocks=report_blocks, metadata=marker)
+                )
+                if answer is None:
+                    return None
+                found = (str(answer["channel"]), str(answer["ts"]))
+            await self.broadcasts.set_report_ref(broadcast_id, {**ref, "channel": found[0], "ts": found[1]})
+            return found
+
+    async def _find_report(self, user: str, broadcast: Broadcast) -> tuple[str, str] | None:
+        opened = await self._safe(self.client.conversations_open(users=user))
+        if opened is None:
+            return None
+        channel = str(opened["channel"]["id"])
+        history = await self._safe(
+            self.client.conversations_history(
+                channel=channel, oldest=f"{broadcast.created_at:.6f}", include_all_metadata=True, limit=200
+            )
+        )
+        messages: list[dict[str, Any]] = history.get("messages", []) if history is not None else []
+        for message in messages:
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == REPORT_EVENT and payload.get("broadcast_id") == broadcast.id:
+                return channel, str(message["ts"])
+        return None
 
     def refresh(self, broadcast_id: str) -> None:
         """Deliveries changed: edit the report soon, at most once a second, always ending on the latest state."""
@@ -299,13 +339,13 @@ class SlackSurface:
         while broadcast_id in self._dirty:
             self._dirty.discard(broadcast_id)
             broadcast = await self.broadcasts.get(broadcast_id)
-            ref = broadcast.report_ref
-            if broadcast.origin != ORIGIN or "ts" not in ref:
+            if broadcast.origin != ORIGIN or broadcast.state is not BroadcastState.APPROVED:
+                return
+            where = await self._report_message(broadcast_id)
+            if where is None:
                 return
             text, report_blocks = blocks.report(broadcast, await self.broadcasts.deliveries(broadcast_id))
-            await self._safe(
-                self.client.chat_update(channel=ref["channel"], ts=ref["ts"], text=text, blocks=report_blocks)
-            )
+            await self._safe(self.client.chat_update(channel=where[0], ts=where[1], text=text, blocks=report_blocks))
             await asyncio.sleep(REPORT_SPACING)
 
     async def close(self) -> None:

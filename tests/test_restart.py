@@ -89,12 +89,12 @@ async def test_killed_with_deliveries_in_flight_and_pending_each_destination_get
     process, relay = bot
     # Slack takes the post and never answers (in flight when killed); X says "rate limited" (pending).
     slack.faults.add("chat.postMessage", Fault.hang(), when=lambda p: p.get("channel") == STAFF_CHANNEL)
-    x.faults.add("POST /2/tweets", x.rate_limited(reset_in=3))
+    x.faults.add("POST /2/tweets", x.rate_limited(reset_in=5))
     await process.start()
     broadcast = preview_id(await relay.command(LEADER, "Survives a crash."))
     await relay.click(LEADER, "approve", broadcast)
     await slack.wait_for(lambda: slack.messages(STAFF_CHANNEL))
-    await x.wait_for(lambda: x.calls_to("POST /2/tweets"))
+    await slack.wait_for(lambda: any("retrying" in str(c.params.get("blocks")) for c in slack.calls_to("chat.update")))
     await process.kill()
 
     await process.start()
@@ -102,7 +102,7 @@ async def test_killed_with_deliveries_in_flight_and_pending_each_destination_get
     assert "2 of 2 delivered." in report
     assert len(slack.messages(STAFF_CHANNEL)) == 1, "the in-flight Slack post was found, not repeated"
     assert len(x.tweets) == 1
-    assert any("resuming 1 deliveries" in line for line in process.log)
+    assert any("resuming 1 deliveries" in line for line in process.log), "only Slack's was in flight"
     everything = "".join(process.log)
     for secret in (SIGNING_SECRET, BOT_TOKEN, x.credentials.consumer_secret, x.credentials.access_token_secret):
         assert secret not in everything
@@ -142,3 +142,21 @@ async def test_a_report_left_stale_by_a_crash_is_brought_up_to_date_at_start(
     await process.start()
     assert "2 of 2 delivered." in await relay.final_report()
     assert len(slack.messages(STAFF_CHANNEL)) == 1 and len(x.tweets) == 1
+
+
+async def test_a_report_posted_just_before_a_crash_is_found_again_not_doubled(
+    bot: tuple[BotProcess, Relay], slack: FakeSlack
+) -> None:
+    process, relay = bot
+    # The report lands in the DM, but the bot dies before hearing where.
+    slack.faults.add("chat.postMessage", Fault.hang(), when=lambda p: p.get("channel") == LEADER)
+    await process.start()
+    broadcast = preview_id(await relay.command(LEADER, "One report only."))
+    await relay.click(LEADER, "approve", broadcast)
+    await slack.wait_for(lambda: slack.messages(f"D{LEADER}"))
+    await process.kill()
+
+    slack.faults.clear()
+    await process.start()
+    assert "2 of 2 delivered." in await relay.final_report()
+    assert len(slack.messages(f"D{LEADER}")) == 1
