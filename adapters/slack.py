@@ -27,7 +27,7 @@ from relay.destination import (
     Sent,
     Unprovable,
 )
-from relay.transport import TIMEOUT_SECONDS, failure, server_hint
+from relay.transport import failure, server_hint
 
 SPEC = DestinationSpec(
     kind="slack",
@@ -54,6 +54,11 @@ _MAYBE_DONE = {"fatal_error", "internal_error"}
 _TRY_AGAIN = {"ratelimited", "service_unavailable", "request_timeout"}
 
 
+def whole_seconds(seconds: float) -> int:
+    """slack_sdk takes its timeouts in whole seconds."""
+    return max(1, round(seconds))
+
+
 def web_client(settings: Settings, retry_handlers: list[Any] | None = None) -> AsyncWebClient:
     """A Web API client with a timeout and, by default, no retries of its own: slack_sdk's default
     handler retries dropped connections, which can post a message twice. The outbox retries instead."""
@@ -61,7 +66,7 @@ def web_client(settings: Settings, retry_handlers: list[Any] | None = None) -> A
     return AsyncWebClient(
         token=token.value if token else None,
         base_url=settings.slack_api_url,
-        timeout=TIMEOUT_SECONDS,
+        timeout=whole_seconds(settings.http_timeout),
         retry_handlers=retry_handlers or [],
     )
 

@@ -24,19 +24,29 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters import slack_blocks as blocks
-from adapters.slack import web_client
+from adapters.slack import web_client, whole_seconds
 from relay import policy
 from relay.broadcasts import Broadcasts, Refused
 from relay.config import Settings
 from relay.model import Broadcast, BroadcastState
 from relay.render import InputError
-from relay.transport import TIMEOUT_SECONDS
 
 log = logging.getLogger(__name__)
 
 ORIGIN = "slack"
 REPORT_EVENT = "relay_report"  # metadata marking the live report, so it can be found again after a crash
 REPORT_SPACING = 1.0  # seconds between two edits of one report: Slack allows about one a second
+
+
+class _ClientGivenNotice(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN itself and, given our configured client too, warns on every start that
+    the token "will be unused"; it is the same token, so the warning would only alarm operators."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+logging.getLogger("slack_bolt.AsyncApp").addFilter(_ClientGivenNotice())
 
 
 def actor(user_id: str) -> str:
@@ -49,6 +59,7 @@ class SlackSurface:
     def __init__(self, settings: Settings, broadcasts: Broadcasts) -> None:
         self.broadcasts = broadcasts
         self.config = broadcasts.config
+        self.timeout = whole_seconds(settings.http_timeout)
         secret = settings.secret("SLACK_SIGNING_SECRET")
         # Report and approval messages are not posts of the broadcast: a rate-limited edit may simply be
         # retried; a dropped connection is not, as a retried chat.postMessage could land twice.
@@ -237,9 +248,8 @@ class SlackSurface:
             payload = {**message, "replace_original": replace}
             if not replace:
                 payload["response_type"] = "ephemeral"
-            answer = await self._safe(
-                AsyncWebhookClient(response_url, timeout=TIMEOUT_SECONDS, retry_handlers=[]).send_dict(payload)
-            )
+            webhook = AsyncWebhookClient(response_url, timeout=self.timeout, retry_handlers=[])
+            answer = await self._safe(webhook.send_dict(payload))
             if answer is not None and answer.status_code < 300:
                 return
             log.warning("Slack's response_url did not take the answer; sending it by DM instead")

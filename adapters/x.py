@@ -32,7 +32,7 @@ from relay.destination import (
     Sent,
     Unprovable,
 )
-from relay.transport import TIMEOUT, failure, server_hint
+from relay.transport import client_timeout, failure, server_hint
 
 # tweepy logs whole request headers at DEBUG, OAuth token included: never let that reach a log.
 logging.getLogger("tweepy").setLevel(logging.INFO)
@@ -145,6 +145,7 @@ class XAccount:
     def __init__(self, config: DestinationConfig, settings: Settings) -> None:
         self.name = config.name
         self.host = settings.x_api_url
+        self.timeout = client_timeout(settings.http_timeout)
         self._credentials = {
             "consumer_key": _reveal(settings, "X_API_KEY"),
             "consumer_secret": _reveal(settings, "X_API_SECRET"),
@@ -156,7 +157,7 @@ class XAccount:
 
     def _api(self) -> _Client:
         if self._client is None:  # the session must be made inside the running loop
-            self._client = _Client(self.host, aiohttp.ClientSession(timeout=TIMEOUT), **self._credentials)
+            self._client = _Client(self.host, aiohttp.ClientSession(timeout=self.timeout), **self._credentials)
         return self._client
 
     async def publish(self, part: Part) -> Outcome:

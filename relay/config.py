@@ -64,6 +64,7 @@ class Settings:
     config_is_bundled_example: bool
     slack_api_url: str
     x_api_url: str
+    http_timeout: float  # seconds any one call to a network may take
     secrets: Mapping[str, Secret]
 
     def secret(self, name: str) -> Secret | None:
@@ -80,6 +81,13 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     port_text = env.get("PORT", "3000")
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(f"PORT={port_text!r} is not a TCP port: set PORT to a number from 1 to 65535")
+    timeout_text = env.get("RELAY_HTTP_TIMEOUT", "20")
+    try:
+        http_timeout = float(timeout_text)
+    except ValueError:
+        http_timeout = 0.0
+    if not 0.5 <= http_timeout <= 120:
+        raise ConfigError(f"RELAY_HTTP_TIMEOUT={timeout_text!r}: set it to a number of seconds from 0.5 to 120")
     explicit = env.get("RELAY_CONFIG")
     config_path = Path(explicit or "relay.toml")
     bundled = not explicit and not config_path.exists()
@@ -97,6 +105,7 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         config_is_bundled_example=bundled,
         slack_api_url=env.get("SLACK_API_URL", "https://slack.com/api/"),
         x_api_url=env.get("X_API_URL", "https://api.twitter.com").rstrip("/"),
+        http_timeout=http_timeout,
         secrets={name: Secret(env[name]) for name in SECRET_VARIABLES if env.get(name, "").strip()},
     )
 

@@ -164,15 +164,22 @@ def _to_plain(destination: str, text: str, warnings: list[str]) -> str:
 
     text = _SLACK_LINK.sub(link, text)
     text = _TYPED_BROADCAST.sub(lambda m: _dropped(destination, m.group(1).lower(), warnings), text)
-    text = _CODE.sub("", text)
-    previous = None
-    while previous != text:  # nested markers: *_bold italic_*
-        previous, text = text, _MARKERS.sub(r"\2", text)
+    pieces = regex.split(f"({_URL.pattern})", text, flags=regex.IGNORECASE)  # links keep their _ and *
+    text = "".join(piece if index % 2 else _unmark(piece) for index, piece in enumerate(pieces))
     text = html.unescape(text)
     text = regex.sub(r"^&?gt;\s?|^>\s?", "", text, flags=regex.MULTILINE)
     text = regex.sub(r"[ \t]{2,}", " ", text)
     text = regex.sub(r" +([.,;:!?])", r"\1", text)
     return str(regex.sub(r"\n{3,}", "\n\n", "\n".join(line.strip() for line in text.split("\n")))).strip()
+
+
+def _unmark(text: str) -> str:
+    """Remove mrkdwn's code ticks and *bold*, _italic_, ~strike~ markers, nested ones too."""
+    text = str(_CODE.sub("", text))
+    previous = None
+    while previous != text:
+        previous, text = text, str(_MARKERS.sub(r"\2", text))
+    return text
 
 
 def _dropped(destination: str, name: str, warnings: list[str]) -> str:

@@ -16,10 +16,11 @@ import aiohttp
 
 from relay.destination import Ambiguous, Retry
 
-# Every call is bounded: a connect that takes 5 s will not succeed, and no network we post to takes
-# more than a few seconds to accept a post.
-TIMEOUT = aiohttp.ClientTimeout(total=20, connect=5, sock_connect=5, sock_read=15)
-TIMEOUT_SECONDS = 20
+
+def client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """Every call is bounded: by `seconds` in all (RELAY_HTTP_TIMEOUT), and a connection that takes more
+    than 5 s to open will not open at all."""
+    return aiohttp.ClientTimeout(total=seconds, connect=min(5.0, seconds), sock_read=seconds)
 
 
 def failure(error: BaseException, network: str) -> Retry | Ambiguous | None:

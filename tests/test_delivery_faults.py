@@ -143,3 +143,21 @@ async def test_a_thread_interrupted_mid_way_resumes_without_repeating_parts(star
     assert [t.text[-5:] for t in tweets] == ["(1/3)", "(2/3)", "(3/3)"]
     assert tweets[2].in_reply_to_id == tweets[1].id
     assert len(x.calls_to("POST /2/tweets")) == 3
+
+
+async def test_x_post_that_times_out_is_looked_for_not_posted_again(start_relay, x: FakeX) -> None:
+    x.faults.add("POST /2/tweets", Fault.hang())  # lands, but the answer never comes
+    relay = await start_relay(RELAY_HTTP_TIMEOUT="1")
+    await approve(relay, audience="public")
+    report = await relay.final_report()
+    assert "1 of 1 delivered." in report
+    assert len(x.tweets) == 1 and len(x.calls_to("POST /2/tweets")) == 1
+
+
+async def test_slack_post_that_times_out_is_looked_for_not_posted_again(start_relay, slack: FakeSlack) -> None:
+    slack.faults.add("chat.postMessage", Fault.hang(), when=to_staff)
+    relay = await start_relay(RELAY_HTTP_TIMEOUT="1")
+    await approve(relay, audience="staff")
+    assert "1 of 1 delivered." in await relay.final_report()
+    assert len(slack.messages(STAFF_CHANNEL)) == 1
+    assert len([c for c in slack.calls_to("chat.postMessage") if to_staff(c.params)]) == 1

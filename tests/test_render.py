@@ -124,3 +124,8 @@ def test_no_rendered_x_part_ever_exceeds_the_limit(text: str) -> None:
     for part in rendering.parts:
         assert x_weighted_length(part) <= 280
         assert parse_tweet(part).weightedLength <= 280
+
+
+def test_links_keep_their_underscores_and_asterisks_on_x() -> None:
+    rendering = render("company-x", "_Read_ https://example.com/_draft_/a*b* now", X, allow_broadcast_mentions=False)
+    assert rendering.parts == ("Read https://example.com/_draft_/a*b* now",)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from .faults import Fault
 from .server import LoopbackServer
@@ -84,9 +85,13 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
 class FakeSlack(LoopbackServer[Call]):
     """Slack Web API on loopback, for `AsyncWebClient(base_url=slack.api_url)`."""
 
-    def __init__(self, token: str = "xoxb-test") -> None:
+    def __init__(self, token: str = "xoxb-test", app_token: str = "xapp-test") -> None:
         super().__init__()
         self.token = token
+        self.app_token = app_token
+        self._socket: web.WebSocketResponse | None = None
+        self._socket_open = asyncio.Event()
+        self._acks: dict[str, asyncio.Future[Payload]] = {}
         self.channel_errors: dict[str, str] = {}
         self.users: dict[str, Payload] = {}
         self.views: dict[str, Payload] = {}
@@ -110,6 +115,7 @@ class FakeSlack(LoopbackServer[Call]):
         self.app.router.add_get("/api/{method}", self._api)
         self.app.router.add_post("/api/{method}", self._api)
         self.app.router.add_post("/response/{key}", self._response_url)
+        self.app.router.add_get("/socket", self._socket_mode)
 
     @property
     def api_url(self) -> str:
@@ -174,12 +180,49 @@ class FakeSlack(LoopbackServer[Call]):
         return await self._serve(request, Call("response_url", params, request.headers, fault), fault, apply)
 
     def _answer(self, method: str, params: dict[str, Any], headers: Mapping[str, str]) -> Payload:
+        if method == "apps.connections.open":  # Socket Mode: the only method taking the app-level token
+            if headers.get("Authorization") != f"Bearer {self.app_token}":
+                return _error("invalid_auth")
+            return {"ok": True, "url": self.origin.replace("http://", "ws://") + "/socket"}
         handler = self._methods.get(method)
         if handler is None:
             return _error("unknown_method")
         if headers.get("Authorization") != f"Bearer {self.token}" and params.get("token") != self.token:
             return _error("invalid_auth")
         return handler(params)
+
+    async def close(self) -> None:
+        if self._socket is not None:
+            await self._socket.close()
+        await super().close()
+
+    async def _socket_mode(self, request: web.Request) -> web.WebSocketResponse:
+        """Socket Mode's websocket: say hello, then collect the app's acknowledgements by envelope id."""
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._socket = socket
+        await socket.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0APP"}})
+        self._socket_open.set()
+        async for message in socket:
+            if message.type == WSMsgType.TEXT:
+                ack = json.loads(message.data)
+                future = self._acks.pop(ack.get("envelope_id", ""), None)
+                if future is not None and not future.done():
+                    future.set_result(ack)
+        return socket
+
+    async def socket_request(self, kind: str, payload: Payload, timeout: float = 10.0) -> Payload:
+        """Deliver one envelope (`slash_commands`, `interactive`) over Socket Mode; return the app's ack."""
+        async with asyncio.timeout(timeout):
+            await self._socket_open.wait()
+            assert self._socket is not None
+            envelope_id = f"env-{len(self._acks)}-{time.monotonic_ns()}"
+            future: asyncio.Future[Payload] = asyncio.get_running_loop().create_future()
+            self._acks[envelope_id] = future
+            await self._socket.send_json(
+                {"envelope_id": envelope_id, "type": kind, "payload": payload, "accepts_response_payload": True}
+            )
+            return await future
 
     def _next_ts(self) -> str:
         """Like Slack's: the current epoch time in microseconds, unique and increasing."""
