@@ -27,7 +27,7 @@ from relay.destination import (
     Sent,
     Unprovable,
 )
-from relay.transport import failure, server_hint
+from relay.transport import server_hint, transport_outcome
 
 SPEC = DestinationSpec(
     kind="slack",
@@ -123,10 +123,7 @@ class SlackChannel:
         except SlackApiError as error:
             return api_failure(error, self.channel)
         except Exception as error:
-            classified = failure(error, "Slack")
-            if classified is None:
-                raise
-            return classified
+            return transport_outcome(error, "Slack")
         ts = str(answer["ts"])
         return Sent(ts, await self._permalink(ts))
 
@@ -155,8 +152,7 @@ class SlackChannel:
                 f"({error.response.get('error')}): look there before posting it by hand."
             )
         except Exception as error:
-            if failure(error, "Slack") is None:
-                raise
+            transport_outcome(error, "Slack")
             return Retry("could not reach Slack to check whether the post landed")
         return Unprovable(f"Too many messages in <#{self.channel}> to check whether it landed.")
 

@@ -117,51 +117,48 @@ class SlackSurface:
     async def _compose_submitted(
         self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], view: dict[str, Any]
     ) -> None:
+        async def request(who: str, text: str, audience: str, _: dict[str, Any]) -> Broadcast:
+            return await self.broadcasts.request(who, text, audience, ORIGIN, {})
+
+        await self._form_submitted(ack, body, view, request, replace=False)
+
+    async def _edit_submitted(
+        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        async def change(who: str, text: str, audience: str, metadata: dict[str, Any]) -> Broadcast:
+            return await self.broadcasts.change(who, metadata["broadcast_id"], text=text, audience=audience)
+
+        await self._form_submitted(ack, body, view, change, replace=True)
+
+    async def _form_submitted(
+        self,
+        ack: Callable[..., Awaitable[None]],
+        body: dict[str, Any],
+        view: dict[str, Any],
+        step: Callable[[str, str, str, dict[str, Any]], Awaitable[Broadcast]],
+        replace: bool,
+    ) -> None:
+        """A composer (new or Edit) was submitted: refuse in the form, or show the new preview."""
         text, audience = _form(view)
         metadata = json.loads(view.get("private_metadata") or "{}")
         try:
-            broadcast = await self.broadcasts.request(actor(body["user"]["id"]), text, audience, ORIGIN, {})
+            broadcast = await step(actor(body["user"]["id"]), text, audience, metadata)
         except (InputError, Refused) as error:
             await ack(response_action="errors", errors={"message": str(error)})
             return
         await ack()
-        await self._respond(
-            metadata.get("response_url"), body["user"]["id"], replace=False, **self._preview_message(broadcast)
-        )
+        preview = self._preview_message(broadcast)
+        await self._respond(metadata.get("response_url"), body["user"]["id"], replace=replace, **preview)
 
     async def _edit(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        broadcast = await self._guarded(body, lambda who, b: self._check_change(who, b))
+        broadcast = await self._guarded(body, self.broadcasts.for_change)
         if broadcast is None:
             return
         metadata = {"broadcast_id": broadcast.id, "response_url": body.get("response_url")}
         await client.views_open(
             trigger_id=body["trigger_id"],
             view=blocks.composer(self.broadcasts.audiences, broadcast.audience, metadata, broadcast.text, "edit"),
-        )
-
-    async def _check_change(self, who: str, broadcast_id: str) -> Broadcast:
-        broadcast = await self.broadcasts.get(broadcast_id)
-        decision = policy.may_change(self.config.policy, who, broadcast)
-        if not decision.allowed:
-            raise Refused(decision.reason)
-        return broadcast
-
-    async def _edit_submitted(
-        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], view: dict[str, Any]
-    ) -> None:
-        text, audience = _form(view)
-        metadata = json.loads(view.get("private_metadata") or "{}")
-        try:
-            broadcast = await self.broadcasts.change(
-                actor(body["user"]["id"]), metadata["broadcast_id"], text=text, audience=audience
-            )
-        except (InputError, Refused) as error:
-            await ack(response_action="errors", errors={"message": str(error)})
-            return
-        await ack()
-        await self._respond(
-            metadata.get("response_url"), body["user"]["id"], replace=True, **self._preview_message(broadcast)
         )
 
     # ---- buttons -----------------------------------------------------------------------------------

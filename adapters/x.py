@@ -32,7 +32,7 @@ from relay.destination import (
     Sent,
     Unprovable,
 )
-from relay.transport import client_timeout, failure, server_hint
+from relay.transport import client_timeout, server_hint, transport_outcome
 
 # tweepy logs whole request headers at DEBUG, OAuth token included: never let that reach a log.
 logging.getLogger("tweepy").setLevel(logging.INFO)
@@ -147,10 +147,10 @@ class XAccount:
         self.host = settings.x_api_url
         self.timeout = client_timeout(settings.http_timeout)
         self._credentials = {
-            "consumer_key": _reveal(settings, "X_API_KEY"),
-            "consumer_secret": _reveal(settings, "X_API_SECRET"),
-            "access_token": _reveal(settings, "X_ACCESS_TOKEN"),
-            "access_token_secret": _reveal(settings, "X_ACCESS_TOKEN_SECRET"),
+            "consumer_key": settings.reveal("X_API_KEY"),
+            "consumer_secret": settings.reveal("X_API_SECRET"),
+            "access_token": settings.reveal("X_ACCESS_TOKEN"),
+            "access_token_secret": settings.reveal("X_ACCESS_TOKEN_SECRET"),
         }
         self._client: _Client | None = None
         self._user_id: str | None = None
@@ -166,10 +166,7 @@ class XAccount:
         except tweepy.HTTPException as error:
             return _classify(error)
         except Exception as error:
-            classified = failure(error, "X")
-            if classified is None:
-                raise
-            return classified
+            return transport_outcome(error, "X")
         tweet_id = str(answer.data["id"])
         return Sent(tweet_id, f"https://x.com/i/web/status/{tweet_id}")
 
@@ -194,8 +191,7 @@ class XAccount:
                 f"posts to check ({error.response.status}): look at the account before posting it by hand."
             )
         except Exception as error:
-            if failure(error, "X") is None:
-                raise
+            transport_outcome(error, "X")
             return Retry("could not reach X to check whether the post landed")
         for tweet in page.data or []:
             replied_to = {ref.id for ref in (tweet.referenced_tweets or []) if ref.type == "replied_to"}
@@ -214,11 +210,6 @@ class XAccount:
     async def close(self) -> None:
         if self._client is not None and self._client.session is not None:
             await self._client.session.close()
-
-
-def _reveal(settings: Settings, name: str) -> str:
-    secret = settings.secret(name)
-    return secret.value if secret else ""
 
 
 def _mask(value: str) -> str:

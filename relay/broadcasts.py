@@ -113,12 +113,17 @@ class Broadcasts:
 
         return [Broadcast.from_row(r) for r in await self.store.call(run)]
 
+    async def for_change(self, actor: str, broadcast_id: str) -> Broadcast:
+        """The broadcast, if `actor` may edit it now (to open an editor on it)."""
+        current = await self.get(broadcast_id)
+        _check(policy.may_change(self.config.policy, actor, current))
+        return current
+
     async def change(
         self, actor: str, broadcast_id: str, *, text: str | None = None, audience: str | None = None
     ) -> Broadcast:
         """The author edits a draft's text or picks another audience."""
-        current = await self.get(broadcast_id)
-        _check(policy.may_change(self.config.policy, actor, current))
+        current = await self.for_change(actor, broadcast_id)
         new_text = clean(text) if text is not None else current.text
         new_audience = audience or current.audience
         self.preview(new_text, new_audience)
@@ -131,8 +136,7 @@ class Broadcasts:
         return await self.get(broadcast_id)
 
     async def cancel(self, actor: str, broadcast_id: str) -> Broadcast:
-        current = await self.get(broadcast_id)
-        _check(policy.may_change(self.config.policy, actor, current))
+        current = await self.for_change(actor, broadcast_id)
         await self._move(
             current,
             (BroadcastState.DRAFT, BroadcastState.PENDING),

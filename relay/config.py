@@ -70,6 +70,11 @@ class Settings:
     def secret(self, name: str) -> Secret | None:
         return self.secrets.get(name)
 
+    def reveal(self, name: str) -> str:
+        """The secret's value, for the one place that sends it to its network ("" when unset)."""
+        secret = self.secrets.get(name)
+        return secret.value if secret else ""
+
     @property
     def slack_ready(self) -> bool:
         """Whether Slack requests can be received and verified."""

@@ -36,6 +36,14 @@ def failure(error: BaseException, network: str) -> Retry | Ambiguous | None:
     return None
 
 
+def transport_outcome(error: Exception, network: str) -> Retry | Ambiguous:
+    """The outcome of a call that failed in transport; anything else is a bug and is raised again."""
+    classified = failure(error, network)
+    if classified is None:
+        raise error
+    return classified
+
+
 def server_hint(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds the server asked us to wait: `Retry-After` (seconds or an HTTP date), or a rate-limit
     reset given as epoch seconds (X: `x-rate-limit-reset`) or as a date (Mastodon: `X-RateLimit-Reset`)."""
