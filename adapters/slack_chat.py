@@ -269,7 +269,7 @@ class SlackSurface:
             else [
                 a.split(":", 1)[1]
                 for a in sorted(self.config.policy.approvers)
-                if a.startswith("slack:") and a != broadcast.author
+                if a.startswith("slack:") and not self.config.policy.same_person(a, broadcast.author)
             ]
         )
         posted = []

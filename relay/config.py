@@ -117,11 +117,16 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
 
 @dataclass(frozen=True)
 class Policy:
-    leaders: frozenset[str]
+    leaders: frozenset[str]  # every id of every leader (a person's other ids included)
     approvers: frozenset[str]
     default_audience: str
     approval_channel: str | None  # Slack channel for approval requests; None: DM each approver
     pending_for: timedelta  # how long a preview or an approval request stays valid
+    people: Mapping[str, frozenset[str]] = field(default_factory=dict)  # id → all ids of that person
+
+    def same_person(self, a: str, b: str) -> bool:
+        """One person may act from Slack and from Teams: four eyes means two people, not two ids."""
+        return a == b or a in self.people.get(b, frozenset())
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ class Config:
         return tuple(self.destinations[d] for d in self.audiences[name])
 
 
-_TOP_KEYS = {"dry_run", "policy", "destinations", "audiences"}
+_TOP_KEYS = {"dry_run", "policy", "people", "destinations", "audiences"}
 _POLICY_KEYS = {"leaders", "approvers", "default_audience", "approval_channel", "pending_hours"}
 _COMMON_DESTINATION_KEYS = {"kind": str, "dry_run": bool, "allow_broadcast_mentions": bool}
 _SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
@@ -188,7 +193,8 @@ def load_config(settings: Settings, kinds: Mapping[str, DestinationSpec], text: 
     dry_run = _typed(problems, raw, "dry_run", bool, False, "")
     destinations = _destinations(problems, raw.get("destinations"), kinds, settings, dry_run)
     audiences = _audiences(problems, raw.get("audiences"), destinations)
-    policy = _policy(problems, raw.get("policy"), audiences)
+    people = _people(problems, raw.get("people", {}))
+    policy = _policy(problems, raw.get("policy"), audiences, people)
     problems.raise_if_any()
     assert policy is not None
     return Config(path, dry_run, policy, destinations, audiences)
@@ -296,7 +302,31 @@ def _audiences(
     return found
 
 
-def _policy(problems: _Problems, raw: Any, audiences: Mapping[str, tuple[str, ...]]) -> Policy | None:
+def _people(problems: _Problems, raw: Any) -> dict[str, frozenset[str]]:
+    """`[people]`: each person's ids on every platform, so policy sees one person behind them."""
+    if not isinstance(raw, dict):
+        problems.add("people", 'must be a table: [people] then name = ["slack:U0123ABC", "teams:<id>"]')
+        return {}
+    people: dict[str, frozenset[str]] = {}
+    for name, ids in raw.items():
+        key = f"people.{name}"
+        if not isinstance(ids, list) or not ids:
+            problems.add(key, 'must be a list of one person\'s ids, like ["slack:U0123ABC", "teams:<id>"]')
+            continue
+        person = frozenset(_valid_ids(problems, key, ids))
+        for one in person:
+            if one in people:
+                problems.add(key, f"{one} is already someone else's id in [people]; an id belongs to one person")
+            people[one] = person
+    return people
+
+
+def _policy(
+    problems: _Problems,
+    raw: Any,
+    audiences: Mapping[str, tuple[str, ...]],
+    people: Mapping[str, frozenset[str]],
+) -> Policy | None:
     table = _table(problems, raw, "policy")
     problems.unknown_keys("policy.", table, _POLICY_KEYS)
     leaders = _ids(problems, table, "leaders")
@@ -321,12 +351,17 @@ def _policy(problems: _Problems, raw: Any, audiences: Mapping[str, tuple[str, ..
         problems.add("policy.pending_hours", f"must be a number of hours from 0 to 720, not {hours!r}")
         hours = 24
     return Policy(
-        leaders=leaders,
-        approvers=approvers,
+        leaders=_with_other_ids(leaders, people),
+        approvers=_with_other_ids(approvers, people),
         default_audience=default or "",
         approval_channel=channel,
         pending_for=timedelta(hours=hours),
+        people=people,
     )
+
+
+def _with_other_ids(ids: frozenset[str], people: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    return frozenset().union(ids, *(people.get(i, frozenset()) for i in ids))
 
 
 def _ids(problems: _Problems, table: Mapping[str, Any], key: str) -> frozenset[str]:
@@ -334,13 +369,17 @@ def _ids(problems: _Problems, table: Mapping[str, Any], key: str) -> frozenset[s
     if not isinstance(value, list):
         problems.add(f"policy.{key}", 'must be a list of ids, like ["slack:U0123ABC"]')
         return frozenset()
-    good = set()
-    for index, item in enumerate(value):
+    return frozenset(_valid_ids(problems, f"policy.{key}", value))
+
+
+def _valid_ids(problems: _Problems, key: str, items: list[Any]) -> list[str]:
+    good = []
+    for index, item in enumerate(items):
         if not isinstance(item, str) or not any(p.match(item) for p in ID_PATTERNS.values()):
-            problems.add(f"policy.{key}[{index}]", _id_fix(item))
+            problems.add(f"{key}[{index}]", _id_fix(item))
         else:
-            good.add(item)
-    return frozenset(good)
+            good.append(item)
+    return good
 
 
 def _id_fix(item: Any) -> str:

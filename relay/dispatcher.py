@@ -13,7 +13,8 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 
 from relay import outbox
 from relay.destination import Ambiguous, Destination, Part, Permanent, Retry, Sent, Unprovable
@@ -132,8 +133,8 @@ class Dispatcher:
                         posted.append(found.remote_id)
                         check_first = False
                         continue
-                await self._pace(destination)
-                outcome = await destination.publish(part)
+                async with self._paced(destination):
+                    outcome = await destination.publish(part)
                 check_first = False
                 if isinstance(outcome, Sent):
                     await outbox.record_part(self.store, delivery.id, outcome.remote_id, outcome.link, self.clock())
@@ -149,17 +150,23 @@ class Dispatcher:
                     return
         await self._finish(delivery, DeliveryState.SENT, None)
 
-    async def _pace(self, destination: Destination) -> None:
-        """Space posts to one place by the network's minimum interval (Slack: about one a second)."""
+    @asynccontextmanager
+    async def _paced(self, destination: Destination) -> AsyncIterator[None]:
+        """Space posts to one place by the network's minimum interval (Slack: about one a second),
+        counted from the end of the previous post, so latency cannot bunch two together."""
         interval = destination.limits.min_interval
         if not interval:
+            yield
             return
         key = destination.pace_key()
         async with self._pace_locks[key]:
             wait = self._last_post.get(key, 0.0) + interval - self.clock()
             if wait > 0:
                 await asyncio.sleep(wait)
-            self._last_post[key] = self.clock()
+            try:
+                yield
+            finally:
+                self._last_post[key] = self.clock()
 
     async def _retry(self, delivery: Delivery, outcome: Retry, check_first: bool) -> None:
         now = self.clock()

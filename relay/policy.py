@@ -35,7 +35,7 @@ def needs_second_person(policy: Policy) -> bool:
 
 def may_change(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
     """Edit the text, pick another audience, or cancel: the author's own draft or request."""
-    if actor != broadcast.author:
+    if not policy.same_person(actor, broadcast.author):
         return Decision(False, "Only the person who wrote this broadcast can change or cancel it.")
     if actor not in policy.leaders:
         return may_request(policy, actor)
@@ -47,14 +47,14 @@ def may_change(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
 def may_approve(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
     """The author confirms a draft; a pending request is approved by an approver other than the author."""
     if broadcast.state is BroadcastState.DRAFT:
-        if needs_second_person(policy) and not policy.approvers - {actor}:
+        if needs_second_person(policy) and all(policy.same_person(a, actor) for a in policy.approvers):
             return Decision(
                 False, "Nobody but you could approve this: ask an admin to add another approver to policy.approvers."
             )
         return may_change(policy, actor, broadcast)
     if broadcast.state is not BroadcastState.PENDING:
         return _settled(broadcast)
-    if actor == broadcast.author:
+    if policy.same_person(actor, broadcast.author):
         return Decision(False, "You cannot approve your own broadcast: another approver must.")
     if actor not in policy.approvers:
         return Decision(False, "Only the approvers listed in the relay's policy can approve broadcasts.")

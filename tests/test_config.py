@@ -166,3 +166,17 @@ def test_the_bot_refuses_to_start_live_without_slack_credentials(tmp_path: Path)
     result = run_bot(tmp_path, {"RELAY_CONFIG": str(path)})
     assert result.returncode == 2
     assert "SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET must be set to receive /broadcast" in result.stderr
+
+
+def test_people_join_a_persons_ids_across_platforms(tmp_path: Path) -> None:
+    teams = "teams:00000000-0000-0000-0000-0000000000c0"
+    text = ISSUE_EXAMPLE.replace("[policy]", f'[people]\nceo = ["slack:U0LEAD", "{teams}"]\n\n[policy]')
+    config = load(text, tmp_path)
+    assert teams in config.policy.leaders
+    assert config.policy.same_person(teams, "slack:U0LEAD")
+
+
+def test_an_id_given_to_two_people_is_refused(tmp_path: Path) -> None:
+    text = ISSUE_EXAMPLE.replace("[policy]", '[people]\na = ["slack:U0LEAD"]\nb = ["slack:U0LEAD"]\n\n[policy]')
+    with pytest.raises(ConfigError, match="slack:U0LEAD is already someone else's id"):
+        load(text, tmp_path)
