@@ -77,6 +77,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     if settings.slack_ready:
         surface = SlackSurface(settings, broadcasts)
         app[SURFACE] = surface
+        broadcasts.listeners.append(surface)
         dispatcher.on_change = surface.refresh
         app_token = settings.secret("SLACK_APP_TOKEN")
         if app_token:

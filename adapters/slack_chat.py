@@ -191,27 +191,29 @@ class SlackSurface:
         if approval is None:
             return
         broadcast = approval.broadcast
+        text = blocks.decided(broadcast)
         if not approval.sent:
-            await self._ask_approvers(broadcast)
-            await self._respond(
-                body.get("response_url"),
-                body["user"]["id"],
-                replace=True,
-                text=f"{blocks.decided(broadcast)} You will get the delivery report here once it is approved.",
-            )
-            return
-        link = await self.start_report(broadcast.id)
-        text = f"{blocks.decided(broadcast)} Live report: {link}" if link else blocks.decided(broadcast)
+            text += " You will get the delivery report once it is approved."
+        elif broadcast.origin == ORIGIN:
+            link = await self.start_report(broadcast.id)
+            text += f" Live report: {link}" if link else ""
         await self._respond(body.get("response_url"), body["user"]["id"], replace=True, text=text)
-        await self._close_approval_requests(broadcast)
 
     async def _reject(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         await ack()
-        broadcast = await self._guarded(body, self.broadcasts.reject)
-        if broadcast is None:
-            return
+        await self._guarded(body, self.broadcasts.reject)
+
+    async def pending(self, broadcast: Broadcast) -> None:
+        await self._ask_approvers(broadcast)
+
+    async def decided(self, broadcast: Broadcast) -> None:
         await self._close_approval_requests(broadcast)
-        await self._notify(broadcast.author, blocks.decided(broadcast))
+        if broadcast.origin != ORIGIN:
+            return
+        if broadcast.state is BroadcastState.APPROVED:
+            await self.start_report(broadcast.id)
+        elif broadcast.state is BroadcastState.REJECTED:
+            await self._notify(broadcast.author, blocks.decided(broadcast))
 
     async def _guarded(self, body: dict[str, Any], step: Callable[[str, str], Awaitable[Any]]) -> Any:
         """Run one step as the clicker; a refusal is told to them alone, and changes nothing."""
@@ -277,11 +279,11 @@ class SlackSurface:
             answer = await self._safe(self.client.chat_postMessage(channel=target, **message))
             if answer is not None:
                 posted.append([answer["channel"], answer["ts"]])
-        await self.broadcasts.set_report_ref(broadcast.id, {"approval_messages": posted})
+        await self.broadcasts.remember(broadcast.id, "slack_approvals", posted)
 
     async def _close_approval_requests(self, broadcast: Broadcast) -> None:
         """Replace every approval request's buttons with the decision, so nobody clicks a stale one."""
-        for channel, ts in broadcast.report_ref.get("approval_messages", []):
+        for channel, ts in broadcast.report_ref.get("slack_approvals", []):
             await self._safe(self.client.chat_update(channel=channel, ts=ts, text=blocks.decided(broadcast), blocks=[]))
 
     async def start_report(self, broadcast_id: str) -> str | None:
@@ -298,13 +300,14 @@ class SlackSurface:
         recording it, found in the DM by its metadata; else posted now."""
         async with self._report_locks[broadcast_id]:
             broadcast = await self.broadcasts.get(broadcast_id)
-            ref = broadcast.report_ref
-            if "ts" in ref:
+            ref = broadcast.report_ref.get("slack_report")
+            if ref:
                 return str(ref["channel"]), str(ref["ts"])
             user = broadcast.author.split(":", 1)[1]
-            found = await self._find_report(user, broadcast) if ref.get("posting") else None
+            posting = broadcast.report_ref.get("slack_report_posting")
+            found = await self._find_report(user, broadcast) if posting else None
             if found is None:
-                await self.broadcasts.set_report_ref(broadcast_id, {**ref, "posting": True})
+                await self.broadcasts.remember(broadcast_id, "slack_report_posting", True)
                 text, report_blocks = blocks.report(broadcast, await self.broadcasts.deliveries(broadcast_id))
                 marker = Metadata(event_type=REPORT_EVENT, event_payload={"broadcast_id": broadcast_id})
                 answer = await self._safe(
@@ -313,7 +316,7 @@ class SlackSurface:
                 if answer is None:
                     return None
                 found = (str(answer["channel"]), str(answer["ts"]))
-            await self.broadcasts.set_report_ref(broadcast_id, {**ref, "channel": found[0], "ts": found[1]})
+            await self.broadcasts.remember(broadcast_id, "slack_report", {"channel": found[0], "ts": found[1]})
             return found
 
     async def _find_report(self, user: str, broadcast: Broadcast) -> tuple[str, str] | None:

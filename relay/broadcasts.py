@@ -8,12 +8,13 @@ nothing left to change.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from relay import outbox, policy
 from relay.config import Config
@@ -21,6 +22,21 @@ from relay.destination import Destination
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering, clean, render
 from relay.store import Store, transaction
+
+log = logging.getLogger(__name__)
+
+
+class Listener(Protocol):
+    """A chat surface, told of every decision whichever surface it was made on (a broadcast asked for in
+    Slack may be approved in Teams)."""
+
+    async def pending(self, broadcast: Broadcast) -> None:
+        """Waiting for an approver: ask this surface's approvers."""
+        ...
+
+    async def decided(self, broadcast: Broadcast) -> None:
+        """Approved, rejected or cancelled: close this surface's requests, and report if it is the origin."""
+        ...
 
 
 class Refused(Exception):
@@ -47,6 +63,7 @@ class Broadcasts:
         self.destinations = destinations
         self.on_approved = on_approved
         self.clock = clock
+        self.listeners: list[Listener] = []
 
     @property
     def audiences(self) -> list[str]:
@@ -143,7 +160,7 @@ class Broadcasts:
             "state = 'cancelled', decided_by = ?, decided_at = ?",
             (actor, self.clock()),
         )
-        return await self.get(broadcast_id)
+        return await self._announce(broadcast_id, pending=False)
 
     async def reject(self, actor: str, broadcast_id: str) -> Broadcast:
         current = await self.get(broadcast_id)
@@ -154,7 +171,7 @@ class Broadcasts:
             "state = 'rejected', decided_by = ?, decided_at = ?",
             (actor, self.clock()),
         )
-        return await self.get(broadcast_id)
+        return await self._announce(broadcast_id, pending=False)
 
     async def approve(self, actor: str, broadcast_id: str) -> Approval:
         """The author's confirmation, or an approver's decision.
@@ -171,7 +188,7 @@ class Broadcasts:
             raise Refused(" ".join(errors))
         if current.state is BroadcastState.DRAFT and policy.needs_second_person(self.config.policy):
             await self._move(current, (BroadcastState.DRAFT,), "state = 'pending'", ())
-            return Approval(await self.get(broadcast_id), sent=False)
+            return Approval(await self._announce(broadcast_id, pending=True), sent=False)
 
         kinds = {d.name: (d.kind, d.dry_run) for d in self.config.audience(current.audience)}
         rows = [(r, *kinds[r.destination]) for r in renderings]
@@ -184,15 +201,28 @@ class Broadcasts:
             then=lambda conn: outbox.insert_deliveries(conn, broadcast_id, rows, now),
         )
         self.on_approved()
-        return Approval(await self.get(broadcast_id), sent=True)
+        return Approval(await self._announce(broadcast_id, pending=False), sent=True)
 
-    async def set_report_ref(self, broadcast_id: str, ref: dict[str, Any]) -> None:
-        """Where the surface keeps the live report (a message it can edit)."""
+    async def remember(self, broadcast_id: str, key: str, value: Any) -> None:
+        """Keep one surface handle (where its report or approval requests are), merged with the others'
+        so two surfaces writing at once cannot erase each other's."""
 
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE broadcasts SET report_ref = ? WHERE id = ?", (json.dumps(ref), broadcast_id))
+            row = conn.execute("SELECT report_ref FROM broadcasts WHERE id = ?", (broadcast_id,)).fetchone()
+            refs = {**json.loads(row["report_ref"] or "{}"), key: value}
+            conn.execute("UPDATE broadcasts SET report_ref = ? WHERE id = ?", (json.dumps(refs), broadcast_id))
 
         await self.store.call(lambda conn: transaction(conn, run))
+
+    async def _announce(self, broadcast_id: str, pending: bool) -> Broadcast:
+        """Tell every surface; one failing surface must not keep the others, or the caller, from going on."""
+        for listener in self.listeners:
+            broadcast = await self.get(broadcast_id)
+            try:
+                await (listener.pending(broadcast) if pending else listener.decided(broadcast))
+            except Exception:
+                log.exception("a chat surface failed to hear of broadcast %s", broadcast_id)
+        return await self.get(broadcast_id)
 
     async def _move(
         self,
