@@ -30,6 +30,7 @@ from relay.broadcasts import Broadcasts, Refused
 from relay.config import Settings
 from relay.model import Broadcast, BroadcastState
 from relay.render import InputError
+from relay.reports import ReportRefresher
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,7 @@ class SlackSurface:
         # retried; a dropped connection is not, as a retried chat.postMessage could land twice.
         self.client: AsyncWebClient = web_client(settings, [AsyncRateLimitErrorRetryHandler(max_retry_count=2)])
         self.app = AsyncApp(client=self.client, signing_secret=secret.value if secret else None)
-        self._refreshing: dict[str, asyncio.Task[None]] = {}
-        self._dirty: set[str] = set()
+        self.reports = ReportRefresher(self._draw_report, REPORT_SPACING)
         self._report_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._register()
 
@@ -338,30 +338,21 @@ class SlackSurface:
         return None
 
     def refresh(self, broadcast_id: str) -> None:
-        """Deliveries changed: edit the report soon, at most once a second, always ending on the latest state."""
-        self._dirty.add(broadcast_id)
-        if broadcast_id not in self._refreshing:
-            task = asyncio.create_task(self._refresh_loop(broadcast_id))
-            self._refreshing[broadcast_id] = task
-            task.add_done_callback(lambda _: self._refreshing.pop(broadcast_id, None))
+        """Deliveries changed: the report is edited soon (see ReportRefresher)."""
+        self.reports.refresh(broadcast_id)
 
-    async def _refresh_loop(self, broadcast_id: str) -> None:
-        while broadcast_id in self._dirty:
-            self._dirty.discard(broadcast_id)
-            broadcast = await self.broadcasts.get(broadcast_id)
-            if broadcast.origin != ORIGIN or broadcast.state is not BroadcastState.APPROVED:
-                return
-            where = await self._report_message(broadcast_id)
-            if where is None:
-                return
-            text, report_blocks = blocks.report(broadcast, await self.broadcasts.deliveries(broadcast_id))
-            await self._safe(self.client.chat_update(channel=where[0], ts=where[1], text=text, blocks=report_blocks))
-            await asyncio.sleep(REPORT_SPACING)
+    async def _draw_report(self, broadcast_id: str) -> None:
+        broadcast = await self.broadcasts.get(broadcast_id)
+        if broadcast.origin != ORIGIN or broadcast.state is not BroadcastState.APPROVED:
+            return
+        where = await self._report_message(broadcast_id)
+        if where is None:
+            return
+        text, report_blocks = blocks.report(broadcast, await self.broadcasts.deliveries(broadcast_id))
+        await self._safe(self.client.chat_update(channel=where[0], ts=where[1], text=text, blocks=report_blocks))
 
     async def close(self) -> None:
-        for task in list(self._refreshing.values()):
-            task.cancel()
-        await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
+        await self.reports.close()
 
     @staticmethod
     async def _safe(call: Awaitable[Any]) -> Any:

@@ -26,6 +26,7 @@ class Markup(Enum):
 
     MRKDWN = "mrkdwn"  # understood as written (Slack)
     PLAIN = "plain"  # markup stripped, links and mentions turned into words
+    MARKDOWN = "markdown"  # **bold**, [label](url): what Teams renders
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ _BARE_DOMAIN = regex.compile(
 )
 _EMOJI = regex.compile(r"\p{Extended_Pictographic}|\p{Regional_Indicator}|\u20e3")
 _MARKERS = regex.compile(r"(?<![\w*_~`])([*_~])(?=\S)(.+?)(?<=\S)\1(?![\w*_~`])")
+_MARKDOWN = {"*": "**", "_": "_", "~": "~~"}  # mrkdwn marker → its Markdown (Teams)
 _CODE = regex.compile(r"```\n?|`")
 _CONTROL = regex.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SENTENCE_END = regex.compile(r"(?<=[.!?…。！？])\s+|\n+")
@@ -73,7 +74,7 @@ def render(destination: str, text: str, limits: Limits, allow_broadcast_mentions
     if limits.markup is Markup.MRKDWN:
         body = _for_slack(destination, text, allow_broadcast_mentions, warnings)
     else:
-        body = _to_plain(destination, text, warnings)
+        body = _convert(destination, text, warnings, markdown=limits.markup is Markup.MARKDOWN)
     counter = counter_for(limits)
     error = None
     if not body:
@@ -141,33 +142,38 @@ def _broadcast_mention(destination: str, name: str, allow: bool, warnings: list[
     return f"@\u2060{name}"  # a word joiner keeps it readable while Slack no longer sees a mention
 
 
-def _to_plain(destination: str, text: str, warnings: list[str]) -> str:
-    """Readable plain text: links spelled out, mentions as names, markup and broadcast mentions gone."""
+def _convert(destination: str, text: str, warnings: list[str], markdown: bool) -> str:
+    """Slack mrkdwn into readable plain text, or into Markdown: links spelled out or as [label](url),
+    mentions as names, broadcast mentions (which only mean something in Slack) left out."""
 
     def link(match: regex.Match[str]) -> str:
         target, label = match.group(1), match.group(2)
         if target.startswith("@"):
-            return label.lstrip("@") if label else "a colleague"
+            return str(label).lstrip("@") if label else "a colleague"
         if target.startswith("#"):
             return f"#{label}" if label else "a channel"
         if target.startswith("!"):
             name = target[1:].split("^")[0].lower()
             if name in ("channel", "here", "everyone"):
-                _dropped(destination, name, warnings)
-                return ""
+                return _dropped(destination, name, warnings)
             return str(label or "").lstrip("@")
-        if target.startswith("mailto:"):
-            return str(label or target[len("mailto:") :])
-        if not label or label == target or target.endswith("//" + label) or target.endswith("//" + label + "/"):
-            return str(target)
+        shown = str(label or target.removeprefix("mailto:"))
+        if markdown:
+            return f"[{shown}]({target})"
+        if target.startswith("mailto:") or not label or target.rstrip("/").endswith("//" + label):
+            return shown if target.startswith("mailto:") else str(target)
         return f"{label} ({target})"
 
     text = _SLACK_LINK.sub(link, text)
     text = _TYPED_BROADCAST.sub(lambda m: _dropped(destination, m.group(1).lower(), warnings), text)
-    pieces = regex.split(f"({_URL.pattern})", text, flags=regex.IGNORECASE)  # links keep their _ and *
-    text = "".join(piece if index % 2 else _unmark(piece) for index, piece in enumerate(pieces))
-    text = html.unescape(text)
-    text = regex.sub(r"^&?gt;\s?|^>\s?", "", text, flags=regex.MULTILINE)
+    if not markdown:
+        pieces = regex.split(f"({_URL.pattern})", text, flags=regex.IGNORECASE)  # links keep their _ and *
+        text = "".join(piece if index % 2 else _unmark(piece) for index, piece in enumerate(pieces))
+        text = regex.sub(r"^&?gt;\s?|^>\s?", "", html.unescape(text), flags=regex.MULTILINE)
+    else:
+        text = html.unescape(
+            _MARKERS.sub(lambda m: f"{_MARKDOWN[m.group(1)]}{m.group(2)}{_MARKDOWN[m.group(1)]}", text)
+        )
     text = regex.sub(r"[ \t]{2,}", " ", text)
     text = regex.sub(r" +([.,;:!?])", r"\1", text)
     return str(regex.sub(r"\n{3,}", "\n\n", "\n".join(line.strip() for line in text.split("\n")))).strip()
