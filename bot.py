@@ -10,14 +10,16 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from adapters import SPECS, build_destinations
 from adapters.slack_chat import SlackSurface
+from adapters.teams import Directory, unreachable
+from adapters.teams_chat import TeamsSurface
 from relay.broadcasts import Broadcasts
-from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
+from relay.config import TEAMS_SETTINGS, Config, ConfigError, Settings, load_config, settings_from_env
 from relay.dispatcher import Dispatcher
 from relay.store import Store, StoreError
 
@@ -27,6 +29,7 @@ SETTINGS = web.AppKey("settings", Settings)
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
 SURFACE = web.AppKey("slack", SlackSurface)
+TEAMS = web.AppKey("teams", TeamsSurface)
 
 
 def startup_warnings(settings: Settings, config: Config) -> list[str]:
@@ -44,13 +47,19 @@ def startup_warnings(settings: Settings, config: Config) -> list[str]:
             "SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET and the X_* credentials."
         )
     missing = [name for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET") if settings.secret(name) is None]
-    if missing and not config.dry_run:
+    if len(missing) == 1 or (missing and settings.teams_mode is None and not config.dry_run):
         raise ConfigError(
             f"{', '.join(missing)} must be set to receive /broadcast from Slack (see README, 'Create the Slack "
-            "app'); or set dry_run = true at the top of the config to try the bot without Slack"
+            "app'), or configure Teams instead; or set dry_run = true at the top of the config to try the bot"
         )
     if missing:
         lines.append(f"Slack is off: set {' and '.join(missing)} to receive /broadcast. /healthz is served.")
+    if settings.teams_mode == "anonymous":
+        lines.append(
+            "TEAMS ANONYMOUS MODE: /api/messages accepts unsigned requests, for local tries only (Agents "
+            f"Playground). Set {TEAMS_SETTINGS}CLIENTID, CLIENTSECRET and TENANTID, and remove ANONYMOUS_ALLOWED, "
+            "before Teams can reach this bot."
+        )
     return lines
 
 
@@ -61,6 +70,7 @@ def build_app(settings: Settings, config: Config) -> web.Application:
     app.cleanup_ctx.append(_relay)
     app.router.add_get("/healthz", _healthz)
     app.router.add_post("/slack/events", _slack_events)
+    app.router.add_post("/api/messages", _teams_messages)
     return app
 
 
@@ -70,7 +80,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     store = Store(settings.db_path)
     await store.open()
     app[STORE] = store
-    destinations = build_destinations(config, settings)
+    destinations = build_destinations(config, settings, store)
     dispatcher = Dispatcher(store, destinations)
     broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.poke)
     socket_mode = None
@@ -78,7 +88,6 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         surface = SlackSurface(settings, broadcasts)
         app[SURFACE] = surface
         broadcasts.listeners.append(surface)
-        dispatcher.on_change = surface.refresh
         app_token = settings.secret("SLACK_APP_TOKEN")
         if app_token:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -86,6 +95,13 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
             socket_mode = AsyncSocketModeHandler(surface.app, app_token.value)
             await socket_mode.connect_async()
             log.info("Slack Socket Mode connected: no public URL needed")
+    if settings.teams_mode is not None:
+        teams = TeamsSurface(settings, broadcasts, store)
+        app[TEAMS] = teams
+        broadcasts.listeners.append(teams)
+    for line in await teams_reach(config, store):
+        log.warning("*** %s", line)
+    dispatcher.on_change = _report_to(app)
     worker = asyncio.create_task(dispatcher.run(), name="dispatcher")
     log.info(
         "relay ready: %d destinations (%s)", len(destinations), ", ".join(d.describe() for d in destinations.values())
@@ -99,9 +115,40 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
             await socket_mode.close_async()
         if SURFACE in app:
             await app[SURFACE].close()
+        if TEAMS in app:
+            await app[TEAMS].close()
         for destination in destinations.values():
             await destination.close()
         await store.close()
+
+
+async def teams_reach(config: Config, store: Store) -> list[str]:
+    """For each Teams destination the bot cannot post to yet, why, by name."""
+    directory = Directory(store)
+    lines = []
+    for destination in config.destinations.values():
+        if destination.kind == "teams" and not destination.dry_run:
+            problem = await unreachable(directory, destination.options["channel"])
+            if problem:
+                lines.append(f"destination {destination.name}: {problem}")
+    return lines
+
+
+def _report_to(app: web.Application) -> Callable[[str], None]:
+    """Deliveries changed: each surface redraws the reports of the broadcasts it started."""
+
+    def changed(broadcast_id: str) -> None:
+        for key in (SURFACE, TEAMS):
+            if key in app:
+                app[key].refresh(broadcast_id)
+
+    return changed
+
+
+async def _teams_messages(request: web.Request) -> web.StreamResponse:
+    if TEAMS not in request.app:
+        return web.json_response({"error": "Teams is not configured on this relay"}, status=503)
+    return await request.app[TEAMS].handle(request)
 
 
 async def _healthz(request: web.Request) -> web.Response:

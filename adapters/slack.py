@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.metadata import Metadata
 from slack_sdk.web.async_client import AsyncWebClient
 
-from relay.config import DestinationConfig, Settings
+from relay.config import DestinationConfig, Settings, slack_channel_problem
 from relay.destination import (
     Ambiguous,
     Counting,
@@ -27,6 +27,7 @@ from relay.destination import (
     Sent,
     Unprovable,
 )
+from relay.store import Store
 from relay.transport import server_hint, transport_outcome
 
 SPEC = DestinationSpec(
@@ -34,6 +35,7 @@ SPEC = DestinationSpec(
     options={"channel": str},
     required=("channel",),
     secrets=("SLACK_BOT_TOKEN",),
+    check_options=lambda options: [("channel", p) for p in [slack_channel_problem(options["channel"])] if p],
 )
 
 EVENT_TYPE = "relay_broadcast"  # the metadata event type our posts carry; the manifest declares it
@@ -107,7 +109,7 @@ class SlackChannel:
     limits = LIMITS
     idempotent = False  # Slack has no idempotency key; metadata lets `find` look instead
 
-    def __init__(self, config: DestinationConfig, settings: Settings) -> None:
+    def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
         self.name = config.name
         self.channel: str = config.options["channel"]
         self.client = web_client(settings)

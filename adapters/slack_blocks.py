@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from relay.config import DestinationConfig
+from relay.config import DestinationConfig, Policy
 from relay.destination import Counting
 from relay.model import Broadcast, BroadcastState, Delivery, DeliveryState
 from relay.render import Rendering
@@ -155,13 +155,18 @@ def _actions(broadcast: Broadcast, broken: list[Rendering], audiences: Iterable[
     return {"type": "actions", "block_id": f"broadcast:{broadcast.id}", "elements": elements}
 
 
+def who(person: str, policy: Policy) -> str:
+    """A Slack member as a mention; someone from Teams by their [people] name."""
+    return f"<@{person.removeprefix('slack:')}>" if person.startswith("slack:") else policy.name(person)
+
+
 def approval_request(
-    broadcast: Broadcast, renderings: Sequence[Rendering], destinations: dict[str, DestinationConfig]
+    broadcast: Broadcast, renderings: Sequence[Rendering], destinations: dict[str, DestinationConfig], policy: Policy
 ) -> list[Block]:
     """Sent to the approvers: who asks, what each destination will receive, Approve / Reject."""
-    author = broadcast.author.split(":", 1)[1]
+    author = who(broadcast.author, policy)
     blocks: list[Block] = [
-        _mrkdwn(f":mega: <@{author}> asks to broadcast `{broadcast.id}` to *{broadcast.audience}*. Approve it?"),
+        _mrkdwn(f":mega: {author} asks to broadcast `{broadcast.id}` to *{broadcast.audience}*. Approve it?"),
         {"type": "divider"},
     ]
     for rendering in renderings:
@@ -203,13 +208,13 @@ def approval_request(
     return blocks
 
 
-def decided(broadcast: Broadcast) -> str:
+def decided(broadcast: Broadcast, policy: Policy) -> str:
     """What replaces the buttons once a broadcast is decided."""
-    who = f" by <@{broadcast.decided_by.split(':', 1)[1]}>" if broadcast.decided_by else ""
+    by = f" by {who(broadcast.decided_by, policy)}" if broadcast.decided_by else ""
     words = {
-        BroadcastState.APPROVED: f":white_check_mark: Broadcast `{broadcast.id}` was approved{who} and is going out.",
-        BroadcastState.REJECTED: f":x: Broadcast `{broadcast.id}` was rejected{who}. Nothing was sent.",
-        BroadcastState.CANCELLED: f":wastebasket: Broadcast `{broadcast.id}` was cancelled{who}. Nothing was sent.",
+        BroadcastState.APPROVED: f":white_check_mark: Broadcast `{broadcast.id}` was approved{by} and is going out.",
+        BroadcastState.REJECTED: f":x: Broadcast `{broadcast.id}` was rejected{by}. Nothing was sent.",
+        BroadcastState.CANCELLED: f":wastebasket: Broadcast `{broadcast.id}` was cancelled{by}. Nothing was sent.",
         BroadcastState.EXPIRED: f":hourglass: Broadcast `{broadcast.id}` expired. Nothing was sent.",
         BroadcastState.PENDING: f":hourglass_flowing_sand: Broadcast `{broadcast.id}` is waiting for an approver.",
     }

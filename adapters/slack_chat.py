@@ -182,7 +182,10 @@ class SlackSurface:
         broadcast = await self._guarded(body, self.broadcasts.cancel)
         if broadcast is not None:
             await self._respond(
-                body.get("response_url"), body["user"]["id"], replace=True, text=blocks.decided(broadcast)
+                body.get("response_url"),
+                body["user"]["id"],
+                replace=True,
+                text=blocks.decided(broadcast, self.config.policy),
             )
 
     async def _approve(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
@@ -191,7 +194,7 @@ class SlackSurface:
         if approval is None:
             return
         broadcast = approval.broadcast
-        text = blocks.decided(broadcast)
+        text = blocks.decided(broadcast, self.config.policy)
         if not approval.sent:
             text += " You will get the delivery report once it is approved."
         elif broadcast.origin == ORIGIN:
@@ -213,7 +216,7 @@ class SlackSurface:
         if broadcast.state is BroadcastState.APPROVED:
             await self.start_report(broadcast.id)
         elif broadcast.state is BroadcastState.REJECTED:
-            await self._notify(broadcast.author, blocks.decided(broadcast))
+            await self._notify(broadcast.author, blocks.decided(broadcast, self.config.policy))
 
     async def _guarded(self, body: dict[str, Any], step: Callable[[str, str], Awaitable[Any]]) -> Any:
         """Run one step as the clicker; a refusal is told to them alone, and changes nothing."""
@@ -263,7 +266,9 @@ class SlackSurface:
         renderings = self.broadcasts.preview(broadcast.text, broadcast.audience)
         message: dict[str, Any] = {
             "text": f"Approval requested for broadcast {broadcast.id}",
-            "blocks": blocks.approval_request(broadcast, renderings, dict(self.config.destinations)),
+            "blocks": blocks.approval_request(
+                broadcast, renderings, dict(self.config.destinations), self.config.policy
+            ),
         }
         targets = (
             [self.config.policy.approval_channel]
@@ -284,7 +289,11 @@ class SlackSurface:
     async def _close_approval_requests(self, broadcast: Broadcast) -> None:
         """Replace every approval request's buttons with the decision, so nobody clicks a stale one."""
         for channel, ts in broadcast.report_ref.get("slack_approvals", []):
-            await self._safe(self.client.chat_update(channel=channel, ts=ts, text=blocks.decided(broadcast), blocks=[]))
+            await self._safe(
+                self.client.chat_update(
+                    channel=channel, ts=ts, text=blocks.decided(broadcast, self.config.policy), blocks=[]
+                )
+            )
 
     async def start_report(self, broadcast_id: str) -> str | None:
         """Make sure the live report exists in the author's DM, and link to it."""

@@ -32,6 +32,7 @@ from relay.destination import (
     Sent,
     Unprovable,
 )
+from relay.store import Store
 from relay.transport import client_timeout, server_hint, transport_outcome
 
 # tweepy logs whole request headers at DEBUG, OAuth token included: never let that reach a log.
@@ -142,7 +143,7 @@ class XAccount:
     limits = LIMITS
     idempotent = False
 
-    def __init__(self, config: DestinationConfig, settings: Settings) -> None:
+    def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
         self.name = config.name
         self.host = settings.x_api_url
         self.timeout = client_timeout(settings.http_timeout)

@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _preview(settings: Settings, config: Config, message: str, audience: str | None) -> int:
-    destinations = build_destinations(config, settings)
-    broadcasts = Broadcasts(Store(settings.db_path), config, destinations)
+    store = Store(settings.db_path)  # never opened: a preview reads and writes nothing
+    destinations = build_destinations(config, settings, store)
+    broadcasts = Broadcasts(store, config, destinations)
     chosen = audience or config.policy.default_audience
     try:
         renderings = broadcasts.preview(message, chosen)

@@ -27,6 +27,11 @@ ID_PATTERNS = {
     "teams": re.compile(r"^teams:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
 }
 
+# The Agents SDK's own configuration names (learn.microsoft.com, "Configure your agent"): its settings are
+# read from CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID, …CLIENTSECRET, …TENANTID and so on.
+TEAMS_PREFIXES = ("CONNECTIONS__", "CONNECTIONSMAP__", "AGENTAPPLICATION__")
+TEAMS_SETTINGS = "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__"
+
 SECRET_VARIABLES = (
     "SLACK_BOT_TOKEN",
     "SLACK_SIGNING_SECRET",
@@ -66,6 +71,11 @@ class Settings:
     x_api_url: str
     http_timeout: float  # seconds any one call to a network may take
     secrets: Mapping[str, Secret]
+    # The Microsoft 365 Agents SDK reads its own documented variables (CONNECTIONS__…); they are kept
+    # here, unprinted, to hand to it. `teams_mode` is "authenticated", "anonymous" or None (Teams off).
+    teams_sdk_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    teams_mode: str | None = None
+    teams_tenant: str | None = None
 
     def secret(self, name: str) -> Secret | None:
         return self.secrets.get(name)
@@ -103,6 +113,14 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
             f"RELAY_CONFIG={explicit}: no such file; point RELAY_CONFIG at your relay.toml "
             f"(start from {BUNDLED_EXAMPLE.name})"
         )
+    teams_env = {k: v for k, v in env.items() if k.startswith(TEAMS_PREFIXES) and v.strip()}
+    client_id = teams_env.get(f"{TEAMS_SETTINGS}CLIENTID")
+    anonymous = teams_env.get(f"{TEAMS_SETTINGS}ANONYMOUS_ALLOWED", "").lower() in ("true", "1")
+    if client_id and anonymous:
+        raise ConfigError(
+            f"{TEAMS_SETTINGS}ANONYMOUS_ALLOWED=true would let unsigned requests in although Teams credentials "
+            "are set: remove it (anonymous mode is only for local tries without credentials)"
+        )
     return Settings(
         port=int(port_text),
         db_path=Path(env.get("RELAY_DB", "relay.db")),
@@ -112,6 +130,9 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         x_api_url=env.get("X_API_URL", "https://api.twitter.com").rstrip("/"),
         http_timeout=http_timeout,
         secrets={name: Secret(env[name]) for name in SECRET_VARIABLES if env.get(name, "").strip()},
+        teams_sdk_env=teams_env,
+        teams_mode="authenticated" if client_id else "anonymous" if anonymous else None,
+        teams_tenant=teams_env.get(f"{TEAMS_SETTINGS}TENANTID"),
     )
 
 
@@ -123,6 +144,12 @@ class Policy:
     approval_channel: str | None  # Slack channel for approval requests; None: DM each approver
     pending_for: timedelta  # how long a preview or an approval request stays valid
     people: Mapping[str, frozenset[str]] = field(default_factory=dict)  # id → all ids of that person
+    teams_approval_channel: str | None = None  # Teams channel for approval requests, besides approvers' chats
+    names: Mapping[str, str] = field(default_factory=dict)  # id → the person's name in [people]
+
+    def name(self, person: str) -> str:
+        """How to call someone on any surface: their [people] name, else their id."""
+        return self.names.get(person, person)
 
     def same_person(self, a: str, b: str) -> bool:
         """One person may act from Slack and from Teams: four eyes means two people, not two ids."""
@@ -151,9 +178,17 @@ class Config:
 
 
 _TOP_KEYS = {"dry_run", "policy", "people", "destinations", "audiences"}
-_POLICY_KEYS = {"leaders", "approvers", "default_audience", "approval_channel", "pending_hours"}
+_POLICY_KEYS = {
+    "leaders",
+    "approvers",
+    "default_audience",
+    "approval_channel",
+    "teams_approval_channel",
+    "pending_hours",
+}
 _COMMON_DESTINATION_KEYS = {"kind": str, "dry_run": bool, "allow_broadcast_mentions": bool}
 _SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
+TEAMS_CHANNEL = re.compile(r"^19:[^\s]+@thread\.(tacv2|skype)$")
 
 
 class _Problems:
@@ -192,9 +227,10 @@ def load_config(settings: Settings, kinds: Mapping[str, DestinationSpec], text: 
     problems.unknown_keys("", raw, _TOP_KEYS)
     dry_run = _typed(problems, raw, "dry_run", bool, False, "")
     destinations = _destinations(problems, raw.get("destinations"), kinds, settings, dry_run)
-    audiences = _audiences(problems, raw.get("audiences"), destinations)
+    declared: Mapping[str, Any] = raw["destinations"] if isinstance(raw.get("destinations"), dict) else {}
+    audiences = _audiences(problems, raw.get("audiences"), declared)  # a broken destination is named once
     people = _people(problems, raw.get("people", {}))
-    policy = _policy(problems, raw.get("policy"), audiences, people)
+    policy = _policy(problems, raw.get("policy"), audiences, people, _names(raw.get("people", {})))
     problems.raise_if_any()
     assert policy is not None
     return Config(path, dry_run, policy, destinations, audiences)
@@ -255,8 +291,9 @@ def _destinations(
             elif key in spec.required:
                 problems.add(f"{where}{key}", f"missing; a {kind} destination needs it")
         dry = bool(_typed(problems, table, "dry_run", bool, False, where))
-        if kind == "slack" and isinstance(options.get("channel"), str):
-            _check_slack_channel(problems, f"{where}channel", options["channel"])
+        if spec.check_options is not None and all(options.get(key) is not None for key in spec.required):
+            for key, message in spec.check_options(options):
+                problems.add(f"{where}{key}", message)
         missing = [s for s in spec.secrets if settings.secret(s) is None]
         if missing and not (dry or bot_dry_run):
             problems.add(
@@ -265,6 +302,9 @@ def _destinations(
                 f"{'them' if len(missing) > 1 else 'it'}, or set dry_run = true on this destination "
                 "to render and record without posting",
             )
+        not_ready = spec.check_ready(settings) if spec.check_ready is not None else None
+        if not_ready and not (dry or bot_dry_run):
+            problems.add(f"destinations.{name}", f"{not_ready}; or set dry_run = true on this destination")
         found[name] = DestinationConfig(
             name=name,
             kind=kind,
@@ -275,18 +315,25 @@ def _destinations(
     return found
 
 
-def _check_slack_channel(problems: _Problems, key: str, channel: str) -> None:
-    if not _SLACK_CHANNEL.match(channel):
-        problems.add(
-            key,
-            f"{channel!r} is not a Slack channel ID; use the ID (like C0123ABCD, from the channel's "
-            "details → About), not its name: names change, IDs don't",
-        )
+def slack_channel_problem(channel: str) -> str | None:
+    if _SLACK_CHANNEL.match(channel):
+        return None
+    return (
+        f"{channel!r} is not a Slack channel ID; use the ID (like C0123ABCD, from the channel's "
+        "details → About), not its name: names change, IDs don't"
+    )
 
 
-def _audiences(
-    problems: _Problems, raw: Any, destinations: Mapping[str, DestinationConfig]
-) -> dict[str, tuple[str, ...]]:
+def teams_channel_problem(channel: str) -> str | None:
+    if TEAMS_CHANNEL.match(channel):
+        return None
+    return (
+        f"{channel!r} is not a Teams channel id; use the id from the channel's ⋯ → Get link to channel "
+        "(the part like 19:abc…@thread.tacv2, decoded), not its name"
+    )
+
+
+def _audiences(problems: _Problems, raw: Any, destinations: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
     found: dict[str, tuple[str, ...]] = {}
     for name, members in _table(problems, raw, "audiences").items():
         key = f"audiences.{name}"
@@ -300,6 +347,12 @@ def _audiences(
                 problems.add(key, f"'{member}' is not a destination; {hint}")
         found[name] = tuple(dict.fromkeys(members))
     return found
+
+
+def _names(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        return {}
+    return {one: name for name, ids in raw.items() if isinstance(ids, list) for one in ids if isinstance(one, str)}
 
 
 def _people(problems: _Problems, raw: Any) -> dict[str, frozenset[str]]:
@@ -326,6 +379,7 @@ def _policy(
     raw: Any,
     audiences: Mapping[str, tuple[str, ...]],
     people: Mapping[str, frozenset[str]],
+    names: Mapping[str, str],
 ) -> Policy | None:
     table = _table(problems, raw, "policy")
     problems.unknown_keys("policy.", table, _POLICY_KEYS)
@@ -344,8 +398,11 @@ def _policy(
             f"'{default}' is not an audience; use one of {', '.join(sorted(audiences))}",
         )
     channel = _typed(problems, table, "approval_channel", str, None, "policy.")
-    if channel is not None:
-        _check_slack_channel(problems, "policy.approval_channel", channel)
+    if channel is not None and (problem := slack_channel_problem(channel)):
+        problems.add("policy.approval_channel", problem)
+    teams_channel = _typed(problems, table, "teams_approval_channel", str, None, "policy.")
+    if teams_channel is not None and (problem := teams_channel_problem(teams_channel)):
+        problems.add("policy.teams_approval_channel", problem)
     hours = table.get("pending_hours", 24)
     if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 < hours <= 24 * 30:
         problems.add("policy.pending_hours", f"must be a number of hours from 0 to 720, not {hours!r}")
@@ -357,6 +414,8 @@ def _policy(
         approval_channel=channel,
         pending_for=timedelta(hours=hours),
         people=people,
+        teams_approval_channel=teams_channel,
+        names=names,
     )
 
 

@@ -7,10 +7,13 @@ retries by itself: it answers with an `Outcome` and the outbox decides, so every
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from relay.config import Settings
 
 
 class Counting(Enum):
@@ -102,6 +105,10 @@ class DestinationSpec:
     options: Mapping[str, type] = field(default_factory=dict)  # option name → expected type
     required: tuple[str, ...] = ()  # options that must be present
     secrets: tuple[str, ...] = ()  # environment variables needed unless the destination is dry
+    # Problems with the options' values, as (option, message): an id in the wrong format, say.
+    check_options: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None
+    # What is missing to post for real (credentials that are not plain variables), or None.
+    check_ready: Callable[[Settings], str | None] | None = None
 
 
 class Destination(Protocol):

@@ -74,7 +74,27 @@ def _v1(db: Database) -> None:
     db.table("deliveries").create_index(["state", "next_attempt_at"])
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1,)
+def _v2(db: Database) -> None:
+    """Where the bot may post in Microsoft Teams, learned when it is installed (Teams gives no other way)."""
+    db.table("teams_conversations").create(
+        {
+            "id": str,  # the conversation id: a channel ("19:…@thread.tacv2") or a personal chat
+            "kind": str,  # "channel" or "personal"
+            "name": str,  # channel name, or the person's name
+            "team_id": str,
+            "team_name": str,
+            "user_id": str,  # for a personal chat: "teams:<AAD object id>" of the person
+            "reference": str,  # JSON ConversationReference: service URL, bot, tenant
+            "updated_at": float,
+        },
+        pk="id",
+        not_null={"kind", "reference"},
+    )
+    db.table("teams_conversations").create_index(["user_id"])
+    db.table("teams_conversations").create_index(["team_id"])
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2)
 
 
 class Store:

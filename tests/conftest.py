@@ -16,7 +16,9 @@ from adapters import SPECS
 from bot import build_app
 from relay.config import load_config, settings_from_env
 from tests.fakes import FakeSlack, FakeX
+from tests.fakes.teams import FakeConnector
 from tests.slack_requests import action_body, command_body, signed_headers, view_submission_body
+from tests.teams_activities import ANNOUNCEMENTS, APPROVALS, CEO, TEAM, TENANT
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 BOT_TOKEN = "xoxb-test"
@@ -174,3 +176,50 @@ async def start_relay(tmp_path: Path, slack: FakeSlack, x: FakeX) -> AsyncIterat
     for server in servers:
         await server.close()
     await http.close()
+
+
+TEAMS_ENV = {
+    "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__ANONYMOUS_ALLOWED": "true",
+    "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__TENANTID": TENANT,
+}
+
+
+def teams_config(approvers: list[str] | None = None, extra_policy: str = "") -> str:
+    """Slack, Teams and X destinations; the CEO is one person in Slack (U0LEAD) and in Teams."""
+    return f"""
+[people]
+ceo = ["slack:{LEADER}", "teams:{CEO}"]
+
+[policy]
+leaders = ["slack:{LEADER}"]
+approvers = {json.dumps(approvers or [])}
+default_audience = "everyone"
+{extra_policy}
+
+[destinations.all-staff]
+kind = "slack"
+channel = "{STAFF_CHANNEL}"
+
+[destinations.teams-announcements]
+kind = "teams"
+channel = "{ANNOUNCEMENTS}"
+
+[destinations.company-x]
+kind = "x"
+
+[audiences]
+everyone = ["all-staff", "teams-announcements", "company-x"]
+teams = ["teams-announcements"]
+public = ["company-x"]
+"""
+
+
+@pytest.fixture
+async def connector() -> AsyncIterator[FakeConnector]:
+    channels = [
+        {"id": TEAM, "name": "General"},
+        {"id": ANNOUNCEMENTS, "name": "Announcements"},
+        {"id": APPROVALS, "name": "Approvals"},
+    ]
+    async with FakeConnector({TEAM: channels}) as fake:
+        yield fake

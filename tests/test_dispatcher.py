@@ -75,7 +75,7 @@ async def world(tmp_path: Path, slack: FakeSlack, x: FakeX) -> AsyncIterator[Cal
         config = load_config(settings, SPECS)
         store = Store(settings.db_path)
         await store.open()
-        destinations = build_destinations(config, settings)
+        destinations = build_destinations(config, settings, store)
         changed: asyncio.Queue[str] = asyncio.Queue()
         dispatcher = Dispatcher(store, destinations, on_change=changed.put_nowait, retry=retry)
         broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.poke)

@@ -1,0 +1,301 @@
+"""Microsoft Teams channels as a destination, and the Teams connection both Teams modules share.
+
+Built on the Microsoft 365 Agents SDK. Teams lets a bot post only where it has been installed, and tells
+it where that is only then: the `Directory` keeps those conversation references in the database, so a
+restart forgets nothing. Teams offers a bot no way to read a channel back, so a post whose answer was
+lost can never be proven and is reported as unknown, never sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import ClientResponseError
+from microsoft_agents.activity import Activity, ConversationReference, load_configuration_from_env
+from microsoft_agents.authentication.msal import MsalConnectionManager
+from microsoft_agents.hosting.aiohttp import CloudAdapter
+from microsoft_agents.hosting.core import ClaimsIdentity, MessageFactory, TurnContext
+
+from relay.config import TEAMS_SETTINGS, DestinationConfig, Settings, teams_channel_problem
+from relay.destination import (
+    Counting,
+    DestinationSpec,
+    FindResult,
+    Limits,
+    Markup,
+    Outcome,
+    Part,
+    Permanent,
+    Retry,
+    Sent,
+    Unprovable,
+)
+from relay.store import Store, transaction
+from relay.transport import server_hint, transport_outcome
+
+
+def _ready(settings: Settings) -> str | None:
+    if settings.teams_mode is None:
+        return (
+            f"needs the Teams app's credentials: {TEAMS_SETTINGS}CLIENTID, CLIENTSECRET and TENANTID "
+            "(see README, 'Microsoft Teams')"
+        )
+    return None
+
+
+SPEC = DestinationSpec(
+    kind="teams",
+    options={"channel": str},
+    required=("channel",),
+    check_options=lambda options: [("channel", p) for p in [teams_channel_problem(options["channel"])] if p],
+    check_ready=_ready,
+)
+
+# Teams refuses messages over about 28 KB, envelope included (learn.microsoft.com, "Format your bot
+# messages"), and allows a bot 60 messages per 30 seconds in one conversation ("Optimize your bot: rate
+# limiting"): 25,000 characters and one post every half second stay inside both.
+LIMITS = Limits(
+    max_length=25_000,
+    counting=Counting.CHARACTERS,
+    markup=Markup.MARKDOWN,
+    concurrency=4,
+    min_interval=0.5,
+)
+
+# Microsoft asks bots to retry these with backoff ("Optimize your bot: rate limiting and best practices").
+_RETRY_STATUSES = {412, 429, 502, 504}
+
+
+class TeamsConnection:
+    """The Agents SDK's adapter and identity, configured from its own CONNECTIONS__… variables."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.connections = MsalConnectionManager(**load_configuration_from_env(settings.teams_sdk_env))
+        self.auth = self.connections.get_default_connection_configuration()
+        self.adapter = CloudAdapter(connection_manager=self.connections)
+        self.adapter.on_turn_error = _raise
+        self.anonymous = settings.teams_mode == "anonymous"
+
+    def identity(self) -> ClaimsIdentity:
+        """Who the bot is when it speaks first (a proactive post); anonymous only for local tries."""
+        if self.anonymous:
+            return ClaimsIdentity()
+        return ClaimsIdentity({"aud": self.auth.CLIENT_ID, "appid": self.auth.CLIENT_ID})
+
+    async def send(self, reference: ConversationReference, activity: Activity) -> str:
+        """Post a new message into a conversation; returns its id. Bounded by RELAY_HTTP_TIMEOUT."""
+        sent: list[str] = []
+
+        async def post(context: TurnContext) -> None:
+            context.activity.id = None  # a new message, not a reply to the continuation's made-up id
+            answer = await context.send_activity(activity)
+            sent.append(answer.id if answer is not None else "")
+
+        async with asyncio.timeout(self.settings.http_timeout):
+            await self.adapter.continue_conversation_with_claims(
+                self.identity(), reference.get_continuation_activity(), post
+            )
+        return sent[0]
+
+    async def update(self, reference: ConversationReference, activity_id: str, activity: Activity) -> None:
+        """Replace a message the bot posted (a card turning into a report)."""
+        activity.id = activity_id
+
+        async def put(context: TurnContext) -> None:
+            await context.update_activity(activity)
+
+        async with asyncio.timeout(self.settings.http_timeout):
+            await self.adapter.continue_conversation_with_claims(
+                self.identity(), reference.get_continuation_activity(), put
+            )
+
+
+async def _raise(context: TurnContext, error: Exception) -> None:
+    """Let a failed post reach the outbox, which classifies and retries it. The SDK's default handler
+    swallows the error and posts its text into the conversation, to the people reading the channel."""
+    raise error
+
+
+@dataclass(frozen=True)
+class Place:
+    """A conversation the bot may post in."""
+
+    id: str
+    kind: str  # "channel" or "personal"
+    name: str
+    team_id: str | None
+    team_name: str | None
+    reference: ConversationReference
+
+
+class Directory:
+    """Where the bot has been installed: channels of its teams, and people's personal chats with it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def remember(
+        self,
+        reference: ConversationReference,
+        kind: str,
+        name: str,
+        team: tuple[str, str] | None = None,
+        user: str | None = None,
+    ) -> None:
+        row = (
+            reference.conversation.id,
+            kind,
+            name,
+            team[0] if team else None,
+            team[1] if team else None,
+            user,
+            reference.model_dump_json(by_alias=True, exclude_none=True),
+            time.time(),
+        )
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO teams_conversations (id, kind, name, team_id, team_name, user_id, reference, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET kind = excluded.kind,"
+                " name = excluded.name, team_id = excluded.team_id, team_name = excluded.team_name,"
+                " user_id = excluded.user_id, reference = excluded.reference, updated_at = excluded.updated_at",
+                row,
+            )
+
+        await self.store.call(lambda conn: transaction(conn, run))
+
+    async def forget(self, conversation_id: str | None = None, team_id: str | None = None) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM teams_conversations WHERE id = ? OR team_id = ?", (conversation_id, team_id))
+
+        await self.store.call(lambda conn: transaction(conn, run))
+
+    async def place(self, conversation_id: str) -> Place | None:
+        return await self._one("id = ?", conversation_id)
+
+    async def personal_chat(self, user: str) -> Place | None:
+        return await self._one("kind = 'personal' AND user_id = ?", user)
+
+    async def teams(self) -> list[str]:
+        """Names of the teams the bot is in, for telling an operator where it can post."""
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute("SELECT DISTINCT team_name FROM teams_conversations WHERE kind = 'channel'")
+            return [str(row[0]) for row in rows.fetchall()]
+
+        return await self.store.call(run)
+
+    async def _one(self, where: str, value: str) -> Place | None:
+        def run(conn: sqlite3.Connection) -> sqlite3.Row | None:
+            row: sqlite3.Row | None = conn.execute(
+                f"SELECT * FROM teams_conversations WHERE {where} ORDER BY updated_at DESC LIMIT 1", (value,)
+            ).fetchone()
+            return row
+
+        row = await self.store.call(run)
+        if row is None:
+            return None
+        return Place(
+            id=row["id"],
+            kind=row["kind"],
+            name=row["name"] or "",
+            team_id=row["team_id"],
+            team_name=row["team_name"],
+            reference=ConversationReference.model_validate_json(row["reference"]),
+        )
+
+
+async def unreachable(directory: Directory, channel: str) -> str | None:
+    """Why the bot cannot post in `channel` yet, in words an operator can act on; None if it can."""
+    if await directory.place(channel) is not None:
+        return None
+    teams = await directory.teams()
+    known = f" It is in: {', '.join(teams)}." if teams else " It has not been added to any team yet."
+    return (
+        f"The bot cannot post in Teams channel {channel}: add the app to the team that owns it "
+        f"(README, 'Microsoft Teams'); it learns a team's channels when it is added.{known}"
+    )
+
+
+def classify(error: Exception) -> Outcome:
+    """An answer from the Bot Connector service, or a transport failure."""
+    if isinstance(error, ClientResponseError):
+        status = error.status
+        if status in _RETRY_STATUSES or status >= 500:
+            return Retry(f"Teams answered {status}", server_hint(dict(error.headers or {})))
+        if status in (401, 403):
+            return Permanent(
+                "Teams refused the bot: check its credentials "
+                f"({TEAMS_SETTINGS}CLIENTID and CLIENTSECRET) and that the app is still installed in the team."
+            )
+        if status == 404:
+            return Permanent("Teams does not know this conversation any more: was the channel deleted?")
+        return Permanent(f"Teams rejected the message ({status}).")
+    if isinstance(error, TimeoutError):
+        return transport_outcome(TimeoutError(), "Teams")
+    return transport_outcome(error, "Teams")
+
+
+class TeamsChannel:
+    """A channel of a team the bot has been added to."""
+
+    limits = LIMITS
+    idempotent = False
+
+    def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
+        self.name = config.name
+        self.channel: str = config.options["channel"]
+        self.settings = settings
+        self.directory = Directory(store)
+        self._connection: TeamsConnection | None = None
+
+    def _teams(self) -> TeamsConnection:
+        if self._connection is None:
+            self._connection = TeamsConnection(self.settings)
+        return self._connection
+
+    async def publish(self, part: Part) -> Outcome:
+        place = await self.directory.place(self.channel)
+        if place is None:
+            return Permanent(await unreachable(self.directory, self.channel) or "")
+        message = MessageFactory.text(part.text)
+        message.text_format = "markdown"
+        try:
+            message_id = await self._teams().send(place.reference, message)
+        except Exception as error:  # classified, or raised again by transport_outcome when not transport
+            return classify(error)
+        return Sent(message_id, _link(place, message_id, self.settings.teams_tenant))
+
+    async def find(self, part: Part, since: float) -> FindResult:
+        return Unprovable(
+            f"The message may or may not be in the Teams channel {self.name}: Teams gives bots no way to "
+            "read a channel back, so look there before posting it by hand."
+        )
+
+    def pace_key(self) -> str:
+        return f"teams:{self.channel}"
+
+    def describe(self) -> str:
+        return f"Teams channel {self.channel}"
+
+    async def close(self) -> None:
+        return None
+
+
+def _link(place: Place, message_id: str, tenant: str | None) -> str:
+    """A deep link to the message (learn.microsoft.com, "Create deep links")."""
+    query = f"?parentMessageId={quote(message_id)}" + (f"&tenantId={quote(tenant)}" if tenant else "")
+    return f"https://teams.microsoft.com/l/message/{quote(place.id, safe='')}/{quote(message_id)}{query}"
+
+
+def reference_json(reference: ConversationReference) -> dict[str, Any]:
+    """A reference as plain JSON, for keeping beside a broadcast."""
+    data: dict[str, Any] = json.loads(reference.model_dump_json(by_alias=True, exclude_none=True))
+    return data

@@ -1,0 +1,372 @@
+"""The Teams surface: `broadcast <message>` to the bot, Adaptive Card previews, approvals, live reports.
+
+Served at `POST /api/messages` on the bot's one aiohttp server, through the Microsoft 365 Agents SDK.
+Every request's token is checked (JWT) whenever app credentials are configured; the tenant of every
+activity is checked against the app's; every card action is checked against the policy for the person
+who clicked, by their Entra object id.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from typing import Any
+
+from aiohttp import web
+from microsoft_agents.activity import (
+    Activity,
+    ActivityTypes,
+    AdaptiveCardInvokeResponse,
+    ContentTypes,
+    ConversationAccount,
+    ConversationReference,
+)
+from microsoft_agents.activity.teams import TeamsChannelData
+from microsoft_agents.hosting.core import (
+    AgentApplication,
+    ApplicationOptions,
+    CardFactory,
+    ClaimsIdentity,
+    ConnectorClientBase,
+    JwtTokenValidator,
+    MemoryStorage,
+    MessageFactory,
+    TeamsConnectorClient,
+    TurnContext,
+    TurnState,
+)
+
+from adapters import teams_cards as cards
+from adapters.teams import Directory, TeamsConnection, reference_json
+from relay import policy
+from relay.broadcasts import Broadcasts, Refused
+from relay.config import Settings
+from relay.model import Broadcast, BroadcastState
+from relay.render import InputError
+from relay.reports import ReportRefresher
+from relay.store import Store
+
+log = logging.getLogger(__name__)
+
+ORIGIN = "teams"
+REPORT_SPACING = 1.0  # Teams allows a bot about 7 messages a second per conversation; edits count too
+_MENTION = re.compile(r"<at>.*?</at>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def actor(activity: Activity) -> str | None:
+    aad = activity.from_property.aad_object_id if activity.from_property else None
+    return f"teams:{aad}" if aad else None
+
+
+def command_text(activity: Activity) -> str:
+    """What the person wrote, without the @mention of the bot and without Teams' HTML."""
+    text = _MENTION.sub(" ", activity.text or "")
+    return html.unescape(_TAG.sub("", text)).strip()
+
+
+class _Request:
+    """The SDK's view of an aiohttp request, once we have checked its token ourselves."""
+
+    def __init__(self, request: web.Request, identity: ClaimsIdentity) -> None:
+        self._request = request
+        self._identity = identity
+        self.method = request.method
+        self.headers = request.headers
+
+    async def json(self) -> dict[str, Any]:
+        body: dict[str, Any] = await self._request.json()
+        return body
+
+    def get_claims_identity(self) -> ClaimsIdentity:
+        return self._identity
+
+    def get_path_param(self, name: str) -> str:
+        return self._request.match_info[name]
+
+
+class TeamsSurface:
+    def __init__(self, settings: Settings, broadcasts: Broadcasts, store: Store) -> None:
+        self.settings = settings
+        self.broadcasts = broadcasts
+        self.config = broadcasts.config
+        self.connection = TeamsConnection(settings)
+        self.directory = Directory(store)
+        self.reports = ReportRefresher(self._draw_report, REPORT_SPACING)
+        self.agent = AgentApplication[TurnState](
+            ApplicationOptions(storage=MemoryStorage(), start_typing_timer=False),
+            connection_manager=self.connection.connections,
+        )
+        self.agent.add_route(lambda c: c.activity.type == ActivityTypes.conversation_update, self._on_update)
+        self.agent.activity(ActivityTypes.message)(self._on_message)
+        self.agent.adaptive_card.action_execute(re.compile(".*"))(self._on_action)
+        self.agent.error(self._on_error)
+
+    # ---- the HTTP endpoint -------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """POST /api/messages. The token is checked here rather than by the SDK's middleware, which
+        answers 500 instead of 401 to some forged tokens."""
+        identity = await self._authenticate(request.headers.get("Authorization"))
+        if identity is None:
+            return web.json_response({"error": "unauthorized"}, status=401)
+        try:
+            answer = await self.connection.adapter.process_request(_Request(request, identity), self.agent)
+        except ValueError:  # a body that is JSON but not an activity
+            return web.json_response({"error": "not an activity"}, status=400)
+        if answer.body is not None:
+            return web.json_response(answer.body, status=answer.status_code, headers=answer.headers)
+        return web.Response(status=answer.status_code, headers=answer.headers)
+
+    async def _authenticate(self, header: str | None) -> ClaimsIdentity | None:
+        if not header:
+            return ClaimsIdentity() if self.connection.anonymous else None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        try:
+            return await JwtTokenValidator(self.connection.auth).validate_token(token.strip())
+        except Exception:  # forged, expired, for another app, or its keys unreachable: all mean "no"
+            log.warning("refused a Teams request whose token did not validate")
+            return None
+
+    def _admitted(self, activity: Activity) -> bool:
+        """Only the app's own tenant, when one is configured."""
+        expected = self.settings.teams_tenant
+        tenant = activity.conversation.tenant_id if activity.conversation else None
+        if not tenant and isinstance(activity.channel_data, dict):
+            tenant = (activity.channel_data.get("tenant") or {}).get("id")
+        if expected and tenant != expected:
+            log.warning("refused a Teams activity from another tenant")
+            return False
+        return True
+
+    async def _on_error(self, context: TurnContext, error: Exception) -> None:
+        log.error("Teams turn failed: %s", type(error).__name__, exc_info=error)
+
+    # ---- where the bot is installed -----------------------------------------------------------------
+
+    async def _on_update(self, context: TurnContext, state: TurnState) -> None:
+        activity = context.activity
+        if not self._admitted(activity):
+            return
+        data = TeamsChannelData.model_validate(activity.channel_data or {})
+        bot = activity.recipient.id if activity.recipient else None
+        added = any(m.id == bot for m in activity.members_added or [])
+        removed = any(m.id == bot for m in activity.members_removed or [])
+        reference = activity.get_conversation_reference()
+        if data.team is None:
+            if added and activity.conversation and activity.conversation.conversation_type == "personal":
+                await self._remember_personal(activity)
+            return
+        team = (data.team.id or "", data.team.name or "")
+        if removed:
+            await self.directory.forget(team_id=team[0])
+        elif data.event_type == "channelDeleted" and data.channel:
+            await self.directory.forget(conversation_id=data.channel.id)
+        elif data.event_type in ("channelCreated", "channelRenamed", "channelRestored") and data.channel:
+            await self.directory.remember(
+                _in(reference, data.channel.id or ""), "channel", data.channel.name or "", team
+            )
+        elif added or data.event_type == "teamRenamed":
+            await self._learn_team(context, reference, team)
+
+    async def _learn_team(self, context: TurnContext, reference: ConversationReference, team: tuple[str, str]) -> None:
+        """The bot was added to a team: remember every channel it may now post in."""
+        await self.directory.remember(_in(reference, team[0]), "channel", "General", team)
+        client = context.services.get(ConnectorClientBase)  # type: ignore[type-abstract]  # the SDK's own key
+        if not isinstance(client, TeamsConnectorClient):
+            return
+        try:
+            channels = await client.fetch_channel_list(team[0])
+        except Exception as error:  # the General channel is known; the others come with their events
+            log.warning("could not list the channels of team %s: %s", team[1], type(error).__name__)
+            return
+        for channel in channels:
+            if channel.id:
+                await self.directory.remember(_in(reference, channel.id), "channel", channel.name or "General", team)
+
+    async def _remember_personal(self, activity: Activity) -> None:
+        who = actor(activity)
+        if who and activity.conversation and activity.conversation.conversation_type == "personal":
+            name = activity.from_property.name if activity.from_property else ""
+            await self.directory.remember(activity.get_conversation_reference(), "personal", name or "", user=who)
+
+    # ---- messages: `broadcast <message>` ----------------------------------------------------------
+
+    async def _on_message(self, context: TurnContext, state: TurnState) -> None:
+        activity = context.activity
+        if not self._admitted(activity):
+            await context.send_activity("This bot serves another organisation.")
+            return
+        who = actor(activity)
+        if who is None:
+            return
+        await self._remember_personal(activity)
+        word, _, rest = command_text(activity).partition(" ")
+        rest = rest.strip()
+        if word.lower() != "broadcast" or rest.lower() in ("help", "?"):
+            await context.send_activity(cards.usage(policy.needs_second_person(self.config.policy)))
+            return
+        decision = policy.may_request(self.config.policy, who)
+        if not decision.allowed:
+            await context.send_activity(decision.reason)
+            return
+        if not rest:
+            card = cards.composer(self.broadcasts.audiences, self.config.policy.default_audience)
+            await context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(card)))
+            return
+        try:
+            broadcast = await self.broadcasts.request(who, rest, None, ORIGIN, {})
+        except (InputError, Refused) as error:
+            await context.send_activity(str(error))
+            return
+        answer = await context.send_activity(
+            MessageFactory.attachment(CardFactory.adaptive_card(self._preview(broadcast)))
+        )
+        if answer is not None:
+            await self._keep_card(broadcast.id, activity.get_conversation_reference(), answer.id)
+
+    async def _keep_card(self, broadcast_id: str, reference: ConversationReference, activity_id: str) -> None:
+        """The preview card becomes the live report: remember where it is."""
+        await self.broadcasts.remember(
+            broadcast_id, "teams_card", {"reference": reference_json(reference), "activity_id": activity_id}
+        )
+
+    # ---- card actions ---------------------------------------------------------------------------------
+
+    async def _on_action(self, context: TurnContext, state: TurnState, data: Any) -> AdaptiveCardInvokeResponse:
+        activity = context.activity
+        who = actor(activity)
+        if not self._admitted(activity) or who is None:
+            return _message("This bot serves another organisation.")
+        values = data if isinstance(data, dict) else {}
+        value = activity.value if isinstance(activity.value, dict) else {}
+        verb = str((value.get("action") or {}).get("verb", ""))
+        try:
+            return await self._act(verb, who, values, activity)
+        except (InputError, Refused) as error:
+            return _message(str(error))
+
+    async def _act(self, verb: str, who: str, values: dict[str, Any], activity: Activity) -> AdaptiveCardInvokeResponse:
+        broadcast_id = str(values.get("broadcast_id", ""))
+        if verb == "compose":
+            broadcast = await self.broadcasts.request(
+                who, str(values.get("text", "")), values.get("audience"), ORIGIN, {}
+            )
+            if activity.reply_to_id:
+                await self._keep_card(broadcast.id, activity.get_conversation_reference(), activity.reply_to_id)
+            return _card(self._preview(broadcast))
+        if verb == "audience":
+            return _card(
+                self._preview(await self.broadcasts.change(who, broadcast_id, audience=str(values.get("audience"))))
+            )
+        if verb == "edit":
+            return _card(
+                self._preview(await self.broadcasts.change(who, broadcast_id, text=str(values.get("text", ""))))
+            )
+        if verb == "cancel":
+            return _card(cards.notice(cards.decided(await self.broadcasts.cancel(who, broadcast_id), None)))
+        if verb == "reject":
+            return _card(cards.notice(cards.decided(await self.broadcasts.reject(who, broadcast_id), "you")))
+        if verb == "approve":
+            approval = await self.broadcasts.approve(who, broadcast_id)
+            broadcast = approval.broadcast
+            if approval.sent and broadcast.origin == ORIGIN and self.config.policy.same_person(who, broadcast.author):
+                return _card(cards.report(broadcast, await self.broadcasts.deliveries(broadcast.id)))
+            by = "you" if approval.sent else None
+            return _card(cards.notice(cards.decided(broadcast, by)))
+        return _message("This button is not known to the relay any more.")
+
+    def _preview(self, broadcast: Broadcast) -> cards.Card:
+        return cards.preview(
+            broadcast,
+            self.broadcasts.preview(broadcast.text, broadcast.audience),
+            dict(self.config.destinations),
+            self.broadcasts.audiences,
+            policy.needs_second_person(self.config.policy) and broadcast.state is BroadcastState.DRAFT,
+        )
+
+    # ---- decisions made on any surface -----------------------------------------------------------------
+
+    async def pending(self, broadcast: Broadcast) -> None:
+        """Ask Teams approvers: in the approval channel, and in the chats they have with the bot."""
+        card = cards.approval_request(
+            broadcast,
+            self.config.policy.name(broadcast.author),
+            self.broadcasts.preview(broadcast.text, broadcast.audience),
+            dict(self.config.destinations),
+        )
+        places = []
+        if self.config.policy.teams_approval_channel:
+            places.append(await self.directory.place(self.config.policy.teams_approval_channel))
+        for approver in sorted(self.config.policy.approvers):
+            if approver.startswith("teams:") and not self.config.policy.same_person(approver, broadcast.author):
+                places.append(await self.directory.personal_chat(approver))
+        posted = []
+        for place in places:
+            if place is None:
+                continue
+            try:
+                message_id = await self.connection.send(place.reference, _attachment(card))
+            except Exception as error:  # one unreachable approver must not keep the others from being asked
+                log.warning("could not ask a Teams approver in %s: %s", place.name, type(error).__name__)
+                continue
+            posted.append({"reference": reference_json(place.reference), "activity_id": message_id})
+        await self.broadcasts.remember(broadcast.id, "teams_approvals", posted)
+
+    async def decided(self, broadcast: Broadcast) -> None:
+        by = self.config.policy.name(broadcast.decided_by) if broadcast.decided_by else None
+        for request in broadcast.report_ref.get("teams_approvals", []):
+            await self._replace(request, cards.notice(cards.decided(broadcast, by)))
+        if broadcast.origin != ORIGIN:
+            return
+        if broadcast.state is BroadcastState.APPROVED:
+            self.refresh(broadcast.id)
+        elif broadcast.state is BroadcastState.REJECTED and "teams_card" in broadcast.report_ref:
+            await self._replace(broadcast.report_ref["teams_card"], cards.notice(cards.decided(broadcast, by)))
+
+    def refresh(self, broadcast_id: str) -> None:
+        self.reports.refresh(broadcast_id)
+
+    async def _draw_report(self, broadcast_id: str) -> None:
+        broadcast = await self.broadcasts.get(broadcast_id)
+        where = broadcast.report_ref.get("teams_card")
+        if broadcast.origin != ORIGIN or broadcast.state is not BroadcastState.APPROVED or not where:
+            return
+        await self._replace(where, cards.report(broadcast, await self.broadcasts.deliveries(broadcast_id)))
+
+    async def _replace(self, where: dict[str, Any], card: cards.Card) -> None:
+        reference = ConversationReference.model_validate(where["reference"])
+        try:
+            await self.connection.update(reference, where["activity_id"], _attachment(card))
+        except Exception as error:  # a card that cannot be edited must not break the broadcast
+            log.warning("could not update a Teams card: %s", type(error).__name__)
+
+    async def close(self) -> None:
+        await self.reports.close()
+
+
+def _in(reference: ConversationReference, conversation_id: str) -> ConversationReference:
+    """The same team's reference, pointed at another of its channels."""
+    conversation = ConversationAccount(
+        id=conversation_id,
+        is_group=True,
+        conversation_type="channel",
+        tenant_id=reference.conversation.tenant_id if reference.conversation else None,
+    )
+    return reference.model_copy(update={"conversation": conversation})
+
+
+def _attachment(card: cards.Card) -> Activity:
+    message: Activity = MessageFactory.attachment(CardFactory.adaptive_card(card))
+    return message
+
+
+def _card(card: cards.Card) -> AdaptiveCardInvokeResponse:
+    return AdaptiveCardInvokeResponse(status_code=200, type=ContentTypes.adaptive_card, value=card)
+
+
+def _message(text: str) -> AdaptiveCardInvokeResponse:
+    return AdaptiveCardInvokeResponse(status_code=200, type=ContentTypes.message, value=text)

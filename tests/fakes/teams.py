@@ -1,0 +1,121 @@
+"""Loopback stand-in for the Bot Connector service Teams gives a bot as `serviceUrl`: records what the
+bot sends (new messages, replies, card updates), lists a team's channels, and misbehaves on demand."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from .faults import Fault
+from .server import LoopbackServer
+
+Payload = dict[str, Any]
+
+
+@dataclass
+class ConnectorCall:
+    """One request: `endpoint` is "POST activities", "POST reply", "PUT activity" or "GET channels"."""
+
+    endpoint: str
+    conversation: str
+    activity_id: str | None
+    body: Payload
+    headers: Mapping[str, str] = field(repr=False)
+    fault: Fault | None = None
+    at: float = field(default_factory=time.monotonic, repr=False)
+
+
+class FakeConnector(LoopbackServer[ConnectorCall]):
+    """`serviceUrl` for activities the tests send to the bot."""
+
+    def __init__(self, channels: Mapping[str, list[Payload]] | None = None) -> None:
+        super().__init__()
+        self.channels = dict(channels or {})  # team id → [{"id": …, "name": …}]
+        self.messages: dict[str, dict[str, Payload]] = {}  # conversation → activity id → latest activity
+        self._ids = itertools.count(1_700_000_000_001)
+        router = self.app.router
+        router.add_post("/v3/conversations/{conversation}/activities", self._post)
+        router.add_post("/v3/conversations/{conversation}/activities/{activity}", self._post)
+        router.add_put("/v3/conversations/{conversation}/activities/{activity}", self._put)
+        router.add_get("/v3/teams/{team}/conversations", self._channels)
+
+    @property
+    def service_url(self) -> str:
+        """Teams' service URLs end with a slash."""
+        return f"{self.origin}/"
+
+    @staticmethod
+    def throttled(retry_after: int = 1) -> Fault:
+        """Teams' 429: `Retry-After` and a Throttled error body."""
+        body = {"error": {"code": "Throttled", "message": "Too many requests"}}
+        return Fault.status(429, body, {"Retry-After": str(retry_after)})
+
+    def calls_to(self, endpoint: str) -> list[ConnectorCall]:
+        return [call for call in self.calls if call.endpoint == endpoint]
+
+    def posted(self, conversation: str) -> list[Payload]:
+        """Messages now in a conversation (each in its latest version), oldest first."""
+        return list(self.messages.get(conversation, {}).values())
+
+    def cards(self, conversation: str) -> list[Payload]:
+        """The Adaptive Cards now in a conversation, oldest first."""
+        return [
+            attachment["content"]
+            for message in self.posted(conversation)
+            for attachment in message.get("attachments") or []
+            if attachment.get("contentType") == "application/vnd.microsoft.card.adaptive"
+        ]
+
+    async def _post(self, request: web.Request) -> web.StreamResponse:
+        conversation = request.match_info["conversation"]
+        reply_to = request.match_info.get("activity")
+        body = await request.json()
+        endpoint = "POST reply" if reply_to else "POST activities"
+
+        async def apply() -> web.StreamResponse:
+            activity_id = str(next(self._ids))
+            self.messages.setdefault(conversation, {})[activity_id] = {**body, "id": activity_id}
+            return web.json_response({"id": activity_id})
+
+        return await self._handle(request, endpoint, conversation, reply_to, body, apply)
+
+    async def _put(self, request: web.Request) -> web.StreamResponse:
+        conversation = request.match_info["conversation"]
+        activity_id = request.match_info["activity"]
+        body = await request.json()
+
+        async def apply() -> web.StreamResponse:
+            existing = self.messages.get(conversation, {})
+            if activity_id not in existing:
+                return web.json_response({"error": {"code": "NotFound"}}, status=404)
+            existing[activity_id] = {**body, "id": activity_id}
+            return web.json_response({"id": activity_id})
+
+        return await self._handle(request, "PUT activity", conversation, activity_id, body, apply)
+
+    async def _channels(self, request: web.Request) -> web.StreamResponse:
+        team = request.match_info["team"]
+
+        async def apply() -> web.StreamResponse:
+            return web.json_response({"conversations": self.channels.get(team, [])})
+
+        return await self._handle(request, "GET channels", team, None, {}, apply)
+
+    async def _handle(
+        self,
+        request: web.Request,
+        endpoint: str,
+        conversation: str,
+        activity_id: str | None,
+        body: Payload,
+        apply: Callable[[], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        params = {**body, "conversation": conversation}  # the URL's conversation, not the body's
+        fault = self.faults.take(endpoint, params)
+        call = ConnectorCall(endpoint, conversation, activity_id, body, request.headers, fault)
+        return await self._serve(request, call, fault, apply)
