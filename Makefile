@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check
+.PHONY: run test check teams-app
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -22,3 +22,6 @@ check: $(STAMP)
 
 test: check
 	$(PY) -m pytest -q
+
+teams-app: $(STAMP)
+	$(PY) teams/package.py

@@ -168,6 +168,9 @@ class SlackChannel:
     def pace_key(self) -> str:
         return f"slack:{self.channel}"
 
+    def limit_key(self) -> str:
+        return "slack"  # one bot token, one workspace: its rate limits are shared
+
     def describe(self) -> str:
         return f"Slack channel {self.channel}"
 

@@ -282,6 +282,9 @@ class TeamsChannel:
     def pace_key(self) -> str:
         return f"teams:{self.channel}"
 
+    def limit_key(self) -> str:
+        return f"teams:{self.settings.teams_tenant or ''}"  # Teams also caps a bot per tenant
+
     def describe(self) -> str:
         return f"Teams channel {self.channel}"
 

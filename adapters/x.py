@@ -205,6 +205,9 @@ class XAccount:
     def pace_key(self) -> str:
         return f"x:{self.name}"
 
+    def limit_key(self) -> str:
+        return f"x:{self.name}"  # limits are per account
+
     def describe(self) -> str:
         return f"X account via {self.host} (key {_mask(self._credentials['consumer_key'])})"
 

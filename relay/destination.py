@@ -124,7 +124,11 @@ class Destination(Protocol):
         ...
 
     def pace_key(self) -> str:
-        """Posts sharing a key are spaced by `limits.min_interval`."""
+        """Posts sharing a key are spaced by `limits.min_interval` (one Slack channel, say)."""
+        ...
+
+    def limit_key(self) -> str:
+        """Destinations sharing a key share `limits.concurrency` (one workspace, tenant or account)."""
         ...
 
     def describe(self) -> str:

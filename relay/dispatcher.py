@@ -43,7 +43,9 @@ class Dispatcher:
         self.clock = clock
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._limits = {name: asyncio.Semaphore(d.limits.concurrency) for name, d in destinations.items()}
+        self._limits = {
+            d.limit_key(): asyncio.Semaphore(d.limits.concurrency) for d in destinations.values()
+        }  # one per workspace, tenant or account
         self._pace_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last_post: dict[str, float] = {}
 
@@ -111,7 +113,7 @@ class Dispatcher:
         self.on_change(delivery.broadcast_id)  # the report shows it as sending
         posted = list(delivery.posted)
         check_first = delivery.check_first
-        async with self._limits[delivery.destination]:
+        async with self._limits[destination.limit_key()]:
             for index in range(len(posted), len(delivery.parts)):
                 part = Part(
                     text=delivery.parts[index],

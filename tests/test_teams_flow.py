@@ -9,7 +9,7 @@ import pytest
 
 from relay.config import ConfigError, settings_from_env
 from tests.conftest import LEADER, STAFF_CHANNEL, TEAMS_ENV, Relay, preview_id, teams_config
-from tests.fakes import FakeSlack, FakeX
+from tests.fakes import FakeSlack, FakeX, Fault
 from tests.fakes.teams import FakeConnector
 from tests.teams_activities import (
     ANNOUNCEMENTS,
@@ -266,3 +266,16 @@ async def test_people_are_named_as_declared_on_approval_cards(start_relay, conne
     await relay.click(LEADER, "approve", preview_id(await relay.command(LEADER, "Named")))
     [request] = await connector.wait_for(lambda: connector.cards(APPROVALS))
     assert "**ceo** asks to broadcast" in card_text(request)
+
+
+async def test_a_teams_post_whose_answer_never_comes_is_unknown_not_repeated(start_relay, connector) -> None:
+    connector.faults.add("POST activities", Fault.hang(), when=lambda p: p["conversation"] == ANNOUNCEMENTS)
+    relay = await start_relay(teams_config(), RELAY_HTTP_TIMEOUT="1", **TEAMS_ENV)
+    teams = TeamsClient(relay.url, relay.http)
+    await teams.send(installed_in_team(connector.service_url))
+    broadcast, card = await ask(teams, connector, CEO, "broadcast Did it land?")
+    await click(teams, connector, CEO, "audience", broadcast, card, audience="teams")
+    await click(teams, connector, CEO, "approve", broadcast, card)
+    report = await final_card(connector, personal(CEO)["id"])
+    assert "unknown, not posted again" in report and "look there before posting it by hand" in report
+    assert len([c for c in connector.calls_to("POST activities") if c.conversation == ANNOUNCEMENTS]) == 1
