@@ -16,7 +16,7 @@ from aiohttp import web
 
 from adapters import SPECS, build_destinations
 from adapters.slack_chat import SlackSurface
-from adapters.teams import Directory, unreachable
+from adapters.teams import unreachable_channels
 from adapters.teams_chat import TeamsSurface
 from relay.broadcasts import Broadcasts
 from relay.config import TEAMS_SETTINGS, Config, ConfigError, Settings, load_config, settings_from_env
@@ -99,7 +99,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         teams = TeamsSurface(settings, broadcasts, store)
         app[TEAMS] = teams
         broadcasts.listeners.append(teams)
-    for line in await teams_reach(config, store):
+    for line in await unreachable_channels(config, store):
         log.warning("*** %s", line)
     dispatcher.on_change = _report_to(app)
     worker = asyncio.create_task(dispatcher.run(), name="dispatcher")
@@ -120,18 +120,6 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         for destination in destinations.values():
             await destination.close()
         await store.close()
-
-
-async def teams_reach(config: Config, store: Store) -> list[str]:
-    """For each Teams destination the bot cannot post to yet, why, by name."""
-    directory = Directory(store)
-    lines = []
-    for destination in config.destinations.values():
-        if destination.kind == "teams" and not destination.dry_run:
-            problem = await unreachable(directory, destination.options["channel"])
-            if problem:
-                lines.append(f"destination {destination.name}: {problem}")
-    return lines
 
 
 def _report_to(app: web.Application) -> Callable[[str], None]:

@@ -22,7 +22,7 @@ from microsoft_agents.authentication.msal import MsalConnectionManager
 from microsoft_agents.hosting.aiohttp import CloudAdapter
 from microsoft_agents.hosting.core import ClaimsIdentity, MessageFactory, TurnContext
 
-from relay.config import TEAMS_SETTINGS, DestinationConfig, Settings, teams_channel_problem
+from relay.config import TEAMS_SETTINGS, Config, DestinationConfig, Settings, teams_channel_problem
 from relay.destination import (
     Counting,
     DestinationSpec,
@@ -222,6 +222,18 @@ async def unreachable(directory: Directory, channel: str) -> str | None:
         f"The bot cannot post in Teams channel {channel}: add the app to the team that owns it "
         f"(README, 'Microsoft Teams'); it learns a team's channels when it is added.{known}"
     )
+
+
+async def unreachable_channels(config: Config, store: Store) -> list[str]:
+    """For each Teams destination the bot cannot post to yet, why, by name (start-up and `relay check`)."""
+    directory = Directory(store)
+    lines = []
+    for destination in config.destinations.values():
+        if destination.kind == "teams" and not destination.dry_run:
+            problem = await unreachable(directory, destination.options["channel"])
+            if problem:
+                lines.append(f"destination {destination.name}: {problem}")
+    return lines
 
 
 def classify(error: Exception) -> Outcome:

@@ -16,6 +16,7 @@ import sys
 from datetime import datetime
 
 from adapters import SPECS, build_destinations
+from adapters.teams import unreachable_channels
 from relay.broadcasts import Broadcasts, Refused
 from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
 from relay.outbox import describe_state
@@ -44,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{settings.config_path}: OK, {len(config.destinations)} destinations, "
             f"audiences: {', '.join(config.audiences)}"
         )
-        return 0
+        problems = asyncio.run(_reach(settings, config))
+        for line in problems:
+            print(f"!! {line}")
+        return 1 if problems else 0
     if args.command == "preview":
         return _preview(settings, config, args.message, args.audience)
     try:
@@ -77,6 +81,20 @@ def _preview(settings: Settings, config: Config, message: str, audience: str | N
             print(f"XX {rendering.error}")
         print()
     return 1 if any(r.error for r in renderings) else 0
+
+
+async def _reach(settings: Settings, config: Config) -> list[str]:
+    """Where the bot cannot post yet, as far as the database knows (Teams channels it was never added to)."""
+    if not any(d.kind == "teams" for d in config.destinations.values()):
+        return []
+    if not settings.db_path.exists():
+        return ["Teams: the bot has not run yet, so it has not been added to any team; start it and add the app"]
+    store = Store(settings.db_path)
+    await store.open(exclusive=False)
+    try:
+        return await unreachable_channels(config, store)
+    finally:
+        await store.close()
 
 
 async def _list(settings: Settings, config: Config, limit: int) -> int:

@@ -81,3 +81,22 @@ async def test_list_shows_broadcasts_and_their_deliveries(start_relay, slack: Fa
     assert f"{broadcast}" in result.stdout and "approved" in result.stdout
     assert "- all-staff        sent  https://test.slack.com/archives/C0STAFF/p" in result.stdout
     assert "- company-x        sent  https://x.com/i/web/status/" in result.stdout
+
+
+async def test_check_names_teams_channels_the_bot_cannot_reach_yet(start_relay, connector, tmp_path: Path) -> None:
+    from tests.conftest import TEAMS_ENV, teams_config
+    from tests.teams_activities import ANNOUNCEMENTS, TeamsClient, installed_in_team
+
+    relay = await start_relay(teams_config().replace(ANNOUNCEMENTS, "19:elsewhere@thread.tacv2"), **TEAMS_ENV)
+    await TeamsClient(relay.url, relay.http).send(installed_in_team(connector.service_url))
+    env = {"RELAY_CONFIG": str(tmp_path / "relay.toml"), "RELAY_DB": str(tmp_path / "relay.db"), **TEAMS_ENV}
+    env |= {
+        k: "set" for k in ("SLACK_BOT_TOKEN", "X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
+    }
+    result = relay_cli("check", env=env)
+    assert result.returncode == 1
+    assert (
+        "!! destination teams-announcements: The bot cannot post in Teams channel 19:elsewhere@thread.tacv2"
+        in result.stdout
+    )
+    assert "It is in: Company." in result.stdout

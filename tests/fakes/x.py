@@ -85,6 +85,7 @@ class XCall:
     authorized: bool
     fault: Fault | None = None
     at: float = field(default_factory=time.monotonic, repr=False)  # when it arrived
+    wall: float = field(default_factory=time.time, repr=False)  # the same, on the clock X's reset uses
 
 
 def _problem(status: int, title: str, detail: str, type_: str = "about:blank", **extra: Any) -> web.Response:
