@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from relay.config import ConfigError, settings_from_env
-from tests.conftest import LEADER, STAFF_CHANNEL, TEAMS_ENV, Relay, preview_id, teams_config
+from tests.conftest import LEADER, STAFF_CHANNEL, TEAMS_ENV, Relay, preview_id, report_text, teams_config
 from tests.fakes import FakeSlack, FakeX, Fault
 from tests.fakes.teams import FakeConnector
 from tests.teams_activities import (
@@ -17,6 +17,7 @@ from tests.teams_activities import (
     CEO,
     CFO,
     STRANGER,
+    TENANT,
     TeamsClient,
     action,
     channel_created,
@@ -279,3 +280,32 @@ async def test_a_teams_post_whose_answer_never_comes_is_unknown_not_repeated(sta
     report = await final_card(connector, personal(CEO)["id"])
     assert "unknown, not posted again" in report and "look there before posting it by hand" in report
     assert len([c for c in connector.calls_to("POST activities") if c.conversation == ANNOUNCEMENTS]) == 1
+
+
+async def test_a_leader_mentioning_the_bot_in_a_channel_gets_the_preview_there(start_relay, connector) -> None:
+    teams = await start(start_relay, connector)
+    activity = message(connector.service_url, CEO, "<at>Broadcast Relay</at> broadcast From the channel")
+    activity["conversation"] = {"id": ANNOUNCEMENTS, "conversationType": "channel", "isGroup": True, "tenantId": TENANT}
+    await teams.send(activity)
+    [card] = await connector.wait_for(lambda: connector.cards(ANNOUNCEMENTS))
+    assert "From the channel" in card_text(card) and "Preview" in card_text(card)
+
+
+async def test_a_rejection_in_slack_turns_the_teams_leaders_card_into_the_answer(
+    start_relay, connector, slack: FakeSlack, x: FakeX
+) -> None:
+    teams = await start(start_relay, connector, teams_config(["slack:U0APPR"]))
+    broadcast, card = await ask(teams, connector, CEO, "broadcast Not this time")
+    assert "waiting for an approver" in await click(teams, connector, CEO, "approve", broadcast, card)
+    relay = Relay(teams.url.removesuffix("/api/messages"), slack, teams.http)
+    [request] = await slack.wait_for(lambda: slack.messages("DU0APPR"))
+    assert "ceo asks to broadcast" in report_text(request)
+    await relay.click("U0APPR", "reject", broadcast, block_id=f"approval:{broadcast}")
+    rejected = await connector.wait_for(
+        lambda: [
+            c
+            for c in connector.cards(personal(CEO)["id"])
+            if "rejected by <@U0APPR>" in card_text(c) or "rejected by slack:U0APPR" in card_text(c)
+        ]
+    )
+    assert rejected and not x.calls and not connector.posted(ANNOUNCEMENTS)
