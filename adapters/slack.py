@@ -34,7 +34,7 @@ SPEC = DestinationSpec(
     kind="slack",
     options={"channel": str},
     required=("channel",),
-    secrets=("SLACK_BOT_TOKEN",),
+    secrets={"token": "SLACK_BOT_TOKEN"},
     check_options=lambda options: [("channel", p) for p in [slack_channel_problem(options["channel"])] if p],
 )
 
@@ -61,12 +61,13 @@ def whole_seconds(seconds: float) -> int:
     return max(1, round(seconds))
 
 
-def web_client(settings: Settings, retry_handlers: list[Any] | None = None) -> AsyncWebClient:
+def web_client(
+    settings: Settings, retry_handlers: list[Any] | None = None, token_variable: str = "SLACK_BOT_TOKEN"
+) -> AsyncWebClient:
     """A Web API client with a timeout and, by default, no retries of its own: slack_sdk's default
     handler retries dropped connections, which can post a message twice. The outbox retries instead."""
-    token = settings.secret("SLACK_BOT_TOKEN")
     return AsyncWebClient(
-        token=token.value if token else None,
+        token=settings.reveal(token_variable) or None,
         base_url=settings.slack_api_url,
         timeout=whole_seconds(settings.http_timeout),
         retry_handlers=retry_handlers or [],
@@ -112,7 +113,7 @@ class SlackChannel:
     def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
         self.name = config.name
         self.channel: str = config.options["channel"]
-        self.client = web_client(settings)
+        self.client = web_client(settings, token_variable=config.env["token"])
 
     async def publish(self, part: Part) -> Outcome:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,7 +41,13 @@ logging.getLogger("tweepy").setLevel(logging.INFO)
 
 SPEC = DestinationSpec(
     kind="x",
-    secrets=("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET"),
+    secrets={
+        "api_key": "X_API_KEY",
+        "api_secret": "X_API_SECRET",
+        "access_token": "X_ACCESS_TOKEN",
+        "access_token_secret": "X_ACCESS_TOKEN_SECRET",
+    },
+    replies=True,
 )
 
 # 280 weighted characters, links counted as 23 (docs.x.com, "Counting characters"; twitter-text v3).
@@ -55,7 +62,6 @@ LIMITS = Limits(
     concurrency=2,
 )
 
-_CREDENTIALS = "X_ACCESS_TOKEN and X_ACCESS_TOKEN_SECRET (and check X_API_KEY and X_API_SECRET)"
 _URLISH = regex.compile(r"https?://\S+")
 
 
@@ -105,7 +111,7 @@ def _detail(error: tweepy.HTTPException) -> str:
     return "; ".join(str(m) for m in messages).strip()
 
 
-def _classify(error: tweepy.HTTPException) -> Outcome:
+def _classify(error: tweepy.HTTPException, env: Mapping[str, str]) -> Outcome:
     status = error.response.status
     detail = _detail(error)
     if status == 429:
@@ -113,7 +119,10 @@ def _classify(error: tweepy.HTTPException) -> Outcome:
     if status >= 500:
         return Retry(f"X answered {status}", server_hint(dict(error.response.headers)))
     if status == 401:
-        return Permanent(f"X rejected the credentials: renew {_CREDENTIALS}.")
+        return Permanent(
+            f"X rejected the credentials: renew {env['access_token']} and {env['access_token_secret']} "
+            f"(and check {env['api_key']} and {env['api_secret']})."
+        )
     if status == 402:
         return Permanent(
             "X refused for payment: the app's API plan has no credits left (402). Top up in the X developer portal."
@@ -123,7 +132,7 @@ def _classify(error: tweepy.HTTPException) -> Outcome:
     if status == 403:
         return Permanent(
             f"X refused the post: {detail or 'forbidden'}. Check that the X app has Read and Write "
-            "permission, then regenerate X_ACCESS_TOKEN and X_ACCESS_TOKEN_SECRET."
+            f"permission, then regenerate {env['access_token']} and {env['access_token_secret']}."
         )
     return Permanent(f"X rejected the post ({status}): {detail or 'no reason given'}.")
 
@@ -147,11 +156,12 @@ class XAccount:
         self.name = config.name
         self.host = settings.x_api_url
         self.timeout = client_timeout(settings.http_timeout)
+        self.env = config.env
         self._credentials = {
-            "consumer_key": settings.reveal("X_API_KEY"),
-            "consumer_secret": settings.reveal("X_API_SECRET"),
-            "access_token": settings.reveal("X_ACCESS_TOKEN"),
-            "access_token_secret": settings.reveal("X_ACCESS_TOKEN_SECRET"),
+            "consumer_key": settings.reveal(config.env["api_key"]),
+            "consumer_secret": settings.reveal(config.env["api_secret"]),
+            "access_token": settings.reveal(config.env["access_token"]),
+            "access_token_secret": settings.reveal(config.env["access_token_secret"]),
         }
         self._client: _Client | None = None
         self._user_id: str | None = None
@@ -165,7 +175,7 @@ class XAccount:
         try:
             answer = await self._api().create_tweet(text=part.text, in_reply_to_tweet_id=part.reply_to, user_auth=True)
         except tweepy.HTTPException as error:
-            return _classify(error)
+            return _classify(error, self.env)
         except Exception as error:
             return transport_outcome(error, "X")
         tweet_id = str(answer.data["id"])
@@ -184,7 +194,7 @@ class XAccount:
                 tweet_fields=["created_at", "referenced_tweets"],
             )
         except tweepy.HTTPException as error:
-            outcome = _classify(error)
+            outcome = _classify(error, self.env)
             if isinstance(outcome, Retry):
                 return outcome
             return Unprovable(

@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +32,6 @@ ID_PATTERNS = {
 # read from CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID, …CLIENTSECRET, …TENANTID and so on.
 TEAMS_PREFIXES = ("CONNECTIONS__", "CONNECTIONSMAP__", "AGENTAPPLICATION__")
 TEAMS_SETTINGS = "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__"
-
-SECRET_VARIABLES = (
-    "SLACK_BOT_TOKEN",
-    "SLACK_SIGNING_SECRET",
-    "SLACK_APP_TOKEN",
-    "X_API_KEY",
-    "X_API_SECRET",
-    "X_ACCESS_TOKEN",
-    "X_ACCESS_TOKEN_SECRET",
-)
 
 
 class ConfigError(Exception):
@@ -129,7 +120,8 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         slack_api_url=env.get("SLACK_API_URL", "https://slack.com/api/"),
         x_api_url=env.get("X_API_URL", "https://api.twitter.com").rstrip("/"),
         http_timeout=http_timeout,
-        secrets={name: Secret(env[name]) for name in SECRET_VARIABLES if env.get(name, "").strip()},
+        # Every variable, masked: a destination may name its own (a second account's token, say).
+        secrets={name: Secret(value) for name, value in env.items() if value.strip()},
         teams_sdk_env=teams_env,
         teams_mode="authenticated" if client_id else "anonymous" if anonymous else None,
         teams_tenant=teams_env.get(f"{TEAMS_SETTINGS}TENANTID"),
@@ -156,6 +148,14 @@ class Policy:
         return a == b or a in self.people.get(b, frozenset())
 
 
+class Replies(Enum):
+    """Who may answer a public post: the product distributes; it does not converse."""
+
+    OPEN = "open"
+    RESTRICTED = "restricted"  # only people the account follows (or the closest the network offers)
+    NONE = "none"
+
+
 @dataclass(frozen=True)
 class DestinationConfig:
     name: str
@@ -163,6 +163,8 @@ class DestinationConfig:
     dry_run: bool
     allow_broadcast_mentions: bool
     options: Mapping[str, Any]
+    env: Mapping[str, str] = field(default_factory=dict)  # role → the variable holding it (token, URL…)
+    replies: Replies = Replies.OPEN
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,9 @@ class Config:
 
 
 _TOP_KEYS = {"dry_run", "policy", "people", "destinations", "audiences"}
+_REPLIES = ", ".join(f'"{r.value}"' for r in Replies)
 _POLICY_KEYS = {
+    "replies",
     "leaders",
     "approvers",
     "default_audience",
@@ -226,7 +230,9 @@ def load_config(settings: Settings, kinds: Mapping[str, DestinationSpec], text: 
 
     problems.unknown_keys("", raw, _TOP_KEYS)
     dry_run = _typed(problems, raw, "dry_run", bool, False, "")
-    destinations = _destinations(problems, raw.get("destinations"), kinds, settings, dry_run)
+    policy_table: Mapping[str, Any] = raw["policy"] if isinstance(raw.get("policy"), dict) else {}
+    replies = _replies(problems, policy_table, "policy.", Replies.OPEN)
+    destinations = _destinations(problems, raw.get("destinations"), kinds, settings, dry_run, replies)
     declared: Mapping[str, Any] = raw["destinations"] if isinstance(raw.get("destinations"), dict) else {}
     audiences = _audiences(problems, raw.get("audiences"), declared)  # a broken destination is named once
     people = _people(problems, raw.get("people", {}))
@@ -262,12 +268,22 @@ def _table(problems: _Problems, value: Any, key: str) -> Mapping[str, Any]:
     return value
 
 
+def _replies(problems: _Problems, table: Mapping[str, Any], where: str, default: Replies) -> Replies:
+    value = table.get("replies", default.value)
+    try:
+        return Replies(value)
+    except ValueError:
+        problems.add(f"{where}replies", f"{value!r} is not a reply policy; use one of {_REPLIES}")
+        return default
+
+
 def _destinations(
     problems: _Problems,
     raw: Any,
     kinds: Mapping[str, DestinationSpec],
     settings: Settings,
     bot_dry_run: bool,
+    replies: Replies,
 ) -> dict[str, DestinationConfig]:
     found: dict[str, DestinationConfig] = {}
     for name, table in _table(problems, raw, "destinations").items():
@@ -282,7 +298,10 @@ def _destinations(
             problems.add(f"{where}kind", f"{kind!r} is not a destination kind; use one of {known}")
             continue
         assert isinstance(kind, str)
-        schema = {**_COMMON_DESTINATION_KEYS, **spec.options}
+        env_keys = {f"{role}_env": str for role in {**spec.secrets, **spec.endpoints}}
+        schema = {**_COMMON_DESTINATION_KEYS, **spec.options, **env_keys}
+        if spec.replies:
+            schema["replies"] = str
         problems.unknown_keys(where, table, set(schema))
         options = {}
         for key, expected in spec.options.items():
@@ -294,7 +313,12 @@ def _destinations(
         if spec.check_options is not None and all(options.get(key) is not None for key in spec.required):
             for key, message in spec.check_options(options):
                 problems.add(f"{where}{key}", message)
-        missing = [s for s in spec.secrets if settings.secret(s) is None]
+        env = {
+            role: str(_typed(problems, table, f"{role}_env", str, variable, where))
+            for role, variable in {**spec.secrets, **{r: e[0] for r, e in spec.endpoints.items()}}.items()
+        }
+        needed = [env[role] for role in spec.secrets] + [env[r] for r, e in spec.endpoints.items() if e[1] is None]
+        missing = [variable for variable in needed if settings.secret(variable) is None]
         if missing and not (dry or bot_dry_run):
             problems.add(
                 f"destinations.{name}",
@@ -311,6 +335,8 @@ def _destinations(
             dry_run=dry or bot_dry_run,
             allow_broadcast_mentions=bool(_typed(problems, table, "allow_broadcast_mentions", bool, False, where)),
             options=options,
+            env=env,
+            replies=_replies(problems, table, where, replies) if spec.replies else Replies.OPEN,
         )
     return found
 

@@ -104,7 +104,12 @@ class DestinationSpec:
     kind: str
     options: Mapping[str, type] = field(default_factory=dict)  # option name → expected type
     required: tuple[str, ...] = ()  # options that must be present
-    secrets: tuple[str, ...] = ()  # environment variables needed unless the destination is dry
+    # Secrets by role → the variable that holds them by default; a destination may name another with
+    # `<role>_env = "…"`, so two accounts of one network can sit side by side.
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    # Addresses by role → (default variable, default value; None: the variable is required).
+    endpoints: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
+    replies: bool = False  # whether a reply policy applies (a public network)
     # Problems with the options' values, as (option, message): an id in the wrong format, say.
     check_options: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None
     # What is missing to post for real (credentials that are not plain variables), or None.

@@ -180,3 +180,29 @@ def test_an_id_given_to_two_people_is_refused(tmp_path: Path) -> None:
     text = ISSUE_EXAMPLE.replace("[policy]", '[people]\na = ["slack:U0LEAD"]\nb = ["slack:U0LEAD"]\n\n[policy]')
     with pytest.raises(ConfigError, match="slack:U0LEAD is already someone else's id"):
         load(text, tmp_path)
+
+
+def test_a_second_account_names_its_own_variables(tmp_path: Path) -> None:
+    text = ISSUE_EXAMPLE.replace(
+        "[audiences]",
+        '[destinations.ceo-x]\nkind = "x"\naccess_token_env = "CEO_X_TOKEN"\naccess_token_secret_env = "CEO_X_SECRET"\n\n[audiences]',
+    )
+    with pytest.raises(ConfigError) as raised:
+        load(text, tmp_path)
+    assert "destinations.ceo-x: needs CEO_X_TOKEN, CEO_X_SECRET in the environment" in str(raised.value)
+    config = load(text, tmp_path, {**ALL_SECRETS, "CEO_X_TOKEN": "t2", "CEO_X_SECRET": "s2"})
+    assert config.destinations["ceo-x"].env["access_token"] == "CEO_X_TOKEN"
+    assert config.destinations["company-x"].env["access_token"] == "X_ACCESS_TOKEN"
+
+
+def test_reply_policy_defaults_from_policy_and_is_checked(tmp_path: Path) -> None:
+    from relay.config import Replies
+
+    text = ISSUE_EXAMPLE.replace("[policy]", '[policy]\nreplies = "none"')
+    assert load(text, tmp_path).destinations["company-x"].replies is Replies.NONE
+    text = text.replace('kind = "x"', 'kind = "x"\nreplies = "open"')
+    assert load(text, tmp_path).destinations["company-x"].replies is Replies.OPEN
+    with pytest.raises(ConfigError, match="policy.replies: 'closed' is not a reply policy"):
+        load(ISSUE_EXAMPLE.replace("[policy]", '[policy]\nreplies = "closed"'), tmp_path)
+    with pytest.raises(ConfigError, match="destinations.all-staff.replies: unknown key"):
+        load(ISSUE_EXAMPLE.replace('channel = "C0STAFF"', 'channel = "C0STAFF"\nreplies = "none"'), tmp_path)
