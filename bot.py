@@ -81,6 +81,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     await store.open()
     app[STORE] = store
     destinations = build_destinations(config, settings, store)
+    await asyncio.gather(*(destination.prepare() for destination in destinations.values()))
     dispatcher = Dispatcher(store, destinations)
     broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.poke)
     socket_mode = None

@@ -166,6 +166,12 @@ class SlackChannel:
             return None
         return str(answer.get("permalink")) or None
 
+    async def prepare(self) -> None:
+        return None
+
+    def replies_note(self) -> str | None:
+        return None  # a staff channel: replies are conversation among colleagues
+
     def pace_key(self) -> str:
         return f"slack:{self.channel}"
 

@@ -90,6 +90,8 @@ def preview(
         config = destinations[rendering.destination]
         body.append(_mrkdwn(_destination_title(config)))
         body.extend(_shown(rendering, config.kind))
+        if rendering.replies:
+            body.append(_context(f":speech_balloon: Replies: {rendering.replies}"))
         body.extend(_context(f":warning: {w}") for w in rendering.warnings)
         if rendering.error:
             body.append(_mrkdwn(f":no_entry: {rendering.error}"))

@@ -291,6 +291,12 @@ class TeamsChannel:
             "read a channel back, so look there before posting it by hand."
         )
 
+    async def prepare(self) -> None:
+        return None
+
+    def replies_note(self) -> str | None:
+        return None  # a staff channel: replies are conversation among colleagues
+
     def pace_key(self) -> str:
         return f"teams:{self.channel}"
 

@@ -63,6 +63,8 @@ def _destinations(renderings: Sequence[Rendering], destinations: dict[str, Desti
                 _text(f"{label}{rendering.lengths[index]:,}/{rendering.limit:,} {unit}", isSubtle=True, size="Small")
             )
             items.append(_text(part))
+        if rendering.replies:
+            items.append(_text(f"💬 Replies: {rendering.replies}", isSubtle=True, size="Small"))
         items.extend(_text(f"⚠️ {w}", color="Warning", size="Small") for w in rendering.warnings)
         if rendering.error:
             items.append(_text(f"⛔ {rendering.error}", color="Attention"))

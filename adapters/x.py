@@ -19,7 +19,7 @@ from oauthlib.oauth1 import Client as OAuthClient
 from tweepy.asynchronous import AsyncClient
 from yarl import URL
 
-from relay.config import DestinationConfig, Settings
+from relay.config import DestinationConfig, Replies, Settings
 from relay.destination import (
     Counting,
     DestinationSpec,
@@ -146,6 +146,15 @@ def _same_text(ours: str, theirs: str) -> bool:
     return norm(ours) == norm(theirs)
 
 
+# X API v2 `reply_settings` (docs.x.com, POST /2/tweets): who may reply, per reply policy.
+_REPLY_SETTINGS = {Replies.OPEN: None, Replies.RESTRICTED: "following", Replies.NONE: "mentionedUsers"}
+_REPLY_NOTES = {
+    Replies.OPEN: "anyone can reply",
+    Replies.RESTRICTED: "only accounts this account follows can reply",
+    Replies.NONE: "nobody can reply (only accounts mentioned in the post could)",
+}
+
+
 class XAccount:
     """The company's X account, posted to with OAuth 1.0a user context."""
 
@@ -157,6 +166,7 @@ class XAccount:
         self.host = settings.x_api_url
         self.timeout = client_timeout(settings.http_timeout)
         self.env = config.env
+        self.replies = config.replies
         self._credentials = {
             "consumer_key": settings.reveal(config.env["api_key"]),
             "consumer_secret": settings.reveal(config.env["api_secret"]),
@@ -173,7 +183,12 @@ class XAccount:
 
     async def publish(self, part: Part) -> Outcome:
         try:
-            answer = await self._api().create_tweet(text=part.text, in_reply_to_tweet_id=part.reply_to, user_auth=True)
+            answer = await self._api().create_tweet(
+                text=part.text,
+                in_reply_to_tweet_id=part.reply_to,
+                reply_settings=_REPLY_SETTINGS[self.replies],
+                user_auth=True,
+            )
         except tweepy.HTTPException as error:
             return _classify(error, self.env)
         except Exception as error:
@@ -211,6 +226,12 @@ class XAccount:
             ):
                 return Sent(str(tweet.id), f"https://x.com/i/web/status/{tweet.id}")
         return None
+
+    async def prepare(self) -> None:
+        return None
+
+    def replies_note(self) -> str:
+        return _REPLY_NOTES[self.replies]
 
     def pace_key(self) -> str:
         return f"x:{self.name}"

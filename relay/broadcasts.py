@@ -13,7 +13,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from relay import outbox, policy
@@ -75,7 +75,10 @@ class Broadcasts:
         if audience not in self.config.audiences:
             raise Refused(f"There is no audience called '{audience}'. Choose one of: {', '.join(self.audiences)}.")
         return tuple(
-            render(d.name, text, self.destinations[d.name].limits, d.allow_broadcast_mentions)
+            replace(
+                render(d.name, text, self.destinations[d.name].limits, d.allow_broadcast_mentions),
+                replies=self.destinations[d.name].replies_note(),
+            )
             for d in self.config.audience(audience)
         )
 

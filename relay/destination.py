@@ -43,6 +43,7 @@ class Limits:
     max_thread_parts: int = 1  # 1: no threads, too-long text is refused
     concurrency: int = 4  # calls in flight to this network at once
     min_interval: float = 0.0  # seconds between two posts to the same place (see `pace_key`)
+    reserved: str = ""  # characters the network needs escaped with a backslash (each counts twice)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Part:
     total: int
     key: str  # stable across retries and restarts: the idempotency key / metadata marker
     reply_to: str | None  # remote id of the previous part, for threads
+    root: str | None = None  # remote id of the first part, for threads
+    created_at: float = 0.0  # when the delivery was first attempted: stable, for record keys and dates
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,14 @@ class Destination(Protocol):
 
     async def find(self, part: Part, since: float) -> FindResult:
         """Look for `part` posted at or after `since` (epoch seconds); `None` means surely not there."""
+        ...
+
+    async def prepare(self) -> None:
+        """At start-up: learn what can only be asked (an instance's length limit, say); never fail."""
+        ...
+
+    def replies_note(self) -> str | None:
+        """What the reply policy will be on this network, for the preview (None: not a public network)."""
         ...
 
     def pace_key(self) -> str:

@@ -121,6 +121,8 @@ class Dispatcher:
                     total=len(delivery.parts),
                     key=f"{delivery.broadcast_id}-{delivery.id}-{index}",
                     reply_to=posted[-1] if posted else None,
+                    root=posted[0] if posted else None,
+                    created_at=delivery.first_attempt_at or self.clock(),
                 )
                 if check_first and not destination.idempotent:
                     found = await destination.find(part, since=(delivery.first_attempt_at or 0) - 60)

@@ -53,6 +53,7 @@ class Rendering:
     counting: Counting
     warnings: tuple[str, ...]
     error: str | None  # set when this destination cannot take the message; approval is refused
+    replies: str | None = None  # who may answer there, in words (public networks)
 
 
 def clean(text: str) -> str:
@@ -201,6 +202,8 @@ def counter_for(limits: Limits) -> Callable[[str], int]:
         return lambda text: x_weighted_length(text, limits.url_length or 23)
     if limits.counting is Counting.GRAPHEMES:
         return lambda text: _with_urls(text, limits.url_length, lambda s: len(regex.findall(r"\X", s)))
+    if limits.reserved:
+        return lambda text: _with_urls(text, limits.url_length, lambda s: len(s) + sum(c in limits.reserved for c in s))
     return lambda text: _with_urls(text, limits.url_length, len)
 
 

@@ -185,7 +185,8 @@ def test_an_id_given_to_two_people_is_refused(tmp_path: Path) -> None:
 def test_a_second_account_names_its_own_variables(tmp_path: Path) -> None:
     text = ISSUE_EXAMPLE.replace(
         "[audiences]",
-        '[destinations.ceo-x]\nkind = "x"\naccess_token_env = "CEO_X_TOKEN"\naccess_token_secret_env = "CEO_X_SECRET"\n\n[audiences]',
+        '[destinations.ceo-x]\nkind = "x"\naccess_token_env = "CEO_X_TOKEN"\n'
+        'access_token_secret_env = "CEO_X_SECRET"\n\n[audiences]',
     )
     with pytest.raises(ConfigError) as raised:
         load(text, tmp_path)
@@ -202,7 +203,7 @@ def test_reply_policy_defaults_from_policy_and_is_checked(tmp_path: Path) -> Non
     assert load(text, tmp_path).destinations["company-x"].replies is Replies.NONE
     text = text.replace('kind = "x"', 'kind = "x"\nreplies = "open"')
     assert load(text, tmp_path).destinations["company-x"].replies is Replies.OPEN
-    with pytest.raises(ConfigError, match="policy.replies: 'closed' is not a reply policy"):
+    with pytest.raises(ConfigError, match=r"policy\.replies: 'closed' is not a reply policy"):
         load(ISSUE_EXAMPLE.replace("[policy]", '[policy]\nreplies = "closed"'), tmp_path)
-    with pytest.raises(ConfigError, match="destinations.all-staff.replies: unknown key"):
+    with pytest.raises(ConfigError, match=r"destinations\.all-staff\.replies: unknown key"):
         load(ISSUE_EXAMPLE.replace('channel = "C0STAFF"', 'channel = "C0STAFF"\nreplies = "none"'), tmp_path)
