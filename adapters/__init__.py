@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from adapters import slack, teams, x
+from adapters import bluesky, linkedin, mastodon, slack, teams, x
 from relay.config import Config, DestinationConfig, Settings
 from relay.destination import Destination, DestinationSpec
 from relay.store import Store
@@ -18,6 +18,9 @@ class Kind:
 
 
 REGISTRY: Mapping[str, Kind] = {
+    "bluesky": Kind(bluesky.SPEC, bluesky.BlueskyAccount),
+    "linkedin": Kind(linkedin.SPEC, linkedin.LinkedInPage),
+    "mastodon": Kind(mastodon.SPEC, mastodon.MastodonAccount),
     "slack": Kind(slack.SPEC, slack.SlackChannel),
     "teams": Kind(teams.SPEC, teams.TeamsChannel),
     "x": Kind(x.SPEC, x.XAccount),

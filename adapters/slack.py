@@ -108,7 +108,7 @@ class SlackChannel:
     """One Slack channel, posted to with the bot token."""
 
     limits = LIMITS
-    idempotent = False  # Slack has no idempotency key; metadata lets `find` look instead
+    idempotency_window = 0.0  # Slack has no idempotency key; metadata lets `find` look instead
 
     def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
         self.name = config.name

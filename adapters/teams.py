@@ -259,7 +259,7 @@ class TeamsChannel:
     """A channel of a team the bot has been added to."""
 
     limits = LIMITS
-    idempotent = False
+    idempotency_window = 0.0
 
     def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
         self.name = config.name

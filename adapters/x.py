@@ -47,6 +47,7 @@ SPEC = DestinationSpec(
         "access_token": "X_ACCESS_TOKEN",
         "access_token_secret": "X_ACCESS_TOKEN_SECRET",
     },
+    endpoints={"url": ("X_API_URL", "https://api.twitter.com")},
     replies=True,
 )
 
@@ -159,11 +160,11 @@ class XAccount:
     """The company's X account, posted to with OAuth 1.0a user context."""
 
     limits = LIMITS
-    idempotent = False
+    idempotency_window = 0.0
 
     def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
         self.name = config.name
-        self.host = settings.x_api_url
+        self.host = (settings.reveal(config.env["url"]) or "https://api.twitter.com").rstrip("/")
         self.timeout = client_timeout(settings.http_timeout)
         self.env = config.env
         self.replies = config.replies

@@ -59,7 +59,6 @@ class Settings:
     config_path: Path
     config_is_bundled_example: bool
     slack_api_url: str
-    x_api_url: str
     http_timeout: float  # seconds any one call to a network may take
     secrets: Mapping[str, Secret]
     # The Microsoft 365 Agents SDK reads its own documented variables (CONNECTIONS__…); they are kept
@@ -118,7 +117,6 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         config_path=config_path,
         config_is_bundled_example=bundled,
         slack_api_url=env.get("SLACK_API_URL", "https://slack.com/api/"),
-        x_api_url=env.get("X_API_URL", "https://api.twitter.com").rstrip("/"),
         http_timeout=http_timeout,
         # Every variable, masked: a destination may name its own (a second account's token, say).
         secrets={name: Secret(value) for name, value in env.items() if value.strip()},

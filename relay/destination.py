@@ -123,7 +123,9 @@ class Destination(Protocol):
     """One configured place a broadcast goes to (a Slack channel, an X account)."""
 
     limits: Limits
-    idempotent: bool  # True when re-sending a part with the same key can never post twice
+    # For how long after the first attempt re-sending a part with the same key cannot post twice
+    # (Mastodon keeps an Idempotency-Key an hour; a Bluesky record key, forever; Slack, X: never).
+    idempotency_window: float
 
     async def publish(self, part: Part) -> Outcome: ...
 

@@ -124,7 +124,8 @@ class Dispatcher:
                     root=posted[0] if posted else None,
                     created_at=delivery.first_attempt_at or self.clock(),
                 )
-                if check_first and not destination.idempotent:
+                age = self.clock() - (delivery.first_attempt_at or self.clock())
+                if check_first and age >= destination.idempotency_window:
                     found = await destination.find(part, since=(delivery.first_attempt_at or 0) - 60)
                     if isinstance(found, Unprovable):
                         await self._finish(delivery, DeliveryState.UNKNOWN, found.reason)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import aiohttp
 
@@ -78,3 +81,35 @@ def _date(value: str, now: float) -> float | None:
         except (TypeError, ValueError):
             return None
     return max(0.0, stamp - now)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A network's HTTP answer, read whole: the adapters classify it."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: Any  # the JSON, or the text when it is not JSON
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def field(self, *names: str) -> str:
+        """The first of `names` present in a JSON object body, as text ("" when none)."""
+        if isinstance(self.body, dict):
+            for name in names:
+                if self.body.get(name):
+                    return str(self.body[name])
+        return ""
+
+
+async def request(session: aiohttp.ClientSession, method: str, url: str, **options: Any) -> Answer:
+    """One HTTP call, no retries (the outbox retries); transport failures are raised for `transport_outcome`."""
+    async with session.request(method, url, **options) as response:
+        text = await response.text()
+        try:
+            body: Any = json.loads(text) if text else None
+        except ValueError:
+            body = text
+        return Answer(response.status, dict(response.headers), body)

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from adapters import SPECS
 from bot import build_app
 from relay.config import load_config, settings_from_env
-from tests.fakes import FakeSlack, FakeX
+from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX
 from tests.fakes.teams import FakeConnector
 from tests.slack_requests import action_body, command_body, signed_headers, view_submission_body
 from tests.teams_activities import ANNOUNCEMENTS, APPROVALS, CEO, TEAM, TENANT
@@ -222,4 +222,53 @@ async def connector() -> AsyncIterator[FakeConnector]:
         {"id": APPROVALS, "name": "Approvals"},
     ]
     async with FakeConnector({TEAM: channels}) as fake:
+        yield fake
+
+
+PUBLIC_CONFIG = """
+[policy]
+leaders = ["slack:U0LEAD"]
+default_audience = "public"
+replies = "{replies}"
+
+[destinations.company-mastodon]
+kind = "mastodon"
+
+[destinations.company-linkedin]
+kind = "linkedin"
+organization = "urn:li:organization:2414183"
+{linkedin_extra}
+
+[destinations.company-x]
+kind = "x"
+
+[audiences]
+mastodon = ["company-mastodon"]
+linkedin = ["company-linkedin"]
+public = ["company-mastodon", "company-linkedin", "company-x"]
+"""
+
+
+def public_config(replies: str = "open", linkedin_extra: str = "") -> str:
+    return PUBLIC_CONFIG.format(replies=replies, linkedin_extra=linkedin_extra)
+
+
+def public_env(mastodon: FakeMastodon, linkedin: FakeLinkedIn) -> dict[str, str]:
+    return {
+        "MASTODON_URL": mastodon.url,
+        "MASTODON_ACCESS_TOKEN": mastodon.token,
+        "LINKEDIN_API_URL": linkedin.url,
+        "LINKEDIN_ACCESS_TOKEN": linkedin.token,
+    }
+
+
+@pytest.fixture
+async def mastodon() -> AsyncIterator[FakeMastodon]:
+    async with FakeMastodon() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def linkedin() -> AsyncIterator[FakeLinkedIn]:
+    async with FakeLinkedIn() as fake:
         yield fake

@@ -1,7 +1,23 @@
-"""Loopback fakes of the Slack Web API and X API v2: record requests, inject faults."""
+"""Loopback fakes of the Slack Web API, X API v2, Mastodon and LinkedIn: record requests, inject faults."""
 
 from .faults import Fault, FaultPlan
+from .linkedin import FakeLinkedIn, LinkedInCall, LinkedInPost
+from .mastodon import FakeMastodon, MastodonCall, MastodonStatus
 from .slack import Call, FakeSlack
 from .x import FakeX, Tweet, XCall
 
-__all__ = ["Call", "FakeSlack", "FakeX", "Fault", "FaultPlan", "Tweet", "XCall"]
+__all__ = [
+    "Call",
+    "FakeLinkedIn",
+    "FakeMastodon",
+    "FakeSlack",
+    "FakeX",
+    "Fault",
+    "FaultPlan",
+    "LinkedInCall",
+    "LinkedInPost",
+    "MastodonCall",
+    "MastodonStatus",
+    "Tweet",
+    "XCall",
+]

@@ -1,0 +1,314 @@
+"""Bluesky as a destination: records written to the account's repository on its PDS (AT Protocol).
+
+Each part's record key is chosen before the first attempt, from the delivery's own stable data, so a
+retry writes the same key and can never create a second post. Links, #tags and @mentions become facets
+with UTF-8 byte offsets, which is what the lexicon counts in. One-way mode is a threadgate (who may
+reply) and a postgate (no quoting), written with the post in one atomic call. The session is created
+once and refreshed, never re-created per post: login is rate limited.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import regex
+
+from relay.config import DestinationConfig, Replies, Settings
+from relay.destination import (
+    Counting,
+    DestinationSpec,
+    FindResult,
+    Limits,
+    Markup,
+    Outcome,
+    Part,
+    Permanent,
+    Retry,
+    Sent,
+)
+from relay.store import Store
+from relay.transport import Answer, client_timeout, request, server_hint, transport_outcome
+
+log = logging.getLogger(__name__)
+
+_HANDLE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)+$")
+
+
+def _check(options: Mapping[str, Any]) -> list[tuple[str, str]]:
+    if _HANDLE.match(str(options.get("handle", ""))):
+        return []
+    return [("handle", 'must be the account\'s handle, like "company.bsky.social" (no @)')]
+
+
+SPEC = DestinationSpec(
+    kind="bluesky",
+    options={"handle": str},
+    required=("handle",),
+    secrets={"app_password": "BLUESKY_APP_PASSWORD"},
+    endpoints={"pds": ("BLUESKY_PDS_URL", "https://bsky.social")},
+    replies=True,
+    check_options=_check,
+)
+
+# app.bsky.feed.post: text of at most 300 graphemes (the lexicon's maxGraphemes); links count in full.
+LIMITS = Limits(
+    max_length=300,
+    counting=Counting.GRAPHEMES,
+    markup=Markup.PLAIN,
+    max_thread_parts=10,
+    concurrency=2,
+)
+
+POST = "app.bsky.feed.post"
+_URL = regex.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]'’”]")
+_TAG = regex.compile(r"(?<![\w#])#([\p{L}\p{N}_]*[\p{L}_][\p{L}\p{N}_]*)")
+_MENTION = regex.compile(r"(?<![\w@])@([a-zA-Z0-9][a-zA-Z0-9.-]*\.[a-zA-Z]{2,})")
+_TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
+
+
+def record_key(part: Part) -> str:
+    """A TID (atproto's time-ordered record key) that depends only on the part: its delivery's first
+    attempt, its place in the thread, and the delivery's key. A retry computes the same one."""
+    micros = int(part.created_at * 1_000_000) + part.index
+    clock = zlib.crc32(part.key.rsplit("-", 1)[0].encode()) % 1024
+    value = (micros << 10) | clock
+    return "".join(_TID_ALPHABET[(value >> shift) & 31] for shift in range(60, -1, -5))
+
+
+def _span(text: str, start: int, end: int) -> dict[str, int]:
+    """Byte offsets in UTF-8, as facets count (an emoji before a link moves it by four bytes)."""
+    return {"byteStart": len(text[:start].encode()), "byteEnd": len(text[:end].encode())}
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class BlueskyAccount:
+    limits = LIMITS
+    idempotency_window = float("inf")  # a record key, once written, can never be written again
+
+    def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
+        self.name = config.name
+        self.handle = str(config.options["handle"])
+        self.pds = (settings.reveal(config.env["pds"]) or "https://bsky.social").rstrip("/")
+        self.password_variable = config.env["app_password"]
+        self._password = settings.reveal(config.env["app_password"])
+        self.replies = config.replies
+        self.timeout = client_timeout(settings.http_timeout)
+        self._http_session: aiohttp.ClientSession | None = None
+        self._access: str | None = None
+        self._refresh: str | None = None
+        self.did: str | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._http_session is None:
+            self._http_session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._http_session
+
+    async def prepare(self) -> None:
+        return None
+
+    def replies_note(self) -> str:
+        return {
+            Replies.OPEN: "anyone can reply",
+            Replies.RESTRICTED: "only accounts this account follows can reply (threadgate)",
+            Replies.NONE: "nobody can reply or quote it (threadgate and postgate)",
+        }[self.replies]
+
+    # ---- the session ---------------------------------------------------------------------------------
+
+    async def _xrpc(self, method: str, nsid: str, **options: Any) -> Answer:
+        """An authenticated call; an expired access token is refreshed once (the call was refused, so
+        repeating it cannot post twice)."""
+        if self._access is None:
+            failed = await self._login()
+            if failed is not None:
+                return failed
+        answer = await self._call(method, nsid, self._access, **options)
+        if answer.status in (400, 401) and answer.field("error") in ("ExpiredToken", "InvalidToken"):
+            failed = await self._renew()
+            if failed is not None:
+                return failed
+            answer = await self._call(method, nsid, self._access, **options)
+        return answer
+
+    async def _call(self, method: str, nsid: str, token: str | None, **options: Any) -> Answer:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return await request(self._http(), method, f"{self.pds}/xrpc/{nsid}", headers=headers, **options)
+
+    async def _login(self) -> Answer | None:
+        answer = await self._call(
+            "POST",
+            "com.atproto.server.createSession",
+            None,
+            json={"identifier": self.handle, "password": self._password},
+        )
+        if not answer.ok:
+            return answer
+        self._access, self._refresh, self.did = answer.body["accessJwt"], answer.body["refreshJwt"], answer.body["did"]
+        return None
+
+    async def _renew(self) -> Answer | None:
+        answer = await self._call("POST", "com.atproto.server.refreshSession", self._refresh)
+        if answer.ok:
+            self._access, self._refresh = answer.body["accessJwt"], answer.body["refreshJwt"]
+            return None
+        self._access = None
+        return await self._login()
+
+    # ---- posting ---------------------------------------------------------------------------------------
+
+    async def publish(self, part: Part) -> Outcome:
+        rkey = record_key(part)
+        try:
+            if self._access is None:
+                failed = await self._login()
+                if failed is not None:
+                    return self._failure(failed)
+            assert self.did is not None
+            post_uri = f"at://{self.did}/{POST}/{rkey}"
+            answer = await self._xrpc(
+                "POST",
+                "com.atproto.repo.applyWrites",
+                json={"repo": self.did, "writes": await self._writes(part, rkey, post_uri)},
+            )
+            if answer.ok:
+                cid = answer.body["results"][0]["cid"]
+                return Sent(f"{post_uri} {cid}", self._link(rkey))
+            existing = await self._existing(rkey)
+        except Exception as error:  # classified, or raised again when not a transport failure
+            return transport_outcome(error, "Bluesky")
+        if existing is not None:  # written by an earlier attempt whose answer was lost
+            return existing
+        return self._failure(answer)
+
+    async def _writes(self, part: Part, rkey: str, post_uri: str) -> list[dict[str, Any]]:
+        record: dict[str, Any] = {"$type": POST, "text": part.text, "createdAt": _iso(part.created_at)}
+        facets = await self._facets(part.text)
+        if facets:
+            record["facets"] = facets
+        if part.reply_to:
+            root, parent = (part.root or part.reply_to).split(" "), part.reply_to.split(" ")
+            record["reply"] = {"root": {"uri": root[0], "cid": root[1]}, "parent": {"uri": parent[0], "cid": parent[1]}}
+        writes = [{"$type": "com.atproto.repo.applyWrites#create", "collection": POST, "rkey": rkey, "value": record}]
+        if part.index == 0 and self.replies is not Replies.OPEN:
+            allow = [] if self.replies is Replies.NONE else [{"$type": "app.bsky.feed.threadgate#followingRule"}]
+            gate = {
+                "$type": "app.bsky.feed.threadgate",
+                "post": post_uri,
+                "allow": allow,
+                "createdAt": record["createdAt"],
+            }
+            writes.append(
+                {
+                    "$type": "com.atproto.repo.applyWrites#create",
+                    "collection": "app.bsky.feed.threadgate",
+                    "rkey": rkey,
+                    "value": gate,
+                }
+            )
+        if part.index == 0 and self.replies is Replies.NONE:
+            rules = [{"$type": "app.bsky.feed.postgate#disableRule"}]
+            postgate = {
+                "$type": "app.bsky.feed.postgate",
+                "post": post_uri,
+                "embeddingRules": rules,
+                "createdAt": record["createdAt"],
+            }
+            writes.append(
+                {
+                    "$type": "com.atproto.repo.applyWrites#create",
+                    "collection": "app.bsky.feed.postgate",
+                    "rkey": rkey,
+                    "value": postgate,
+                }
+            )
+        return writes
+
+    async def _facets(self, text: str) -> list[dict[str, Any]]:
+        """Links, tags and resolvable mentions, as app.bsky.richtext.facet."""
+        facets = []
+        for match in _URL.finditer(text):
+            facets.append(
+                {
+                    "index": _span(text, *match.span()),
+                    "features": [{"$type": "app.bsky.richtext.facet#link", "uri": match.group(0)}],
+                }
+            )
+        for match in _TAG.finditer(text):
+            facets.append(
+                {
+                    "index": _span(text, *match.span()),
+                    "features": [{"$type": "app.bsky.richtext.facet#tag", "tag": match.group(1)}],
+                }
+            )
+        for match in _MENTION.finditer(text):
+            did = await self._resolve(match.group(1))
+            if did:
+                facets.append(
+                    {
+                        "index": _span(text, *match.span()),
+                        "features": [{"$type": "app.bsky.richtext.facet#mention", "did": did}],
+                    }
+                )
+        return sorted(facets, key=lambda facet: facet["index"]["byteStart"])
+
+    async def _resolve(self, handle: str) -> str | None:
+        answer = await self._call("GET", "com.atproto.identity.resolveHandle", None, params={"handle": handle})
+        return answer.field("did") or None
+
+    async def _existing(self, rkey: str) -> Sent | None:
+        answer = await self._xrpc(
+            "GET", "com.atproto.repo.getRecord", params={"repo": self.did, "collection": POST, "rkey": rkey}
+        )
+        if not answer.ok:
+            return None
+        return Sent(f"{answer.body['uri']} {answer.body['cid']}", self._link(rkey))
+
+    async def find(self, part: Part, since: float) -> FindResult:
+        try:
+            return await self._existing(record_key(part))
+        except Exception as error:
+            transport_outcome(error, "Bluesky")
+            return Retry("could not reach Bluesky to check whether the post landed")
+
+    def _failure(self, answer: Answer) -> Outcome:
+        error, message = answer.field("error"), answer.field("message")
+        if answer.status == 429:
+            return Retry("Bluesky rate limit reached", server_hint(answer.headers))
+        if answer.status >= 500:
+            return Retry(f"Bluesky answered {answer.status}", server_hint(answer.headers))
+        if answer.status == 401 or error in (
+            "AuthenticationRequired",
+            "AccountTakedown",
+            "ExpiredToken",
+            "InvalidToken",
+        ):
+            return Permanent(
+                f"Bluesky rejected the login of {self.handle} ({message or error}): create a new app password "
+                f"and set {self.password_variable}."
+            )
+        return Permanent(f"Bluesky rejected the post ({error or answer.status}): {message or 'no reason given'}.")
+
+    def _link(self, rkey: str) -> str:
+        return f"https://bsky.app/profile/{self.handle}/post/{rkey}"
+
+    def pace_key(self) -> str:
+        return f"bluesky:{self.handle}"
+
+    def limit_key(self) -> str:
+        return f"bluesky:{self.handle}"
+
+    def describe(self) -> str:
+        return f"Bluesky account {self.handle} on {self.pds}"
+
+    async def close(self) -> None:
+        if self._http_session is not None:
+            await self._http_session.close()

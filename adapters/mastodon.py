@@ -1,0 +1,190 @@
+"""Mastodon as a destination: `POST /api/v1/statuses` on any instance, with an Idempotency-Key.
+
+Mastodon remembers an Idempotency-Key for an hour and answers a repeat with the status it already
+made, so within that hour a post whose answer was lost is simply sent again; after it, the account's
+recent statuses are searched first. The length limit is the instance's own, read at start-up.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from relay.config import DestinationConfig, Replies, Settings
+from relay.destination import (
+    Counting,
+    DestinationSpec,
+    FindResult,
+    Limits,
+    Markup,
+    Outcome,
+    Part,
+    Permanent,
+    Retry,
+    Sent,
+    Unprovable,
+)
+from relay.store import Store
+from relay.transport import Answer, client_timeout, request, server_hint, transport_outcome
+
+log = logging.getLogger(__name__)
+
+_VISIBILITIES = ("public", "unlisted", "private")
+
+
+def _check(options: Mapping[str, Any]) -> list[tuple[str, str]]:
+    if options.get("visibility") in (None, *_VISIBILITIES):
+        return []
+    return [("visibility", f"{options['visibility']!r} is not a visibility; use one of {', '.join(_VISIBILITIES)}")]
+
+
+SPEC = DestinationSpec(
+    kind="mastodon",
+    options={"visibility": str},
+    secrets={"token": "MASTODON_ACCESS_TOKEN"},
+    endpoints={"url": ("MASTODON_URL", None)},
+    replies=True,
+    check_options=_check,
+)
+
+# Mastodon's defaults (docs.joinmastodon.org, "Instance": configuration.statuses): 500 characters, every
+# link counted as 23. An instance may allow more; `prepare` asks it.
+LIMITS = Limits(
+    max_length=500,
+    counting=Counting.CHARACTERS,
+    markup=Markup.PLAIN,
+    url_length=23,
+    max_thread_parts=10,
+    concurrency=2,
+)
+
+_TAG = re.compile(r"<[^>]+>")
+_LINK = re.compile(r"https?://\S+")
+
+
+def _plain(content: str) -> str:
+    """A status's HTML content back to comparable text: links as placeholders, space folded."""
+    text = html.unescape(_TAG.sub(" ", content.replace("</p><p>", "\n\n")))
+    return " ".join(_LINK.sub("<link>", text).split())
+
+
+class MastodonAccount:
+    limits = LIMITS
+    # Mastodon keeps an Idempotency-Key for one hour (docs.joinmastodon.org, "POST /api/v1/statuses");
+    # a margin keeps a slow retry from arriving just after it is forgotten.
+    idempotency_window = 50 * 60.0
+
+    def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
+        self.name = config.name
+        self.url = settings.reveal(config.env["url"]).rstrip("/")
+        self.token_variable = config.env["token"]
+        self._token = settings.reveal(config.env["token"])
+        self.visibility = str(config.options.get("visibility") or "public")
+        self.replies = config.replies
+        self.timeout = client_timeout(settings.http_timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:  # made inside the running loop
+            self._session = aiohttp.ClientSession(
+                timeout=self.timeout, headers={"Authorization": f"Bearer {self._token}"}
+            )
+        return self._session
+
+    async def prepare(self) -> None:
+        """Learn the instance's own length limit and link length."""
+        try:
+            answer = await request(self._http(), "GET", f"{self.url}/api/v2/instance")
+            statuses = answer.body["configuration"]["statuses"]
+            self.limits = replace(
+                LIMITS,
+                max_length=int(statuses["max_characters"]),
+                url_length=int(statuses.get("characters_reserved_per_url", 23)),
+            )
+        except Exception as error:  # the default limit is safe on every instance
+            log.warning("could not read %s's limits (%s); using 500 characters", self.name, type(error).__name__)
+
+    def replies_note(self) -> str:
+        if self.replies is Replies.OPEN:
+            return "anyone can reply"
+        return "Mastodon cannot restrict replies: anyone who can see the post can reply"
+
+    async def publish(self, part: Part) -> Outcome:
+        status = {"status": part.text, "visibility": self.visibility, "in_reply_to_id": part.reply_to}
+        try:
+            answer = await request(
+                self._http(),
+                "POST",
+                f"{self.url}/api/v1/statuses",
+                json={k: v for k, v in status.items() if v is not None},
+                headers={"Idempotency-Key": part.key},
+            )
+        except Exception as error:  # classified, or raised again when not a transport failure
+            return transport_outcome(error, "Mastodon")
+        if answer.ok:
+            return Sent(str(answer.body["id"]), answer.field("url") or None)
+        return self._failure(answer)
+
+    async def find(self, part: Part, since: float) -> FindResult:
+        try:
+            me = await request(self._http(), "GET", f"{self.url}/api/v1/accounts/verify_credentials")
+            if not me.ok:
+                return self._unprovable(me)
+            answer = await request(
+                self._http(), "GET", f"{self.url}/api/v1/accounts/{me.body['id']}/statuses", params={"limit": "40"}
+            )
+        except Exception as error:
+            transport_outcome(error, "Mastodon")
+            return Retry("could not reach Mastodon to check whether the post landed")
+        if not answer.ok:
+            return self._unprovable(answer)
+        wanted = _plain(html.escape(part.text))
+        for status in answer.body:
+            created = datetime.fromisoformat(str(status["created_at"]).replace("Z", "+00:00"))
+            same_place = part.reply_to is None or str(status.get("in_reply_to_id")) == part.reply_to
+            if created.timestamp() >= since and same_place and _plain(str(status.get("content", ""))) == wanted:
+                return Sent(str(status["id"]), status.get("url"))
+        return None
+
+    def _unprovable(self, answer: Answer) -> FindResult:
+        outcome = self._failure(answer)
+        if isinstance(outcome, Retry):
+            return outcome
+        return Unprovable(
+            f"The post may or may not be on Mastodon, and the instance would not let the bot check "
+            f"({answer.status}): look at the account before posting it by hand."
+        )
+
+    def _failure(self, answer: Answer) -> Outcome:
+        error = answer.field("error")
+        if answer.status == 429:
+            return Retry("Mastodon rate limit reached", server_hint(answer.headers, datetime.now(UTC).timestamp()))
+        if answer.status >= 500:
+            return Retry(f"Mastodon answered {answer.status}", server_hint(answer.headers))
+        if answer.status in (401, 403):
+            return Permanent(
+                f"Mastodon rejected the access token ({error or answer.status}): renew {self.token_variable}."
+            )
+        if answer.status == 404:
+            return Permanent("Mastodon no longer has the post this part replies to; the thread was broken.")
+        return Permanent(f"Mastodon rejected the post ({answer.status}): {error or 'no reason given'}.")
+
+    def pace_key(self) -> str:
+        return f"mastodon:{self.name}"
+
+    def limit_key(self) -> str:
+        return f"mastodon:{self.url}:{self.token_variable}"  # limits are per account per instance
+
+    def describe(self) -> str:
+        return f"Mastodon account on {self.url}"
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,354 @@
+"""Loopback stand-in for a Mastodon instance: statuses with Mastodon's own idempotency and length rules,
+recording and faults, so the bot's Mastodon adapter is tested against Mastodon's behaviour, not a mock's."""
+
+from __future__ import annotations
+
+import enum
+import html
+import itertools
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import regex
+from aiohttp import web
+from twitter_text import extract_urls_with_indices
+
+from .faults import Fault
+from .server import LoopbackServer
+
+Payload = dict[str, Any]
+
+URL_LENGTH = 23  # every http(s) link counts as this many characters, whatever its length
+VISIBILITIES = ("public", "unlisted", "private", "direct")
+IDEMPOTENCY_TTL = timedelta(hours=1)  # how long Mastodon remembers an Idempotency-Key
+_FIRST_STATUS_ID = 113_500_000_000_000_001
+_TIMELINE_LIMIT, _TIMELINE_MAX = 20, 40
+# Mastodon counts a remote mention as its local part: "@alice@example.social" weighs as "@alice".
+_REMOTE_MENTION = re.compile(r"(?<![a-z0-9_!#$%&*@＠/])[@＠]([a-z0-9_]+)@[a-z0-9.\-]+[a-z0-9]+", re.IGNORECASE)
+
+
+class _Auth(enum.Enum):
+    """How an endpoint treats the bearer token, as Mastodon's controllers do."""
+
+    NONE = "none"  # public: the token is not even looked at (GET /api/v2/instance)
+    OPTIONAL = "optional"  # anonymous allowed, but a token given must be valid (`authorize_if_got_token!`)
+    REQUIRED = "required"
+
+
+def countable_length(text: str, spoiler_text: str = "") -> int:
+    """Mastodon's StatusLengthValidator: grapheme clusters of spoiler + text, after each http(s) link is
+    replaced by 23 characters and each remote mention by its local part (overlaps resolved first-come)."""
+    entities = sorted(
+        [(url["indices"][0], url["indices"][1], "x" * URL_LENGTH) for url in extract_urls_with_indices(text, False)]
+        + [(match.start(), match.end(), "@" + match.group(1)) for match in _REMOTE_MENTION.finditer(text)]
+    )
+    pieces, last = [], 0
+    for start, end, replacement in entities:
+        if start >= last:
+            pieces += [text[last:start], replacement]
+            last = end
+    pieces.append(text[last:])
+    return len(regex.findall(r"\X", spoiler_text + "".join(pieces)))
+
+
+def format_time(moment: datetime) -> str:
+    """Mastodon's timestamps: UTC, millisecond precision, `Z`."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _html(text: str) -> str:
+    """Plain text as Mastodon renders it (Rails' simple_format): escaped, paragraphs, <br /> for newlines.
+    Links are left as text rather than wrapped in <a>, so stripping tags gives the text back."""
+    escaped = html.escape(text).replace("&#x27;", "&#39;")
+    paragraphs = re.split(r"\n\n+", escaped)
+    return "".join(f"<p>{paragraph.replace(chr(10), '<br />')}</p>" for paragraph in paragraphs)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _present(value: Any) -> str | None:
+    """The value as a string if Rails would call it `present?` (not missing, empty or blank)."""
+    return str(value) if value is not None and str(value).strip() else None
+
+
+async def _read_params(request: web.Request) -> dict[str, Any]:
+    """Query plus JSON or form body, merged the way Rails builds `params`."""
+    params: dict[str, Any] = dict(request.query)
+    if request.content_type == "application/json" and request.body_exists:
+        body = json.loads(await request.text())
+        if isinstance(body, dict):
+            params.update(body)
+    elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        params.update((key, value) for key, value in form.items() if isinstance(value, str))
+    return params
+
+
+@dataclass
+class MastodonStatus:
+    """A stored status of the fake account; `text` is the raw `status` the client sent."""
+
+    id: str
+    text: str
+    visibility: str
+    in_reply_to_id: str | None
+    idempotency_key: str | None
+    language: str | None
+    spoiler_text: str
+    created_at: datetime
+
+
+@dataclass
+class MastodonCall:
+    """One request as received: `params` merges query, JSON or form body and path (what predicates see)."""
+
+    endpoint: str
+    path: str
+    params: dict[str, Any]
+    headers: Mapping[str, str] = field(repr=False)
+    fault: Fault | None = None
+    at: float = field(default_factory=time.monotonic, repr=False)  # when it arrived
+    wall: float = field(default_factory=time.time, repr=False)  # the same, on the clock rate-limit resets use
+
+
+class FakeMastodon(LoopbackServer[MastodonCall]):
+    """One account on a Mastodon instance on loopback; the bot calls `{mastodon.url}/api/v1/statuses` etc."""
+
+    def __init__(
+        self,
+        token: str = "mastodon-token",
+        *,
+        max_characters: int = 500,
+        account_id: str = "109000000000000001",
+        username: str = "relaybot",
+        display_name: str = "Relay Bot",
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        super().__init__()
+        self.token = token
+        self.max_characters = max_characters
+        self.account_id = account_id
+        self.username = username
+        self.display_name = display_name
+        self.statuses: list[MastodonStatus] = []
+        self.deleted: list[MastodonStatus] = []
+        self.token_revoked = False
+        self._clock = clock
+        self._ids = itertools.count(_FIRST_STATUS_ID)
+        self._idempotency: dict[str, tuple[str, datetime]] = {}  # key → (status id, when it was stored)
+        routes: list[tuple[str, str, Callable[[MastodonCall], web.Response], _Auth]] = [
+            ("GET", "/api/v2/instance", self._instance, _Auth.NONE),
+            ("POST", "/api/v1/statuses", self._create_status, _Auth.REQUIRED),
+            ("DELETE", "/api/v1/statuses/{id}", self._delete_status, _Auth.REQUIRED),
+            ("GET", "/api/v1/accounts/verify_credentials", self._verify_credentials, _Auth.REQUIRED),
+            ("GET", "/api/v1/accounts/{id}/statuses", self._account_statuses, _Auth.OPTIONAL),
+        ]
+        for method, path, handler, auth in routes:
+            endpoint = f"{method} {path.replace('{id}', ':id')}"
+            self.app.router.add_route(method, path, self._endpoint(endpoint, handler, auth))
+
+    @property
+    def url(self) -> str:
+        """Base URL of the instance, e.g. `http://127.0.0.1:PORT`."""
+        return self.origin
+
+    @property
+    def domain(self) -> str:
+        """The instance's domain as its API reports it (`127.0.0.1:PORT`)."""
+        return self.origin.removeprefix("http://")
+
+    @property
+    def account(self) -> Payload:
+        """The Account entity of the fake user."""
+        return {
+            "id": self.account_id,
+            "username": self.username,
+            "acct": self.username,
+            "display_name": self.display_name,
+            "url": f"{self.origin}/@{self.username}",
+            "bot": True,
+        }
+
+    def calls_to(self, endpoint: str) -> list[MastodonCall]:
+        """Recorded calls of one endpoint, e.g. "POST /api/v1/statuses"."""
+        return [call for call in self.calls if call.endpoint == endpoint]
+
+    def add_status(
+        self,
+        text: str,
+        *,
+        visibility: str = "public",
+        in_reply_to: str | None = None,
+        idempotency_key: str | None = None,
+        language: str | None = None,
+        spoiler_text: str = "",
+        created_at: datetime | None = None,
+    ) -> MastodonStatus:
+        """Store a status as POST /api/v1/statuses would (no validation); tests seed the timeline with it."""
+        status = MastodonStatus(
+            id=str(next(self._ids)),
+            text=text,
+            visibility=visibility,
+            in_reply_to_id=in_reply_to,
+            idempotency_key=idempotency_key,
+            language=language,
+            spoiler_text=spoiler_text,
+            created_at=created_at or self._clock(),
+        )
+        self.statuses.append(status)
+        return status
+
+    def render(self, status: MastodonStatus) -> Payload:
+        """The Status entity Mastodon returns for `status`."""
+        return {
+            "id": status.id,
+            "created_at": format_time(status.created_at),
+            "in_reply_to_id": status.in_reply_to_id,
+            "in_reply_to_account_id": self.account_id if status.in_reply_to_id else None,
+            "sensitive": bool(status.spoiler_text),
+            "spoiler_text": status.spoiler_text,
+            "visibility": status.visibility,
+            "language": status.language,
+            "uri": f"{self.origin}/users/{self.username}/statuses/{status.id}",
+            "url": f"{self.origin}/@{self.username}/{status.id}",
+            "content": _html(status.text),
+            "edited_at": None,
+            "reblog": None,
+            "account": self.account,
+            "media_attachments": [],
+            "mentions": [],
+            "tags": [],
+        }
+
+    @staticmethod
+    def rate_limited(reset_in: float = 1, limit: int = 300) -> Fault:
+        """Mastodon's 429, computed now: its `X-RateLimit-Reset` is an ISO 8601 date, not epoch seconds."""
+        reset = datetime.now(UTC) + timedelta(seconds=reset_in)
+        headers = {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+        return Fault.status(429, {"error": "Too many requests"}, headers)
+
+    def _endpoint(
+        self, endpoint: str, handler: Callable[[MastodonCall], web.Response], auth: _Auth
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """Wrap a handler with parsing, token checks, recording and fault injection."""
+
+        async def serve(request: web.Request) -> web.StreamResponse:
+            params = {**await _read_params(request), **request.match_info}
+            fault = self.faults.take(endpoint, params)
+            call = MastodonCall(endpoint, request.path, params, request.headers, fault)
+
+            async def apply() -> web.StreamResponse:
+                return self._refused(request.headers.get("Authorization"), auth) or handler(call)
+
+            return await self._serve(request, call, fault, apply)
+
+        return serve
+
+    def _refused(self, authorization: str | None, auth: _Auth) -> web.Response | None:
+        """Doorkeeper's 401s; None when the request may proceed."""
+        if auth is _Auth.NONE or (auth is _Auth.OPTIONAL and authorization is None):
+            return None
+        if authorization != f"Bearer {self.token}":
+            return _error(401, "The access token is invalid")
+        if self.token_revoked:
+            return _error(401, "The access token was revoked")
+        return None
+
+    def _find(self, status_id: str) -> MastodonStatus | None:
+        return next((status for status in self.statuses if status.id == status_id), None)
+
+    def _remembered(self, key: str) -> str | None:
+        """Status id stored under an Idempotency-Key less than an hour ago."""
+        stored = self._idempotency.get(key)
+        if stored is None or self._clock() - stored[1] >= IDEMPOTENCY_TTL:
+            return None
+        return stored[0]
+
+    def _instance(self, call: MastodonCall) -> web.Response:
+        return web.json_response(
+            {
+                "domain": self.domain,
+                "title": "Fake Mastodon",
+                "version": "4.3.0",
+                "source_url": "https://github.com/mastodon/mastodon",
+                "description": "A loopback Mastodon for the relay's tests.",
+                "configuration": {
+                    "urls": {"streaming": self.origin.replace("http://", "ws://")},
+                    "statuses": {
+                        "max_characters": self.max_characters,
+                        "max_media_attachments": 4,
+                        "characters_reserved_per_url": URL_LENGTH,
+                    },
+                },
+            }
+        )
+
+    def _verify_credentials(self, call: MastodonCall) -> web.Response:
+        return web.json_response({**self.account, "source": {"privacy": "public", "language": None}})
+
+    def _create_status(self, call: MastodonCall) -> web.Response:
+        """Mastodon's order: the replied-to status first, then the Idempotency-Key, then validation."""
+        params = call.params
+        parent_id = _present(params.get("in_reply_to_id"))
+        if parent_id is not None and self._find(parent_id) is None:
+            return _error(404, "The post you are trying to reply to does not appear to exist.")
+        key = _present(call.headers.get("Idempotency-Key"))
+        if key is not None and (remembered := self._remembered(key)) is not None:
+            earlier = self._find(remembered)  # the same status, whatever this request's body says
+            return web.json_response(self.render(earlier)) if earlier else _error(404, "Record not found")
+        text = str(params.get("status") or "")
+        spoiler_text = str(params.get("spoiler_text") or "")
+        visibility = _present(params.get("visibility")) or "public"
+        if visibility not in VISIBILITIES:
+            return _error(422, "Validation failed: Visibility is not included in the list")
+        if not text.strip():
+            return _error(422, "Validation failed: Text can't be blank")
+        if countable_length(text, spoiler_text) > self.max_characters:
+            return _error(422, f"Validation failed: Text character limit of {self.max_characters} exceeded")
+        status = self.add_status(
+            text,
+            visibility=visibility,
+            in_reply_to=parent_id,
+            idempotency_key=key,
+            language=_present(params.get("language")),
+            spoiler_text=spoiler_text,
+        )
+        if key is not None:
+            self._idempotency[key] = (status.id, self._clock())
+        return web.json_response(self.render(status))
+
+    def _delete_status(self, call: MastodonCall) -> web.Response:
+        status = self._find(call.params["id"])
+        if status is None:
+            return _error(404, "Record not found")
+        self.statuses.remove(status)
+        self.deleted.append(status)
+        return web.json_response({**self.render(status), "text": status.text})  # source text, for redraft
+
+    def _account_statuses(self, call: MastodonCall) -> web.Response:
+        """Newest first; anonymous readers only see public and unlisted statuses."""
+        if call.params["id"] != self.account_id:
+            return _error(404, "Record not found")
+        anonymous = "Authorization" not in call.headers
+        limit = min(int(call.params.get("limit") or _TIMELINE_LIMIT), _TIMELINE_MAX)
+        since_id = int(call.params.get("since_id") or 0)
+        max_id = int(call.params.get("max_id") or 0)
+        selected = [
+            status
+            for status in reversed(self.statuses)
+            if int(status.id) > since_id
+            and (not max_id or int(status.id) < max_id)
+            and not (anonymous and status.visibility in ("private", "direct"))
+        ][:limit]
+        return web.json_response([self.render(status) for status in selected])
