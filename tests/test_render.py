@@ -7,9 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twitter_text import parse_tweet  # the reference implementation's port: an independent oracle
 
+from adapters import bluesky, linkedin, mastodon, teams
 from adapters.slack import LIMITS as SLACK
 from adapters.x import LIMITS as X
-from relay.render import InputError, clean, render, x_weighted_length
+from relay.render import InputError, clean, counter_for, render, x_weighted_length
 
 
 @pytest.mark.parametrize(
@@ -129,3 +130,48 @@ def test_no_rendered_x_part_ever_exceeds_the_limit(text: str) -> None:
 def test_links_keep_their_underscores_and_asterisks_on_x() -> None:
     rendering = render("company-x", "_Read_ https://example.com/_draft_/a*b* now", X, allow_broadcast_mentions=False)
     assert rendering.parts == ("Read https://example.com/_draft_/a*b* now",)
+
+
+PUBLIC_LIMITS = {
+    "x": X,
+    "mastodon": mastodon.LIMITS,
+    "bluesky": bluesky.LIMITS,
+    "linkedin": linkedin.LIMITS,
+    "teams": teams.LIMITS,
+}
+HOSTILE = st.lists(
+    st.one_of(
+        st.text(min_size=1, max_size=60),
+        st.sampled_from(
+            [
+                "👩‍👩‍👧‍👦",
+                "🇯🇵🇫🇷",
+                "日本語の文",
+                "https://example.com/" + "p" * 80,
+                "مرحبا بالعالم",
+                "\u202e",
+                "a.co",
+                "#tag",
+                "(x)*_~",
+            ]
+        ),
+    ),
+    min_size=1,
+    max_size=120,
+).map(" ".join)
+
+
+@pytest.mark.parametrize("network", sorted(PUBLIC_LIMITS))
+@settings(max_examples=60, deadline=None)
+@given(text=HOSTILE)
+def test_no_part_exceeds_its_networks_limit(network: str, text: str) -> None:
+    limits = PUBLIC_LIMITS[network]
+    try:
+        cleaned = clean(text)
+    except InputError:
+        return
+    rendering = render(network, cleaned, limits, allow_broadcast_mentions=False)
+    measure = counter_for(limits)
+    if rendering.error is None:
+        assert all(measure(part) <= limits.max_length for part in rendering.parts)
+        assert len(rendering.parts) <= limits.max_thread_parts
