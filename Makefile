@@ -21,6 +21,7 @@ check: $(STAMP)
 	$(PY) -m mypy
 
 test: check
+	bash tests/pds/install.sh
 	$(PY) -m pytest -q
 
 teams-app: $(STAMP)

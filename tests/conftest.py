@@ -272,3 +272,6 @@ async def mastodon() -> AsyncIterator[FakeMastodon]:
 async def linkedin() -> AsyncIterator[FakeLinkedIn]:
     async with FakeLinkedIn() as fake:
         yield fake
+
+
+from tests.pds_fixture import pds  # noqa: E402,F401  (the reference Bluesky PDS, for the tests that ask)
