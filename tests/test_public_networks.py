@@ -136,3 +136,31 @@ async def test_linkedin_over_3000_characters_is_refused_in_the_preview(start_rel
     relay = await start_public(start_relay, mastodon, linkedin)
     ack = await relay.command(LEADER, "(x) " * 700)
     assert "Too long for company-linkedin" in json.dumps(ack)
+
+
+async def test_x_duplicate_content_reads_clearly(start_relay, x: FakeX) -> None:
+    x.add_tweet("Same again")
+    relay = await start_relay(config_text())
+    await relay.answer(
+        await relay.click(
+            LEADER, "choose_audience", preview_id(ack := await relay.command(LEADER, "Same again")), selected="public"
+        )
+    )
+    await relay.click(LEADER, "approve", preview_id(ack))
+    assert "X rejected it as a duplicate of a recent post from this account." in await relay.final_report()
+
+
+async def test_two_x_accounts_side_by_side_each_post_once(start_relay, x: FakeX) -> None:
+    async with FakeX(access_token="ceo-token", access_token_secret="ceo-secret", username="ceo") as ceo:
+        config = config_text().replace(
+            "[audiences]",
+            '[destinations.ceo-x]\nkind = "x"\naccess_token_env = "CEO_X_TOKEN"\n'
+            'access_token_secret_env = "CEO_X_SECRET"\nurl_env = "CEO_X_API_URL"\n\n'
+            '[audiences]\nboth = ["company-x", "ceo-x"]',
+        )
+        relay = await start_relay(config, CEO_X_TOKEN="ceo-token", CEO_X_SECRET="ceo-secret", CEO_X_API_URL=ceo.api_url)
+        broadcast = preview_id(await relay.command(LEADER, "From both of us"))
+        await relay.answer(await relay.click(LEADER, "choose_audience", broadcast, selected="both"))
+        await relay.click(LEADER, "approve", broadcast)
+        assert "2 of 2 delivered." in await relay.final_report()
+        assert [t.text for t in x.tweets] == ["From both of us"] and [t.text for t in ceo.tweets] == ["From both of us"]
