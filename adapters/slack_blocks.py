@@ -13,8 +13,9 @@ from typing import Any
 
 from relay.config import DestinationConfig, Policy
 from relay.destination import Counting
-from relay.model import Broadcast, BroadcastState, Delivery, DeliveryState
+from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering
+from relay.reports import Status, excerpt, line, progress
 
 Block = dict[str, Any]
 
@@ -224,48 +225,33 @@ def decided(broadcast: Broadcast, policy: Policy) -> str:
 
 
 _MARKS = {
-    DeliveryState.SENT: ":white_check_mark:",
-    DeliveryState.FAILED: ":x:",
-    DeliveryState.UNKNOWN: ":grey_question:",
-    DeliveryState.SENDING: ":outbox_tray:",
-    DeliveryState.PENDING: ":hourglass_flowing_sand:",
+    Status.POSTED: ":white_check_mark:",
+    Status.DRY_RUN: ":white_check_mark:",
+    Status.FAILED: ":x:",
+    Status.UNKNOWN: ":grey_question:",
+    Status.RETRYING: ":arrows_counterclockwise:",
+    Status.SENDING: ":outbox_tray:",
+    Status.WAITING: ":hourglass_flowing_sand:",
 }
 
 
 def delivery_line(delivery: Delivery) -> str:
-    """One destination's state, with its link or its reason."""
-    name = f"*{delivery.destination}*"
-    mark = _MARKS[delivery.state]
-    if delivery.state is DeliveryState.SENT:
-        if delivery.dry_run:
-            return f"{mark} {name}: dry run, recorded and not posted"
-        return f"{mark} {name}: posted" + (f" · <{delivery.link}|view>" if delivery.link else "")
-    if delivery.state is DeliveryState.FAILED:
-        return f"{mark} {name}: failed. {delivery.last_error or ''}".rstrip()
-    if delivery.state is DeliveryState.UNKNOWN:
-        return f"{mark} {name}: unknown, not posted again. {delivery.last_error or ''}".rstrip()
-    if delivery.state is DeliveryState.PENDING and delivery.attempts and delivery.next_attempt_at:
-        when = int(delivery.next_attempt_at)
-        next_try = f"<!date^{when}^{{time_secs}}|soon>"
-        return f":arrows_counterclockwise: {name}: retrying ({delivery.last_error}); next try {next_try}"
-    return f"{mark} {name}: {'sending' if delivery.state is DeliveryState.SENDING else 'waiting'}"
+    """One destination's state, with its link or its reason; a retry's time in the reader's zone."""
+    shown = line(delivery)
+    text = f"{_MARKS[shown.status]} *{shown.destination}*: {shown.words}"
+    if shown.link:
+        text += f" · <{shown.link}|view>"
+    if shown.next_try:
+        text += f"; next try <!date^{int(shown.next_try)}^{{time_secs}}|soon>"
+    return text
 
 
 def report(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> tuple[str, list[Block]]:
     """The live report: fallback text for notifications, and the blocks."""
-    done = sum(d.state is DeliveryState.SENT for d in deliveries)
-    final = all(d.state.final for d in deliveries)
-    head = f"Broadcast `{broadcast.id}` to *{broadcast.audience}*: {done} of {len(deliveries)} delivered"
-    head += "." if final else ", in progress…"
-    lines = [delivery_line(d) for d in deliveries]
-    blocks = [_mrkdwn(f":mega: {head}"), _context(_quote(broadcast.text))]
-    blocks.extend(_mrkdwn(chunk) for chunk in _chunks("\n".join(lines)))
+    head = f"Broadcast `{broadcast.id}` to *{broadcast.audience}*: {progress(deliveries)}"
+    blocks = [_mrkdwn(f":mega: {head}"), _context("> " + excerpt(broadcast.text).replace("\n", "\n> "))]
+    blocks.extend(_mrkdwn(chunk) for chunk in _chunks("\n".join(delivery_line(d) for d in deliveries)))
     return head.replace("*", "").replace("`", ""), blocks[:MESSAGE_MAX_BLOCKS]
-
-
-def _quote(text: str) -> str:
-    short = text if len(text) <= 300 else text[:297] + "…"
-    return "> " + short.replace("\n", "\n> ")
 
 
 def composer(

@@ -13,8 +13,9 @@ from typing import Any
 
 from relay.config import DestinationConfig
 from relay.destination import Counting
-from relay.model import Broadcast, BroadcastState, Delivery, DeliveryState
+from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering
+from relay.reports import Status, excerpt, line, progress
 
 Card = dict[str, Any]
 Element = dict[str, Any]
@@ -189,26 +190,25 @@ def notice(text: str) -> Card:
     return _card([_text(text)])
 
 
+_MARKS = {
+    Status.POSTED: "✓",
+    Status.DRY_RUN: "✓",
+    Status.FAILED: "✗",
+    Status.UNKNOWN: "?",
+    Status.RETRYING: "↻",
+    Status.SENDING: "…",
+    Status.WAITING: "…",
+}
+
+
 def delivery_line(delivery: Delivery) -> str:
-    name = f"**{delivery.destination}**"
-    if delivery.state is DeliveryState.SENT:
-        if delivery.dry_run:
-            return f"✓ {name}: dry run, recorded and not posted"
-        return f"✓ {name}: posted" + (f" · [view]({delivery.link})" if delivery.link else "")
-    if delivery.state is DeliveryState.FAILED:
-        return f"✗ {name}: failed. {delivery.last_error or ''}".rstrip()
-    if delivery.state is DeliveryState.UNKNOWN:
-        return f"? {name}: unknown, not posted again. {delivery.last_error or ''}".rstrip()
-    if delivery.state is DeliveryState.PENDING and delivery.attempts:
-        return f"↻ {name}: retrying ({delivery.last_error})"
-    return f"… {name}: {'sending' if delivery.state is DeliveryState.SENDING else 'waiting'}"
+    shown = line(delivery)
+    text = f"{_MARKS[shown.status]} **{shown.destination}**: {shown.words}"
+    return text + (f" · [view]({shown.link})" if shown.link else "")
 
 
 def report(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> Card:
     """The live report, which replaces the preview card."""
-    done = sum(d.state is DeliveryState.SENT for d in deliveries)
-    final = all(d.state.final for d in deliveries)
-    head = f"📣 Broadcast `{broadcast.id}` to **{broadcast.audience}**: {done} of {len(deliveries)} delivered"
-    head += "." if final else ", in progress…"
-    quoted = broadcast.text if len(broadcast.text) <= 300 else broadcast.text[:297] + "…"
-    return _card([_text(head), _text(quoted, isSubtle=True), *(_text(delivery_line(d)) for d in deliveries)])
+    head = f"📣 Broadcast `{broadcast.id}` to **{broadcast.audience}**: {progress(deliveries)}"
+    body = [_text(head), _text(excerpt(broadcast.text), isSubtle=True)]
+    return _card([*body, *(_text(delivery_line(d)) for d in deliveries)])

@@ -19,8 +19,8 @@ from adapters import SPECS, build_destinations
 from adapters.teams import unreachable_channels
 from relay.broadcasts import Broadcasts, Refused
 from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
-from relay.outbox import describe_state
 from relay.render import InputError
+from relay.reports import line
 from relay.store import Store, StoreError
 
 
@@ -115,8 +115,8 @@ async def _list(settings: Settings, config: Config, limit: int) -> int:
             print(f"{broadcast.id}  {when}  {broadcast.state.value:<9} {broadcast.audience:<12} by {broadcast.author}")
             print(f"    {broadcast.text[:100]!r}")
             for delivery in await broadcasts.deliveries(broadcast.id):
-                link = f"  {delivery.link}" if delivery.link else ""
-                print(f"    - {delivery.destination:<16} {describe_state(delivery)}{link}")
+                shown = line(delivery)
+                print(f"    - {shown.destination:<16} {shown.words}{f'  {shown.link}' if shown.link else ''}")
     finally:
         await store.close()
     return 0

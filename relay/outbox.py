@@ -171,13 +171,3 @@ async def for_broadcast(store: Store, broadcast_id: str) -> list[Delivery]:
 
 def _load(conn: sqlite3.Connection, delivery_id: int) -> Delivery:
     return Delivery.from_row(conn.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone())
-
-
-def describe_state(delivery: Delivery) -> str:
-    """For logs and the terminal: the state and, where it matters, why."""
-    text = delivery.state.value
-    if delivery.state is DeliveryState.PENDING and delivery.attempts:
-        text = "retrying"
-    if delivery.last_error and delivery.state is not DeliveryState.SENT:
-        text += f": {delivery.last_error}"
-    return text

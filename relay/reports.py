@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from relay.model import Delivery, DeliveryState
 
 log = logging.getLogger(__name__)
 
@@ -41,3 +45,52 @@ class ReportRefresher:
         for task in list(self._running.values()):
             task.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+
+class Status(Enum):
+    POSTED = "posted"
+    DRY_RUN = "dry run"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    RETRYING = "retrying"
+    SENDING = "sending"
+    WAITING = "waiting"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One destination's line in a report, in words; each surface adds its own marks and link syntax."""
+
+    destination: str
+    status: Status
+    words: str  # what a leader reads after the destination's name
+    link: str | None = None
+    next_try: float | None = None  # epoch seconds, while retrying
+
+
+def line(delivery: Delivery) -> Line:
+    why = delivery.last_error or ""
+    state = delivery.state
+    if state is DeliveryState.SENT and delivery.dry_run:
+        return Line(delivery.destination, Status.DRY_RUN, "dry run, recorded and not posted")
+    if state is DeliveryState.SENT:
+        return Line(delivery.destination, Status.POSTED, "posted", delivery.link)
+    if state is DeliveryState.FAILED:
+        return Line(delivery.destination, Status.FAILED, f"failed. {why}".rstrip())
+    if state is DeliveryState.UNKNOWN:
+        return Line(delivery.destination, Status.UNKNOWN, f"unknown, not posted again. {why}".rstrip())
+    if state is DeliveryState.PENDING and delivery.attempts:
+        return Line(delivery.destination, Status.RETRYING, f"retrying ({why})", next_try=delivery.next_attempt_at)
+    status = Status.SENDING if state is DeliveryState.SENDING else Status.WAITING
+    return Line(delivery.destination, status, status.value)
+
+
+def progress(deliveries: Sequence[Delivery]) -> str:
+    """ "2 of 3 delivered, in progress…", or with a full stop once every delivery is final."""
+    done = sum(d.state is DeliveryState.SENT for d in deliveries)
+    final = all(d.state.final for d in deliveries)
+    return f"{done} of {len(deliveries)} delivered" + ("." if final else ", in progress…")
+
+
+def excerpt(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

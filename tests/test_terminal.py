@@ -79,8 +79,8 @@ async def test_list_shows_broadcasts_and_their_deliveries(start_relay, slack: Fa
     result = relay_cli("list", env=env)
     assert result.returncode == 0, result.stderr
     assert f"{broadcast}" in result.stdout and "approved" in result.stdout
-    assert "- all-staff        sent  https://test.slack.com/archives/C0STAFF/p" in result.stdout
-    assert "- company-x        sent  https://x.com/i/web/status/" in result.stdout
+    assert "- all-staff        posted  https://test.slack.com/archives/C0STAFF/p" in result.stdout
+    assert "- company-x        posted  https://x.com/i/web/status/" in result.stdout
 
 
 async def test_check_names_teams_channels_the_bot_cannot_reach_yet(start_relay, connector, tmp_path: Path) -> None:
