@@ -7,9 +7,11 @@ stopped with the app (aiohttp's `cleanup_ctx`), and Slack's requests handed to t
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -18,6 +20,7 @@ from adapters import SPECS, build_destinations
 from adapters.slack_chat import SlackSurface
 from adapters.teams import unreachable_channels
 from adapters.teams_chat import TeamsSurface
+from relay import audit
 from relay.broadcasts import Broadcasts
 from relay.config import TEAMS_SETTINGS, Config, ConfigError, Settings, load_config, settings_from_env
 from relay.dispatcher import Dispatcher
@@ -80,6 +83,10 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     store = Store(settings.db_path)
     await store.open()
     app[STORE] = store
+    digest = hashlib.sha256(settings.config_path.read_bytes()).hexdigest()[:16]
+    await audit.note(
+        store, time.time(), "relay", "config-loaded", audit.RELAY, f"{settings.config_path} sha256:{digest}"
+    )
     destinations = build_destinations(config, settings, store)
     await asyncio.gather(*(destination.prepare() for destination in destinations.values()))
     dispatcher = Dispatcher(store, destinations)

@@ -26,6 +26,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from adapters import slack_blocks as blocks
 from adapters.slack import web_client, whole_seconds
 from relay import policy
+from relay.audit import Where
 from relay.broadcasts import Broadcasts, Refused
 from relay.config import Settings
 from relay.model import Broadcast, BroadcastState
@@ -48,6 +49,10 @@ class _ClientGivenNotice(logging.Filter):
 
 
 logging.getLogger("slack_bolt.AsyncApp").addFilter(_ClientGivenNotice())
+
+
+def _where(channel: str | None) -> Where:
+    return Where(ORIGIN, channel or "")
 
 
 def actor(user_id: str) -> str:
@@ -108,7 +113,9 @@ class SlackSurface:
             )
             return
         try:
-            broadcast = await self.broadcasts.request(who, text, None, ORIGIN, {"channel": command.get("channel_id")})
+            broadcast = await self.broadcasts.request(
+                who, text, None, ORIGIN, {"channel": command.get("channel_id")}, where=_where(command.get("channel_id"))
+            )
         except (InputError, Refused) as error:
             await ack(text=str(error), response_type="ephemeral")
             return
@@ -118,7 +125,7 @@ class SlackSurface:
         self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], view: dict[str, Any]
     ) -> None:
         async def request(who: str, text: str, audience: str, _: dict[str, Any]) -> Broadcast:
-            return await self.broadcasts.request(who, text, audience, ORIGIN, {})
+            return await self.broadcasts.request(who, text, audience, ORIGIN, {}, where=_where(None))
 
         await self._form_submitted(ack, body, view, request, replace=False)
 
@@ -126,7 +133,9 @@ class SlackSurface:
         self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], view: dict[str, Any]
     ) -> None:
         async def change(who: str, text: str, audience: str, metadata: dict[str, Any]) -> Broadcast:
-            return await self.broadcasts.change(who, metadata["broadcast_id"], text=text, audience=audience)
+            return await self.broadcasts.change(
+                who, metadata["broadcast_id"], text=text, audience=audience, where=_where(None)
+            )
 
         await self._form_submitted(ack, body, view, change, replace=True)
 
@@ -152,7 +161,9 @@ class SlackSurface:
 
     async def _edit(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        broadcast = await self._guarded(body, self.broadcasts.for_change)
+        broadcast = await self._guarded(
+            body, lambda who, broadcast_id, _: self.broadcasts.for_change(who, broadcast_id)
+        )
         if broadcast is None:
             return
         metadata = {"broadcast_id": broadcast.id, "response_url": body.get("response_url")}
@@ -170,7 +181,7 @@ class SlackSurface:
         audience = action["selected_option"]["value"]
         broadcast_id = body["actions"][0]["block_id"].split(":", 1)[1]
         broadcast = await self._guarded(
-            body, lambda who, _: self.broadcasts.change(who, broadcast_id, audience=audience)
+            body, lambda who, _, where: self.broadcasts.change(who, broadcast_id, audience=audience, where=where)
         )
         if broadcast is not None:
             await self._respond(
@@ -179,7 +190,9 @@ class SlackSurface:
 
     async def _cancel(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         await ack()
-        broadcast = await self._guarded(body, self.broadcasts.cancel)
+        broadcast = await self._guarded(
+            body, lambda who, broadcast_id, where: self.broadcasts.cancel(who, broadcast_id, where=where)
+        )
         if broadcast is not None:
             await self._respond(
                 body.get("response_url"),
@@ -190,7 +203,9 @@ class SlackSurface:
 
     async def _approve(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         await ack()
-        approval = await self._guarded(body, self.broadcasts.approve)
+        approval = await self._guarded(
+            body, lambda who, broadcast_id, where: self.broadcasts.approve(who, broadcast_id, where=where)
+        )
         if approval is None:
             return
         broadcast = approval.broadcast
@@ -204,7 +219,9 @@ class SlackSurface:
 
     async def _reject(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         await ack()
-        await self._guarded(body, self.broadcasts.reject)
+        await self._guarded(
+            body, lambda who, broadcast_id, where: self.broadcasts.reject(who, broadcast_id, where=where)
+        )
 
     async def pending(self, broadcast: Broadcast) -> None:
         await self._ask_approvers(broadcast)
@@ -218,12 +235,12 @@ class SlackSurface:
         elif broadcast.state is BroadcastState.REJECTED:
             await self._notify(broadcast.author, blocks.decided(broadcast, self.config.policy))
 
-    async def _guarded(self, body: dict[str, Any], step: Callable[[str, str], Awaitable[Any]]) -> Any:
+    async def _guarded(self, body: dict[str, Any], step: Callable[[str, str, Where], Awaitable[Any]]) -> Any:
         """Run one step as the clicker; a refusal is told to them alone, and changes nothing."""
         user = body["user"]["id"]
         broadcast_id = body["actions"][0].get("value") or body["actions"][0]["block_id"].split(":", 1)[1]
         try:
-            return await step(actor(user), broadcast_id)
+            return await step(actor(user), broadcast_id, _where((body.get("channel") or {}).get("id")))
         except (InputError, Refused) as error:
             await self._respond(body.get("response_url"), user, replace=False, text=str(error))
             return None

@@ -40,6 +40,7 @@ from microsoft_agents.hosting.core import (
 from adapters import teams_cards as cards
 from adapters.teams import Directory, TeamsConnection, reference_json
 from relay import policy
+from relay.audit import Where
 from relay.broadcasts import Broadcasts, Refused
 from relay.config import Settings
 from relay.model import Broadcast, BroadcastState
@@ -218,7 +219,7 @@ class TeamsSurface:
             await context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(card)))
             return
         try:
-            broadcast = await self.broadcasts.request(who, rest, None, ORIGIN, {})
+            broadcast = await self.broadcasts.request(who, rest, None, ORIGIN, {}, where=_where(activity))
         except (InputError, Refused) as error:
             await context.send_activity(str(error))
             return
@@ -252,26 +253,41 @@ class TeamsSurface:
     async def _act(self, verb: str, who: str, values: dict[str, Any], activity: Activity) -> AdaptiveCardInvokeResponse:
         broadcast_id = str(values.get("broadcast_id", ""))
         if verb == "compose":
-            broadcast = await self.broadcasts.request(
-                who, str(values.get("text", "")), values.get("audience"), ORIGIN, {}
-            )
+            text, audience = str(values.get("text", "")), values.get("audience")
+            broadcast = await self.broadcasts.request(who, text, audience, ORIGIN, {}, where=_where(activity))
             if activity.reply_to_id:
                 await self._keep_card(broadcast.id, activity.get_conversation_reference(), activity.reply_to_id)
             return _card(self._preview(broadcast))
         if verb == "audience":
             return _card(
-                self._preview(await self.broadcasts.change(who, broadcast_id, audience=str(values.get("audience"))))
+                self._preview(
+                    await self.broadcasts.change(
+                        who, broadcast_id, audience=str(values.get("audience")), where=_where(activity)
+                    )
+                )
             )
         if verb == "edit":
             return _card(
-                self._preview(await self.broadcasts.change(who, broadcast_id, text=str(values.get("text", ""))))
+                self._preview(
+                    await self.broadcasts.change(
+                        who, broadcast_id, text=str(values.get("text", "")), where=_where(activity)
+                    )
+                )
             )
         if verb == "cancel":
-            return _card(cards.notice(cards.decided(await self.broadcasts.cancel(who, broadcast_id), None)))
+            return _card(
+                cards.notice(
+                    cards.decided(await self.broadcasts.cancel(who, broadcast_id, where=_where(activity)), None)
+                )
+            )
         if verb == "reject":
-            return _card(cards.notice(cards.decided(await self.broadcasts.reject(who, broadcast_id), "you")))
+            return _card(
+                cards.notice(
+                    cards.decided(await self.broadcasts.reject(who, broadcast_id, where=_where(activity)), "you")
+                )
+            )
         if verb == "approve":
-            approval = await self.broadcasts.approve(who, broadcast_id)
+            approval = await self.broadcasts.approve(who, broadcast_id, where=_where(activity))
             broadcast = approval.broadcast
             if approval.sent and broadcast.origin == ORIGIN and self.config.policy.same_person(who, broadcast.author):
                 return _card(cards.report(broadcast, await self.broadcasts.deliveries(broadcast.id)))
@@ -346,6 +362,10 @@ class TeamsSurface:
 
     async def close(self) -> None:
         await self.reports.close()
+
+
+def _where(activity: Activity) -> Where:
+    return Where(ORIGIN, activity.conversation.id if activity.conversation else "")
 
 
 def _in(reference: ConversationReference, conversation_id: str) -> ConversationReference:

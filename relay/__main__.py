@@ -3,6 +3,7 @@
     python -m relay preview "Our Q3 results are out" --audience public
     python -m relay check
     python -m relay list
+    python -m relay audit --since 2026-11-01 --format csv
 
 It reads the same environment and config as the bot, so a newcomer sees it work before wiring Slack.
 """
@@ -17,6 +18,7 @@ from datetime import datetime
 
 from adapters import SPECS, build_destinations
 from adapters.teams import unreachable_channels
+from relay import audit
 from relay.broadcasts import Broadcasts, Refused
 from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
 from relay.render import InputError
@@ -33,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("check", help="check the config and the environment, as the bot does at start-up")
     listing = commands.add_parser("list", help="recent broadcasts with each destination's delivery state")
     listing.add_argument("--limit", type=int, default=20)
+    trail = commands.add_parser("audit", help="export the audit trail: who did what, when and from where")
+    trail.add_argument("--since", type=_day, default=0.0, help="a date (2026-11-01) or time (2026-11-01T09:00)")
+    trail.add_argument("--format", choices=("csv", "json"), default="csv")
     args = parser.parse_args(argv)
     try:
         settings = settings_from_env(os.environ)
@@ -52,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "preview":
         return _preview(settings, config, args.message, args.audience)
     try:
+        if args.command == "audit":
+            return asyncio.run(_audit(settings, args.since, args.format))
         return asyncio.run(_list(settings, config, args.limit))
     except StoreError as error:
         print(error, file=sys.stderr)
@@ -97,6 +104,27 @@ async def _reach(settings: Settings, config: Config) -> list[str]:
         return await unreachable_channels(config, store)
     finally:
         await store.close()
+
+
+def _day(text: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-01 or 2026-11-01T09:00") from None
+    return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+
+
+async def _audit(settings: Settings, since: float, form: str) -> int:
+    if not settings.db_path.exists():
+        print(f"No audit trail yet ({settings.db_path} does not exist).", file=sys.stderr)
+        return 1
+    store = Store(settings.db_path)
+    await store.open(exclusive=False)
+    try:
+        print(audit.export(await audit.entries(store, since), form), end="")
+    finally:
+        await store.close()
+    return 0
 
 
 async def _list(settings: Settings, config: Config, limit: int) -> int:

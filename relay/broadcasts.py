@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from relay import outbox, policy
+from relay import audit, outbox, policy
+from relay.audit import Where
 from relay.config import Config
 from relay.destination import Destination
 from relay.model import Broadcast, BroadcastState, Delivery
@@ -83,7 +84,7 @@ class Broadcasts:
         )
 
     async def request(
-        self, actor: str, text: str, audience: str | None, origin: str, origin_ref: dict[str, Any]
+        self, actor: str, text: str, audience: str | None, origin: str, origin_ref: dict[str, Any], *, where: Where
     ) -> Broadcast:
         """A leader asks to broadcast: a draft only its author sees, until confirmed."""
         _check(policy.may_request(self.config.policy, actor))
@@ -110,6 +111,7 @@ class Broadcasts:
                 f"INSERT INTO broadcasts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()),
             )
+            audit.record(conn, now, actor, "requested", broadcast_id, where, f"audience {audience}: {text[:200]}")
 
         await self.store.call(lambda conn: transaction(conn, insert))
         return await self.get(broadcast_id)
@@ -140,7 +142,7 @@ class Broadcasts:
         return current
 
     async def change(
-        self, actor: str, broadcast_id: str, *, text: str | None = None, audience: str | None = None
+        self, actor: str, broadcast_id: str, *, where: Where, text: str | None = None, audience: str | None = None
     ) -> Broadcast:
         """The author edits a draft's text or picks another audience."""
         current = await self.for_change(actor, broadcast_id)
@@ -152,20 +154,22 @@ class Broadcasts:
             (BroadcastState.DRAFT,),
             "state = 'draft', text = ?, audience = ?",
             (new_text, new_audience),
+            (actor, "edited", where, f"audience {new_audience}: {new_text[:200]}"),
         )
         return await self.get(broadcast_id)
 
-    async def cancel(self, actor: str, broadcast_id: str) -> Broadcast:
+    async def cancel(self, actor: str, broadcast_id: str, *, where: Where) -> Broadcast:
         current = await self.for_change(actor, broadcast_id)
         await self._move(
             current,
             (BroadcastState.DRAFT, BroadcastState.PENDING),
             "state = 'cancelled', decided_by = ?, decided_at = ?",
             (actor, self.clock()),
+            (actor, "cancelled", where, ""),
         )
         return await self._announce(broadcast_id, pending=False)
 
-    async def reject(self, actor: str, broadcast_id: str) -> Broadcast:
+    async def reject(self, actor: str, broadcast_id: str, *, where: Where) -> Broadcast:
         current = await self.get(broadcast_id)
         _check(policy.may_reject(self.config.policy, actor, current))
         await self._move(
@@ -173,10 +177,11 @@ class Broadcasts:
             (BroadcastState.PENDING,),
             "state = 'rejected', decided_by = ?, decided_at = ?",
             (actor, self.clock()),
+            (actor, "rejected", where, ""),
         )
         return await self._announce(broadcast_id, pending=False)
 
-    async def approve(self, actor: str, broadcast_id: str) -> Approval:
+    async def approve(self, actor: str, broadcast_id: str, *, where: Where) -> Approval:
         """The author's confirmation, or an approver's decision.
 
         With approvers configured, the author's confirmation turns the draft into a request. Otherwise, or
@@ -190,7 +195,9 @@ class Broadcasts:
         if errors:
             raise Refused(" ".join(errors))
         if current.state is BroadcastState.DRAFT and policy.needs_second_person(self.config.policy):
-            await self._move(current, (BroadcastState.DRAFT,), "state = 'pending'", ())
+            await self._move(
+                current, (BroadcastState.DRAFT,), "state = 'pending'", (), (actor, "submitted for approval", where, "")
+            )
             return Approval(await self._announce(broadcast_id, pending=True), sent=False)
 
         kinds = {d.name: (d.kind, d.dry_run) for d in self.config.audience(current.audience)}
@@ -201,6 +208,7 @@ class Broadcasts:
             (current.state,),
             "state = 'approved', decided_by = ?, decided_at = ?",
             (actor, now),
+            (actor, "approved", where, f"to {', '.join(r.destination for r in renderings)}"),
             then=lambda conn: outbox.insert_deliveries(conn, broadcast_id, rows, now),
         )
         self.on_approved()
@@ -233,6 +241,7 @@ class Broadcasts:
         from_states: tuple[BroadcastState, ...],
         assignments: str,
         values: tuple[Any, ...],
+        trail: tuple[str, str, Where, str],
         then: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         """Compare-and-set: change the row only if it is still in one of `from_states` and not expired."""
@@ -245,6 +254,8 @@ class Broadcasts:
                 (*values, current.id, *(s.value for s in from_states), now),
             )
             if cursor.rowcount == 1:
+                actor, action, where, detail = trail
+                audit.record(conn, now, actor, action, current.id, where, detail)
                 if then is not None:
                     then(conn)
                 return "ok"

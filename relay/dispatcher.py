@@ -90,7 +90,7 @@ class Dispatcher:
             log.exception("delivery %s to %s crashed", delivery.id, delivery.destination)
             await outbox.retry_at(
                 self.store,
-                delivery.id,
+                delivery,
                 self.clock() + self.retry.delay(delivery.attempts, None),
                 "an internal error interrupted this delivery",
                 check_first=True,
@@ -181,10 +181,10 @@ class Dispatcher:
             await self._finish(delivery, final, f"gave up after {delivery.attempts} attempts: {outcome.reason}")
             return
         log.info("delivery %s to %s: retry in %.1fs (%s)", delivery.id, delivery.destination, delay, outcome.reason)
-        await outbox.retry_at(self.store, delivery.id, now + delay, outcome.reason, check_first, now)
+        await outbox.retry_at(self.store, delivery, now + delay, outcome.reason, check_first, now)
 
     async def _finish(self, delivery: Delivery, state: DeliveryState, error: str | None) -> None:
         log.info(
             "delivery %s to %s: %s%s", delivery.id, delivery.destination, state.value, f" ({error})" if error else ""
         )
-        await outbox.finish(self.store, delivery.id, state, error, self.clock())
+        await outbox.finish(self.store, delivery, state, error, self.clock())

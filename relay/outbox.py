@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from relay import audit
 from relay.model import Delivery, DeliveryState
 from relay.render import Rendering
 from relay.store import Store, transaction
@@ -131,34 +132,52 @@ async def record_part(store: Store, delivery_id: int, remote_id: str, link: str 
     await store.call(lambda conn: transaction(conn, run))
 
 
-async def finish(store: Store, delivery_id: int, state: DeliveryState, error: str | None, now: float) -> None:
-    """Record a final state: sent, failed or unknown."""
+async def finish(store: Store, delivery: Delivery, state: DeliveryState, error: str | None, now: float) -> None:
+    """Record a final state: sent, failed or unknown (and say so in the audit trail)."""
+    link = (await for_one(store, delivery.id)).link if state is DeliveryState.SENT else None
     await _update(
         store,
         "state = ?, last_error = ?, lease_until = NULL, next_attempt_at = NULL, updated_at = ?",
         (state.value, error, now),
-        delivery_id,
+        delivery,
+        (state.value, f"{delivery.destination}: {error or link or ''}".rstrip(": ")),
+        now,
     )
 
 
-async def retry_at(store: Store, delivery_id: int, when: float, reason: str, check_first: bool, now: float) -> None:
+async def retry_at(store: Store, delivery: Delivery, when: float, reason: str, check_first: bool, now: float) -> None:
     """Put the delivery back in the queue for `when`; `check_first` when the last try may have landed."""
     await _update(
         store,
         "state = 'pending', next_attempt_at = ?, last_error = ?, check_first = ?, lease_until = NULL, updated_at = ?",
         (when, reason, int(check_first), now),
-        delivery_id,
+        delivery,
+        ("retrying", f"{delivery.destination}: {reason} (next try in {when - now:.0f} s)"),
+        now,
     )
 
 
-async def _update(store: Store, assignments: str, values: tuple[object, ...], delivery_id: int) -> None:
+async def _update(
+    store: Store,
+    assignments: str,
+    values: tuple[object, ...],
+    delivery: Delivery,
+    trail: tuple[str, str],
+    now: float,
+) -> None:
     def run(conn: sqlite3.Connection) -> None:
-        conn.execute(
+        cursor = conn.execute(
             f"UPDATE deliveries SET {assignments} WHERE id = ? AND state = 'sending'",
-            (*values, delivery_id),
+            (*values, delivery.id),
         )
+        if cursor.rowcount:
+            audit.record(conn, now, "relay", trail[0], delivery.broadcast_id, audit.RELAY, trail[1])
 
     await store.call(lambda conn: transaction(conn, run))
+
+
+async def for_one(store: Store, delivery_id: int) -> Delivery:
+    return await store.call(lambda conn: _load(conn, delivery_id))
 
 
 async def for_broadcast(store: Store, broadcast_id: str) -> list[Delivery]:

@@ -94,7 +94,34 @@ def _v2(db: Database) -> None:
     db.table("teams_conversations").create_index(["team_id"])
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2)
+def _v3(db: Database) -> None:
+    """The audit trail: who did what, when and from where. The database itself refuses edits."""
+    db.table("audit").create(
+        {
+            "id": int,
+            "at": float,
+            "actor": str,  # "slack:U…", "teams:…", or "relay" for what the bot did by itself
+            "action": str,  # requested, edited, approved, rejected, sent, retried, config-loaded…
+            "broadcast_id": str,
+            "surface": str,  # slack, teams, terminal, relay
+            "place": str,  # the channel or conversation it happened in, where there is one
+            "detail": str,
+        },
+        pk="id",
+        not_null={"at", "actor", "action"},
+    )
+    db.table("audit").create_index(["at"])
+    db.execute(
+        "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN"
+        " SELECT RAISE(ABORT, 'the audit trail is append-only'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN"
+        " SELECT RAISE(ABORT, 'the audit trail is append-only'); END"
+    )
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2, _v3)
 
 
 class Store:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from adapters import SPECS, build_destinations
+from relay.audit import TERMINAL
 from relay.broadcasts import Broadcasts
 from relay.config import load_config, settings_from_env
 from relay.dispatcher import Dispatcher
@@ -52,8 +53,8 @@ class World:
     changed: asyncio.Queue[str]
 
     async def send(self, text: str, audience: str) -> str:
-        draft = await self.broadcasts.request("slack:U0LEAD", text, audience, "test", {})
-        await self.broadcasts.approve("slack:U0LEAD", draft.id)
+        draft = await self.broadcasts.request("slack:U0LEAD", text, audience, "test", {}, where=TERMINAL)
+        await self.broadcasts.approve("slack:U0LEAD", draft.id, where=TERMINAL)
         return draft.id
 
     async def settled(self, broadcast_id: str) -> list[Delivery]:

@@ -1,0 +1,75 @@
+"""The audit trail: who did what, when and from where; append-only; exportable from the terminal."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import APPROVER, LEADER, STAFF_CHANNEL, config_text, preview_id
+from tests.fakes import FakeSlack
+from tests.test_terminal import relay_cli
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    env = {"RELAY_CONFIG": str(tmp_path / "relay.toml"), "RELAY_DB": str(tmp_path / "relay.db")}
+    names = (
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "X_API_KEY",
+        "X_API_SECRET",
+        "X_ACCESS_TOKEN",
+        "X_ACCESS_TOKEN_SECRET",
+    )
+    return env | {name: "set" for name in names}
+
+
+async def test_every_step_is_in_the_trail_and_exports_as_csv_and_json(
+    start_relay, slack: FakeSlack, tmp_path: Path
+) -> None:
+    relay = await start_relay(config_text([f"slack:{APPROVER}"]))
+    broadcast = preview_id(await relay.command(LEADER, "Audited"))
+    await relay.click(LEADER, "choose_audience", broadcast, selected="staff")
+    await relay.click(LEADER, "approve", broadcast)
+    await slack.wait_for(lambda: slack.messages(f"D{APPROVER}"))
+    await relay.click(APPROVER, "approve", broadcast, block_id=f"approval:{broadcast}")
+    await relay.final_report()
+
+    result = relay_cli("audit", "--format", "csv", env=cli_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    mine = [(r["actor"], r["action"], r["surface"]) for r in rows if r["broadcast_id"] == broadcast]
+    assert mine == [
+        (f"slack:{LEADER}", "requested", "slack"),
+        (f"slack:{LEADER}", "edited", "slack"),
+        (f"slack:{LEADER}", "submitted for approval", "slack"),
+        (f"slack:{APPROVER}", "approved", "slack"),
+        ("relay", "sent", "relay"),
+    ]
+    assert rows[0]["action"] == "config-loaded" and "sha256:" in rows[0]["detail"]
+    assert next(r for r in rows if r["action"] == "requested")["place"] == "C0CMD"
+    assert f"archives/{STAFF_CHANNEL}/p" in next(r for r in rows if r["action"] == "sent")["detail"]
+
+    exported = json.loads(relay_cli("audit", "--format", "json", env=cli_env(tmp_path)).stdout)
+    assert [e["action"] for e in exported if e["broadcast_id"] == broadcast] == [a for _, a, _ in mine]
+    later = relay_cli("audit", "--since", "2999-01-01", env=cli_env(tmp_path))
+    assert list(csv.DictReader(io.StringIO(later.stdout))) == []
+
+
+async def test_the_trail_cannot_be_edited(start_relay, tmp_path: Path) -> None:
+    relay = await start_relay()
+    await relay.command(LEADER, "Cannot be unsaid")
+    with sqlite3.connect(tmp_path / "relay.db") as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE audit SET actor = 'someone else'")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM audit")
+
+
+def test_a_bad_since_date_says_what_it_expects(tmp_path: Path) -> None:
+    result = relay_cli("audit", "--since", "last tuesday", env={})
+    assert result.returncode == 2 and "is not a date like 2026-11-01" in result.stderr
