@@ -15,7 +15,7 @@ from relay.config import DestinationConfig, Policy
 from relay.destination import Counting
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering
-from relay.reports import Status, excerpt, line, progress
+from relay.reports import Status, excerpt, line, progress, summary
 
 Block = dict[str, Any]
 
@@ -27,6 +27,7 @@ USAGE = (
     "*How to broadcast*\n"
     "• `/broadcast <message>`: preview your message as each destination will receive it, then *Approve*.\n"
     "• `/broadcast`: open the composer (message and audience).\n"
+    "• `/broadcast status`, `/broadcast history`: what went out, destination by destination.\n"
     "• `/broadcast help`: this help.\n"
     "Write in Slack formatting; public networks get plain text, and long posts become numbered threads. "
     "Nothing is sent until you approve"
@@ -252,6 +253,19 @@ def report(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> tuple[str, l
     blocks = [_mrkdwn(f":mega: {head}"), _context("> " + excerpt(broadcast.text).replace("\n", "\n> "))]
     blocks.extend(_mrkdwn(chunk) for chunk in _chunks("\n".join(delivery_line(d) for d in deliveries)))
     return head.replace("*", "").replace("`", ""), blocks[:MESSAGE_MAX_BLOCKS]
+
+
+def history(shown: Sequence[tuple[Broadcast, Sequence[Delivery]]], detailed: bool) -> dict[str, Any]:
+    """`/broadcast status` (the last few, destination by destination) and `history` (one line each)."""
+    if not shown:
+        return {"text": "No broadcasts yet."}
+    parts = []
+    for broadcast, deliveries in shown:
+        head = f"`{summary(broadcast, deliveries)}`"
+        lines = [delivery_line(d) for d in deliveries] if detailed else []
+        parts.append("\n".join([head, *lines]))
+    body = [_mrkdwn(chunk) for chunk in _chunks("\n\n".join(parts))][:MESSAGE_MAX_BLOCKS]
+    return {"text": f"{len(shown)} recent broadcasts", "blocks": body}
 
 
 def composer(

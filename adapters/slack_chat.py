@@ -100,6 +100,14 @@ class SlackSurface:
         if text.lower() in ("help", "?"):
             await ack(text=blocks.usage(policy.needs_second_person(self.config.policy)), response_type="ephemeral")
             return
+        if text.lower() in ("status", "history"):
+            try:
+                shown = await self.broadcasts.history(who, 5 if text.lower() == "status" else 20)
+            except Refused as error:
+                await ack(text=str(error), response_type="ephemeral")
+                return
+            await ack(response_type="ephemeral", **blocks.history(shown, detailed=text.lower() == "status"))
+            return
         decision = policy.may_request(self.config.policy, who)
         if not decision.allowed:
             await ack(text=decision.reason, response_type="ephemeral")

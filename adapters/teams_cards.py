@@ -15,7 +15,7 @@ from relay.config import DestinationConfig
 from relay.destination import Counting
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering
-from relay.reports import Status, excerpt, line, progress
+from relay.reports import Status, excerpt, line, progress, summary
 
 Card = dict[str, Any]
 Element = dict[str, Any]
@@ -26,7 +26,8 @@ TEXT_MAX = 3000  # the same cap as the Slack composer, so a message fits both
 def usage(needs_second_person: bool) -> str:
     return (
         "**How to broadcast**: write `broadcast <message>` to see exactly what each destination will receive, "
-        "then **Approve**. `broadcast` alone opens a composer; `help` shows this. Nothing is sent until you "
+        "then **Approve**. `broadcast` alone opens a composer; `status` and `history` show what went out; "
+        "`help` shows this. Nothing is sent until you "
         "approve" + (", and then another approver must approve it." if needs_second_person else ".")
     )
 
@@ -205,6 +206,19 @@ def delivery_line(delivery: Delivery) -> str:
     shown = line(delivery)
     text = f"{_MARKS[shown.status]} **{shown.destination}**: {shown.words}"
     return text + (f" · [view]({shown.link})" if shown.link else "")
+
+
+def history(shown: Sequence[tuple[Broadcast, Sequence[Delivery]]], detailed: bool) -> Card:
+    """`status` (the last few, destination by destination) and `history` (one line each)."""
+    if not shown:
+        return notice("No broadcasts yet.")
+    body: list[Element] = []
+    for broadcast, deliveries in shown:
+        items = [_text(f"`{summary(broadcast, deliveries)}`", weight="Bolder")]
+        if detailed:
+            items.extend(_text(delivery_line(d)) for d in deliveries)
+        body.append({"type": "Container", "separator": True, "items": items})
+    return _card(body)
 
 
 def report(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> Card:

@@ -207,6 +207,15 @@ class TeamsSurface:
         await self._remember_personal(activity)
         word, _, rest = command_text(activity).partition(" ")
         rest = rest.strip()
+        asked = (rest if word.lower() == "broadcast" else word).lower()
+        if asked in ("status", "history"):
+            try:
+                shown = await self.broadcasts.history(who, 5 if asked == "status" else 20)
+            except Refused as error:
+                await context.send_activity(str(error))
+                return
+            await context.send_activity(_attachment(cards.history(shown, detailed=asked == "status")))
+            return
         if word.lower() != "broadcast" or rest.lower() in ("help", "?"):
             await context.send_activity(cards.usage(policy.needs_second_person(self.config.policy)))
             return

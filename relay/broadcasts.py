@@ -129,6 +129,11 @@ class Broadcasts:
     async def deliveries(self, broadcast_id: str) -> list[Delivery]:
         return await outbox.for_broadcast(self.store, broadcast_id)
 
+    async def history(self, actor: str, limit: int) -> list[tuple[Broadcast, list[Delivery]]]:
+        """Recent broadcasts with their deliveries, for the people allowed to see them."""
+        _check(policy.may_view(self.config.policy, actor))
+        return [(b, await self.deliveries(b.id)) for b in await self.recent(limit)]
+
     async def recent(self, limit: int = 20) -> list[Broadcast]:
         def run(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             return conn.execute("SELECT * FROM broadcasts ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()

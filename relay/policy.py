@@ -72,3 +72,10 @@ def may_reject(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
 def _settled(broadcast: Broadcast) -> Decision:
     """Too late for any decision: say what happened instead (a double click lands here)."""
     return Decision(False, f"This broadcast is already {broadcast.state.value}; nothing was changed.")
+
+
+def may_view(policy: Policy, actor: str) -> Decision:
+    """History and status: the leaders and approvers, who are accountable for what went out."""
+    if actor in policy.leaders or actor in policy.approvers:
+        return ALLOWED
+    return Decision(False, "Only leaders and approvers can see the broadcast history.")

@@ -10,9 +10,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 
-from relay.model import Delivery, DeliveryState
+from relay.model import Broadcast, Delivery, DeliveryState
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +95,10 @@ def progress(deliveries: Sequence[Delivery]) -> str:
 
 def excerpt(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def summary(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> str:
+    """One broadcast in one line of history: when, what became of it, how far it got."""
+    when = datetime.fromtimestamp(broadcast.created_at, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    state = progress(deliveries) if deliveries else broadcast.state.value
+    return f"{broadcast.id} · {when} · {broadcast.audience} · {state} · {excerpt(broadcast.text, 80)}"
