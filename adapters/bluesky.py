@@ -272,6 +272,22 @@ class BlueskyAccount:
             return None
         return Sent(f"{answer.body['uri']} {answer.body['cid']}", self._link(rkey))
 
+    async def delete(self, remote_id: str) -> Outcome:
+        """The post, and its threadgate and postgate if it had them (deleting a missing record is a no-op)."""
+        rkey = remote_id.split(" ")[0].rsplit("/", 1)[1]
+        try:
+            for collection in (POST, "app.bsky.feed.threadgate", "app.bsky.feed.postgate"):
+                answer = await self._xrpc(
+                    "POST",
+                    "com.atproto.repo.deleteRecord",
+                    json={"repo": self.did, "collection": collection, "rkey": rkey},
+                )
+                if not answer.ok:
+                    return self._failure(answer)
+        except Exception as error:
+            return transport_outcome(error, "Bluesky")
+        return Sent(remote_id, None)
+
     async def find(self, part: Part, since: float) -> FindResult:
         try:
             return await self._existing(record_key(part))

@@ -157,6 +157,15 @@ class LinkedInPage:
         if not answer.ok:
             log.warning("LinkedIn would not close comments on %s (%s)", urn, answer.status)
 
+    async def delete(self, remote_id: str) -> Outcome:
+        try:
+            answer = await request(self._http(), "DELETE", f"{self.url}/rest/posts/{quote(remote_id, safe='')}")
+        except Exception as error:
+            return transport_outcome(error, "LinkedIn")
+        if answer.ok or answer.status == 404:  # deleted, or already gone
+            return Sent(remote_id, None)
+        return self._failure(answer)
+
     async def find(self, part: Part, since: float) -> FindResult:
         try:
             answer = await request(

@@ -132,6 +132,15 @@ class MastodonAccount:
             return Sent(str(answer.body["id"]), answer.field("url") or None)
         return self._failure(answer)
 
+    async def delete(self, remote_id: str) -> Outcome:
+        try:
+            answer = await request(self._http(), "DELETE", f"{self.url}/api/v1/statuses/{remote_id}")
+        except Exception as error:
+            return transport_outcome(error, "Mastodon")
+        if answer.ok or answer.status == 404:  # deleted, or already gone
+            return Sent(remote_id, None)
+        return self._failure(answer)
+
     async def find(self, part: Part, since: float) -> FindResult:
         try:
             me = await request(self._http(), "GET", f"{self.url}/api/v1/accounts/verify_credentials")

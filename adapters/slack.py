@@ -130,6 +130,20 @@ class SlackChannel:
         ts = str(answer["ts"])
         return Sent(ts, await self._permalink(ts))
 
+    async def delete(self, remote_id: str) -> Outcome:
+        try:
+            await self.client.chat_delete(channel=self.channel, ts=remote_id)
+        except SlackApiError as error:
+            code = str(error.response.get("error", ""))
+            if code == "message_not_found":
+                return Sent(remote_id, None)  # already gone
+            if code in ("cant_delete_message", "compliance_exports_prevent_deletion"):
+                return Permanent(f"Slack does not let the bot delete its message in <#{self.channel}> ({code}).")
+            return api_failure(error, self.channel)
+        except Exception as error:
+            return transport_outcome(error, "Slack")
+        return Sent(remote_id, None)
+
     async def find(self, part: Part, since: float) -> FindResult:
         cursor = None
         try:

@@ -168,9 +168,13 @@ def approval_request(
     broadcast: Broadcast, renderings: Sequence[Rendering], destinations: dict[str, DestinationConfig], policy: Policy
 ) -> list[Block]:
     """Sent to the approvers: who asks, what each destination will receive, Approve / Reject."""
-    author = who(broadcast.author, policy)
+    if broadcast.state is BroadcastState.RETRACT_PENDING:
+        asker = who(broadcast.retract_requested_by or broadcast.author, policy)
+        ask = f":wastebasket: {asker} asks to *retract* broadcast `{broadcast.id}` from *{broadcast.audience}*"
+    else:
+        ask = f":mega: {who(broadcast.author, policy)} asks to broadcast `{broadcast.id}` to *{broadcast.audience}*"
     blocks: list[Block] = [
-        _mrkdwn(f":mega: {author} asks to broadcast `{broadcast.id}` to *{broadcast.audience}*. Approve it?"),
+        _mrkdwn(f"{ask}. Approve it?"),
         {"type": "divider"},
     ]
     for rendering in renderings:
@@ -221,11 +225,14 @@ def decided(broadcast: Broadcast, policy: Policy) -> str:
         BroadcastState.CANCELLED: f":wastebasket: Broadcast `{broadcast.id}` was cancelled{by}. Nothing was sent.",
         BroadcastState.EXPIRED: f":hourglass: Broadcast `{broadcast.id}` expired. Nothing was sent.",
         BroadcastState.PENDING: f":hourglass_flowing_sand: Broadcast `{broadcast.id}` is waiting for an approver.",
+        BroadcastState.RETRACT_PENDING: f":hourglass_flowing_sand: Retracting `{broadcast.id}` waits for an approver.",
+        BroadcastState.RETRACTED: f":wastebasket: Broadcast `{broadcast.id}` is being retracted everywhere.",
     }
     return words.get(broadcast.state, f"Broadcast `{broadcast.id}` is {broadcast.state.value}.")
 
 
 _MARKS = {
+    Status.DELETED: ":wastebasket:",
     Status.POSTED: ":white_check_mark:",
     Status.DRY_RUN: ":white_check_mark:",
     Status.FAILED: ":x:",
@@ -252,7 +259,32 @@ def report(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> tuple[str, l
     head = f"Broadcast `{broadcast.id}` to *{broadcast.audience}*: {progress(deliveries)}"
     blocks = [_mrkdwn(f":mega: {head}"), _context("> " + excerpt(broadcast.text).replace("\n", "\n> "))]
     blocks.extend(_mrkdwn(chunk) for chunk in _chunks("\n".join(delivery_line(d) for d in deliveries)))
-    return head.replace("*", "").replace("`", ""), blocks[:MESSAGE_MAX_BLOCKS]
+    blocks = blocks[: MESSAGE_MAX_BLOCKS - 1]
+    if broadcast.state is BroadcastState.APPROVED:
+        blocks.append(_retract_button(broadcast))
+    return head.replace("*", "").replace("`", ""), blocks
+
+
+def _retract_button(broadcast: Broadcast) -> Block:
+    return {
+        "type": "actions",
+        "block_id": f"report:{broadcast.id}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": "retract",
+                "style": "danger",
+                "text": {"type": "plain_text", "text": "Retract everywhere…"},
+                "value": broadcast.id,
+                "confirm": {
+                    "title": {"type": "plain_text", "text": "Retract this broadcast?"},
+                    "text": {"type": "mrkdwn", "text": "Its posts are deleted from every destination that allows it."},
+                    "confirm": {"type": "plain_text", "text": "Retract"},
+                    "deny": {"type": "plain_text", "text": "Keep it"},
+                },
+            }
+        ],
+    }
 
 
 def history(shown: Sequence[tuple[Broadcast, Sequence[Delivery]]], detailed: bool) -> dict[str, Any]:

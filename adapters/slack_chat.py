@@ -86,6 +86,7 @@ class SlackSurface:
         app.action("reject")(self._reject)
         app.action("cancel")(self._cancel)
         app.action("edit")(self._edit)
+        app.action("retract")(self._retract)
         app.action("choose_audience")(self._choose_audience)
         app.view("compose")(self._compose_submitted)
         app.view("edit")(self._edit_submitted)
@@ -99,6 +100,21 @@ class SlackSurface:
         text = (command.get("text") or "").strip()
         if text.lower() in ("help", "?"):
             await ack(text=blocks.usage(policy.needs_second_person(self.config.policy)), response_type="ephemeral")
+            return
+        if text.lower().startswith("retract"):
+            await ack()
+            target = text[len("retract") :].strip()
+            try:
+                approval = await self.broadcasts.retract(who, target, where=_where(command.get("channel_id")))
+            except Refused as error:
+                await self._respond(command.get("response_url"), command["user_id"], replace=False, text=str(error))
+                return
+            await self._respond(
+                command.get("response_url"),
+                command["user_id"],
+                replace=False,
+                text=blocks.decided(approval.broadcast, self.config.policy),
+            )
             return
         if text.lower() in ("status", "history"):
             try:
@@ -225,6 +241,15 @@ class SlackSurface:
             text += f" Live report: {link}" if link else ""
         await self._respond(body.get("response_url"), body["user"]["id"], replace=True, text=text)
 
+    async def _retract(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        await ack()
+        approval = await self._guarded(
+            body, lambda who, broadcast_id, where: self.broadcasts.retract(who, broadcast_id, where=where)
+        )
+        if approval is not None:
+            text = blocks.decided(approval.broadcast, self.config.policy)
+            await self._respond(body.get("response_url"), body["user"]["id"], replace=False, text=text)
+
     async def _reject(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         await ack()
         await self._guarded(
@@ -238,7 +263,7 @@ class SlackSurface:
         await self._close_approval_requests(broadcast)
         if broadcast.origin != ORIGIN:
             return
-        if broadcast.state is BroadcastState.APPROVED:
+        if broadcast.state in (BroadcastState.APPROVED, BroadcastState.RETRACTED):
             await self.start_report(broadcast.id)
         elif broadcast.state is BroadcastState.REJECTED:
             await self._notify(broadcast.author, blocks.decided(broadcast, self.config.policy))
@@ -377,7 +402,7 @@ class SlackSurface:
 
     async def _draw_report(self, broadcast_id: str) -> None:
         broadcast = await self.broadcasts.get(broadcast_id)
-        if broadcast.origin != ORIGIN or broadcast.state is not BroadcastState.APPROVED:
+        if broadcast.origin != ORIGIN or broadcast.state not in (BroadcastState.APPROVED, BroadcastState.RETRACTED):
             return
         where = await self._report_message(broadcast_id)
         if where is None:

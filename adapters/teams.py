@@ -104,6 +104,15 @@ class TeamsConnection:
             )
         return sent[0]
 
+    async def delete(self, reference: ConversationReference, activity_id: str) -> None:
+        async def remove(context: TurnContext) -> None:
+            await context.delete_activity(activity_id)
+
+        async with asyncio.timeout(self.settings.http_timeout):
+            await self.adapter.continue_conversation_with_claims(
+                self.identity(), reference.get_continuation_activity(), remove
+            )
+
     async def update(self, reference: ConversationReference, activity_id: str, activity: Activity) -> None:
         """Replace a message the bot posted (a card turning into a report)."""
         activity.id = activity_id
@@ -284,6 +293,20 @@ class TeamsChannel:
         except Exception as error:  # classified, or raised again by transport_outcome when not transport
             return classify(error)
         return Sent(message_id, _link(place, message_id, self.settings.teams_tenant))
+
+    async def delete(self, remote_id: str) -> Outcome:
+        place = await self.directory.place(self.channel)
+        if place is None:
+            return Permanent(await unreachable(self.directory, self.channel) or "")
+        try:
+            await self._teams().delete(place.reference, remote_id)
+        except ClientResponseError as error:
+            if error.status == 404:
+                return Sent(remote_id, None)  # already gone
+            return classify(error)
+        except Exception as error:
+            return classify(error)
+        return Sent(remote_id, None)
 
     async def find(self, part: Part, since: float) -> FindResult:
         return Unprovable(

@@ -157,8 +157,9 @@ def approval_request(
     broadcast: Broadcast, author: str, renderings: Sequence[Rendering], destinations: dict[str, DestinationConfig]
 ) -> Card:
     """Sent to approvers in Teams: who asks, what each destination will receive, Approve / Reject."""
+    verb = "retract" if broadcast.state is BroadcastState.RETRACT_PENDING else "broadcast"
     body = [
-        _text(f"📣 **{author}** asks to broadcast `{broadcast.id}` to **{broadcast.audience}**. Approve it?"),
+        _text(f"📣 **{author}** asks to {verb} `{broadcast.id}` to **{broadcast.audience}**. Approve it?"),
         *_destinations(renderings, destinations),
     ]
     actions = [
@@ -183,6 +184,8 @@ def decided(broadcast: Broadcast, by: str | None) -> str:
         BroadcastState.CANCELLED: f"🗑️ Broadcast `{broadcast.id}` was cancelled{who}. Nothing was sent.",
         BroadcastState.EXPIRED: f"⌛ Broadcast `{broadcast.id}` expired. Nothing was sent.",
         BroadcastState.PENDING: f"⏳ Broadcast `{broadcast.id}` is waiting for an approver.",
+        BroadcastState.RETRACT_PENDING: f"⏳ Retracting `{broadcast.id}` waits for an approver.",
+        BroadcastState.RETRACTED: f"🗑️ Broadcast `{broadcast.id}` is being retracted everywhere.",
     }.get(broadcast.state, f"Broadcast `{broadcast.id}` is {broadcast.state.value}.")
 
 
@@ -192,6 +195,7 @@ def notice(text: str) -> Card:
 
 
 _MARKS = {
+    Status.DELETED: "🗑",
     Status.POSTED: "✓",
     Status.DRY_RUN: "✓",
     Status.FAILED: "✗",
@@ -225,4 +229,11 @@ def report(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> Card:
     """The live report, which replaces the preview card."""
     head = f"📣 Broadcast `{broadcast.id}` to **{broadcast.audience}**: {progress(deliveries)}"
     body = [_text(head), _text(excerpt(broadcast.text), isSubtle=True)]
-    return _card([*body, *(_text(delivery_line(d)) for d in deliveries)])
+    actions = None
+    if broadcast.state is BroadcastState.APPROVED:
+        confirm = _card(
+            [_text("Its posts are deleted from every destination that allows it.")],
+            [_execute("Retract", "retract", broadcast.id, style="destructive")],
+        )
+        actions = [{"type": "Action.ShowCard", "title": "Retract everywhere…", "card": confirm}]
+    return _card([*body, *(_text(delivery_line(d)) for d in deliveries)], actions)

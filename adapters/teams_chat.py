@@ -207,7 +207,15 @@ class TeamsSurface:
         await self._remember_personal(activity)
         word, _, rest = command_text(activity).partition(" ")
         rest = rest.strip()
-        asked = (rest if word.lower() == "broadcast" else word).lower()
+        asked = (rest if word.lower() == "broadcast" else command_text(activity)).lower()
+        if asked.startswith("retract"):
+            try:
+                approval = await self.broadcasts.retract(who, asked[len("retract") :].strip(), where=_where(activity))
+            except Refused as error:
+                await context.send_activity(str(error))
+                return
+            await context.send_activity(cards.decided(approval.broadcast, None).replace("`", ""))
+            return
         if asked in ("status", "history"):
             try:
                 shown = await self.broadcasts.history(who, 5 if asked == "status" else 20)
@@ -295,6 +303,11 @@ class TeamsSurface:
                     cards.decided(await self.broadcasts.reject(who, broadcast_id, where=_where(activity)), "you")
                 )
             )
+        if verb == "retract":
+            approval = await self.broadcasts.retract(who, broadcast_id, where=_where(activity))
+            if approval.sent and approval.broadcast.origin == ORIGIN:
+                return _card(cards.report(approval.broadcast, await self.broadcasts.deliveries(broadcast_id)))
+            return _card(cards.notice(cards.decided(approval.broadcast, None)))
         if verb == "approve":
             approval = await self.broadcasts.approve(who, broadcast_id, where=_where(activity))
             broadcast = approval.broadcast
@@ -347,7 +360,7 @@ class TeamsSurface:
             await self._replace(request, cards.notice(cards.decided(broadcast, by)))
         if broadcast.origin != ORIGIN:
             return
-        if broadcast.state is BroadcastState.APPROVED:
+        if broadcast.state in (BroadcastState.APPROVED, BroadcastState.RETRACTED):
             self.refresh(broadcast.id)
         elif broadcast.state is BroadcastState.REJECTED and "teams_card" in broadcast.report_ref:
             await self._replace(broadcast.report_ref["teams_card"], cards.notice(cards.decided(broadcast, by)))
@@ -358,7 +371,8 @@ class TeamsSurface:
     async def _draw_report(self, broadcast_id: str) -> None:
         broadcast = await self.broadcasts.get(broadcast_id)
         where = broadcast.report_ref.get("teams_card")
-        if broadcast.origin != ORIGIN or broadcast.state is not BroadcastState.APPROVED or not where:
+        sent = broadcast.state in (BroadcastState.APPROVED, BroadcastState.RETRACTED)
+        if broadcast.origin != ORIGIN or not sent or not where:
             return
         await self._replace(where, cards.report(broadcast, await self.broadcasts.deliveries(broadcast_id)))
 

@@ -197,6 +197,17 @@ class XAccount:
         tweet_id = str(answer.data["id"])
         return Sent(tweet_id, f"https://x.com/i/web/status/{tweet_id}")
 
+    async def delete(self, remote_id: str) -> Outcome:
+        try:
+            await self._api().delete_tweet(remote_id, user_auth=True)
+        except tweepy.HTTPException as error:
+            if error.response.status == 404:
+                return Sent(remote_id, None)  # already gone
+            return _classify(error, self.env)
+        except Exception as error:
+            return transport_outcome(error, "X")
+        return Sent(remote_id, None)
+
     async def find(self, part: Part, since: float) -> FindResult:
         try:
             if self._user_id is None:

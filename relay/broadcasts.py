@@ -177,6 +177,16 @@ class Broadcasts:
     async def reject(self, actor: str, broadcast_id: str, *, where: Where) -> Broadcast:
         current = await self.get(broadcast_id)
         _check(policy.may_reject(self.config.policy, actor, current))
+        if current.state is BroadcastState.RETRACT_PENDING:  # the broadcast stays up
+            await self._move(
+                current,
+                (BroadcastState.RETRACT_PENDING,),
+                "state = 'approved'",
+                (),
+                (actor, "retraction rejected", where, ""),
+                expiry=False,
+            )
+            return await self._announce(broadcast_id, pending=False)
         await self._move(
             current,
             (BroadcastState.PENDING,),
@@ -195,6 +205,9 @@ class Broadcasts:
         """
         current = await self.get(broadcast_id)
         _check(policy.may_approve(self.config.policy, actor, current))
+        if current.state is BroadcastState.RETRACT_PENDING:
+            await self._take_back(current, actor, where)
+            return Approval(await self._announce(broadcast_id, pending=False), sent=True)
         renderings = self.preview(current.text, current.audience)
         errors = [r.error for r in renderings if r.error]
         if errors:
@@ -218,6 +231,37 @@ class Broadcasts:
         )
         self.on_approved()
         return Approval(await self._announce(broadcast_id, pending=False), sent=True)
+
+    async def retract(self, actor: str, broadcast_id: str, *, where: Where) -> Approval:
+        """Take a sent broadcast back everywhere. Without approvers, at once; with them, it waits for one
+        (other than the asker) to approve, as sending did. `sent` says whether deletion has begun."""
+        current = await self.get(broadcast_id)
+        _check(policy.may_retract(self.config.policy, actor, current))
+        if policy.needs_second_person(self.config.policy):
+            await self._move(
+                current,
+                (BroadcastState.APPROVED,),
+                "state = 'retract-pending', retract_requested_by = ?",
+                (actor,),
+                (actor, "retraction requested", where, ""),
+                expiry=False,
+            )
+            return Approval(await self._announce(broadcast_id, pending=True), sent=False)
+        await self._take_back(current, actor, where)
+        return Approval(await self._announce(broadcast_id, pending=False), sent=True)
+
+    async def _take_back(self, current: Broadcast, actor: str, where: Where) -> None:
+        now = self.clock()
+        await self._move(
+            current,
+            (current.state,),
+            "state = 'retracted', retract_requested_by = COALESCE(retract_requested_by, ?)",
+            (actor,),
+            (actor, "retracted", where, ""),
+            then=lambda conn: outbox.insert_retractions(conn, current.id, now),
+            expiry=False,
+        )
+        self.on_approved()
 
     async def remember(self, broadcast_id: str, key: str, value: Any) -> None:
         """Keep one surface handle (where its report or approval requests are), merged with the others'
@@ -248,15 +292,18 @@ class Broadcasts:
         values: tuple[Any, ...],
         trail: tuple[str, str, Where, str],
         then: Callable[[sqlite3.Connection], None] | None = None,
+        expiry: bool = True,
     ) -> None:
-        """Compare-and-set: change the row only if it is still in one of `from_states` and not expired."""
+        """Compare-and-set: change the row only if it is still in one of `from_states` and, for a
+        decision about sending, not expired (a sent broadcast can be taken back at any time)."""
         now = self.clock()
+        not_after = now if expiry else 0.0
         placeholders = ", ".join("?" * len(from_states))
 
         def run(conn: sqlite3.Connection) -> str:
             cursor = conn.execute(
                 f"UPDATE broadcasts SET {assignments} WHERE id = ? AND state IN ({placeholders}) AND expires_at > ?",
-                (*values, current.id, *(s.value for s in from_states), now),
+                (*values, current.id, *(s.value for s in from_states), not_after),
             )
             if cursor.rowcount == 1:
                 actor, action, where, detail = trail
@@ -265,7 +312,10 @@ class Broadcasts:
                     then(conn)
                 return "ok"
             row = conn.execute("SELECT state, expires_at FROM broadcasts WHERE id = ?", (current.id,)).fetchone()
-            if row["state"] in (BroadcastState.DRAFT.value, BroadcastState.PENDING.value) and row["expires_at"] <= now:
+            if (
+                row["state"] in (BroadcastState.DRAFT.value, BroadcastState.PENDING.value)
+                and row["expires_at"] <= not_after
+            ):
                 conn.execute("UPDATE broadcasts SET state = 'expired' WHERE id = ?", (current.id,))
                 return BroadcastState.EXPIRED.value
             return str(row["state"])

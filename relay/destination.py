@@ -141,6 +141,11 @@ class Destination(Protocol):
         """What the reply policy will be on this network, for the preview (None: not a public network)."""
         ...
 
+    async def delete(self, remote_id: str) -> Outcome:
+        """Take back one posted part (a retraction). Already gone counts as deleted: `Sent`; a network
+        that cannot delete answers `Permanent`, saying so."""
+        ...
+
     def pace_key(self) -> str:
         """Posts sharing a key are spaced by `limits.min_interval` (one Slack channel, say)."""
         ...

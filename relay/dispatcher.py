@@ -105,6 +105,9 @@ class Dispatcher:
         if destination is None:
             await self._finish(delivery, DeliveryState.FAILED, "this destination is no longer in relay.toml")
             return
+        if delivery.action == "delete":
+            await self._take_back(delivery, destination)
+            return
         if delivery.dry_run:
             for _ in delivery.parts[len(delivery.posted) :]:
                 await outbox.record_part(self.store, delivery.id, DRY_RUN_ID, None, self.clock())
@@ -115,6 +118,10 @@ class Dispatcher:
         check_first = delivery.check_first
         async with self._limits[destination.limit_key()]:
             for index in range(len(posted), len(delivery.parts)):
+                if await outbox.retracted(self.store, delivery.broadcast_id):
+                    gone = f"; {len(posted)} of {len(delivery.parts)} parts had gone out" if posted else ""
+                    await self._finish(delivery, DeliveryState.CANCELLED, f"retracted before it was sent{gone}")
+                    return
                 part = Part(
                     text=delivery.parts[index],
                     index=index,
@@ -153,6 +160,32 @@ class Dispatcher:
                 else:
                     await self._retry(delivery, outcome, check_first=False)
                     return
+        await self._finish(delivery, DeliveryState.SENT, None)
+
+    async def _take_back(self, delivery: Delivery, destination: Destination) -> None:
+        """A retraction: delete every part its twin post put out, the last first (replies before roots)."""
+        post = await outbox.twin(self.store, delivery)
+        done = set(delivery.posted)
+        for remote_id in reversed(post.posted):
+            if remote_id in done or remote_id == DRY_RUN_ID:
+                continue
+            async with self._limits[destination.limit_key()]:
+                outcome = await destination.delete(remote_id)
+            if isinstance(outcome, Sent):
+                await outbox.record_part(self.store, delivery.id, remote_id, None, self.clock())
+            elif isinstance(outcome, Permanent):
+                await self._finish(delivery, DeliveryState.FAILED, outcome.reason)
+                return
+            else:  # deleting again is harmless: a lost answer is simply retried
+                await self._retry(delivery, Retry(outcome.reason, getattr(outcome, "after", None)), check_first=False)
+                return
+        if post.state is DeliveryState.UNKNOWN:
+            await self._finish(
+                delivery,
+                DeliveryState.UNKNOWN,
+                "a part whose fate was never known may still be there: check by hand",
+            )
+            return
         await self._finish(delivery, DeliveryState.SENT, None)
 
     @asynccontextmanager

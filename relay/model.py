@@ -16,6 +16,8 @@ class BroadcastState(Enum):
     CANCELLED = "cancelled"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    RETRACT_PENDING = "retract-pending"  # sent, and someone asked to take it back: an approver must agree
+    RETRACTED = "retracted"  # its posts are being, or have been, deleted
 
 
 class DeliveryState(Enum):
@@ -24,10 +26,11 @@ class DeliveryState(Enum):
     SENT = "sent"
     FAILED = "failed"  # permanent error, or retries exhausted
     UNKNOWN = "unknown"  # may or may not have landed, and no way to prove it: never posted again
+    CANCELLED = "cancelled"  # a post stopped by a retraction before it (all) went out
 
     @property
     def final(self) -> bool:
-        return self in (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.UNKNOWN)
+        return self not in (DeliveryState.PENDING, DeliveryState.SENDING)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Broadcast:
     origin: str
     origin_ref: dict[str, Any]
     report_ref: dict[str, Any]
+    retract_requested_by: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Broadcast:
@@ -58,6 +62,7 @@ class Broadcast:
             origin=row["origin"],
             origin_ref=json.loads(row["origin_ref"] or "{}"),
             report_ref=json.loads(row["report_ref"] or "{}"),
+            retract_requested_by=row["retract_requested_by"],
         )
 
 
@@ -66,6 +71,7 @@ class Delivery:
     id: int
     broadcast_id: str
     destination: str
+    action: str  # "post", or "delete" (a retraction)
     kind: str
     dry_run: bool
     parts: tuple[str, ...]
@@ -85,6 +91,7 @@ class Delivery:
             id=row["id"],
             broadcast_id=row["broadcast_id"],
             destination=row["destination"],
+            action=row["action"],
             kind=row["kind"],
             dry_run=bool(row["dry_run"]),
             parts=tuple(json.loads(row["parts"])),

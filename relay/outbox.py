@@ -61,6 +61,47 @@ def insert_deliveries(
     )
 
 
+def insert_retractions(conn: sqlite3.Connection, broadcast_id: str, now: float) -> None:
+    """Inside the retraction's transaction: stop posts that have not gone out, and add one deletion per
+    destination where something may have been posted."""
+    conn.execute(
+        "UPDATE deliveries SET state = 'cancelled', last_error = 'retracted before it was sent',"
+        " next_attempt_at = NULL, updated_at = ? WHERE broadcast_id = ? AND action = 'post'"
+        " AND state = 'pending' AND check_first = 0 AND posted = '[]'",
+        (now, broadcast_id),
+    )
+    conn.execute(
+        "INSERT INTO deliveries (broadcast_id, destination, action, kind, dry_run, parts, posted, state, attempts,"
+        " check_first, next_attempt_at, updated_at) SELECT broadcast_id, destination, 'delete', kind, dry_run,"
+        " '[]', '[]', 'pending', 0, 0, ?, ? FROM deliveries WHERE broadcast_id = ? AND action = 'post'"
+        " AND NOT (state IN ('cancelled', 'failed') AND posted = '[]')",
+        (now, now, broadcast_id),
+    )
+
+
+async def twin(store: Store, delivery: Delivery) -> Delivery:
+    """The post a deletion takes back."""
+
+    def run(conn: sqlite3.Connection) -> Delivery:
+        row = conn.execute(
+            "SELECT * FROM deliveries WHERE broadcast_id = ? AND destination = ? AND action = 'post'",
+            (delivery.broadcast_id, delivery.destination),
+        ).fetchone()
+        return Delivery.from_row(row)
+
+    return await store.call(run)
+
+
+async def retracted(store: Store, broadcast_id: str) -> bool:
+    """Whether posting must stop: the broadcast is being taken back."""
+
+    def run(conn: sqlite3.Connection) -> bool:
+        row = conn.execute("SELECT state FROM broadcasts WHERE id = ?", (broadcast_id,)).fetchone()
+        return row is not None and row["state"] == "retracted"
+
+    return await store.call(run)
+
+
 async def recover(store: Store, now: float) -> int:
     """At start-up: deliveries left 'sending' by a dead process may have landed; look before posting."""
 
@@ -90,8 +131,12 @@ async def claim_due(store: Store, now: float, limit: int) -> list[Delivery]:
     """Take up to `limit` due deliveries for this process, each with a fresh lease."""
 
     def run(conn: sqlite3.Connection) -> list[Delivery]:
+        # A deletion waits while its twin post is in flight, so it deletes everything that went out.
         rows = conn.execute(
-            "SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?"
+            "SELECT id FROM deliveries AS d WHERE state = 'pending' AND next_attempt_at <= ?"
+            " AND NOT (action = 'delete' AND EXISTS (SELECT 1 FROM deliveries AS p WHERE"
+            " p.broadcast_id = d.broadcast_id AND p.destination = d.destination AND p.action = 'post'"
+            " AND p.state = 'sending'))"
             " ORDER BY next_attempt_at, id LIMIT ?",
             (now, limit),
         ).fetchall()
@@ -135,12 +180,13 @@ async def record_part(store: Store, delivery_id: int, remote_id: str, link: str 
 async def finish(store: Store, delivery: Delivery, state: DeliveryState, error: str | None, now: float) -> None:
     """Record a final state: sent, failed or unknown (and say so in the audit trail)."""
     link = (await for_one(store, delivery.id)).link if state is DeliveryState.SENT else None
+    action = state.value if delivery.action == "post" else f"{delivery.action} {state.value}"
     await _update(
         store,
         "state = ?, last_error = ?, lease_until = NULL, next_attempt_at = NULL, updated_at = ?",
         (state.value, error, now),
         delivery,
-        (state.value, f"{delivery.destination}: {error or link or ''}".rstrip(": ")),
+        (action, f"{delivery.destination}: {error or link or ''}".rstrip(": ")),
         now,
     )
 

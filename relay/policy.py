@@ -44,17 +44,33 @@ def may_change(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
     return ALLOWED
 
 
+def may_retract(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
+    """Taking a broadcast back follows the rule for sending it: a leader asks; with approvers configured,
+    someone else must agree (see may_approve)."""
+    if actor not in policy.leaders:
+        return Decision(False, "Only the leaders listed in the relay's policy can retract a broadcast.")
+    if broadcast.state is not BroadcastState.APPROVED:
+        if broadcast.state in (BroadcastState.RETRACT_PENDING, BroadcastState.RETRACTED):
+            return _settled(broadcast)
+        return Decision(False, f"This broadcast was never sent ({broadcast.state.value}); there is nothing to retract.")
+    return ALLOWED
+
+
 def may_approve(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
-    """The author confirms a draft; a pending request is approved by an approver other than the author."""
+    """The author confirms a draft; a pending request (to send, or to retract) is approved by an approver
+    other than the person who asked."""
     if broadcast.state is BroadcastState.DRAFT:
         if needs_second_person(policy) and all(policy.same_person(a, actor) for a in policy.approvers):
             return Decision(
                 False, "Nobody but you could approve this: ask an admin to add another approver to policy.approvers."
             )
         return may_change(policy, actor, broadcast)
-    if broadcast.state is not BroadcastState.PENDING:
+    if broadcast.state not in (BroadcastState.PENDING, BroadcastState.RETRACT_PENDING):
         return _settled(broadcast)
-    if policy.same_person(actor, broadcast.author):
+    if broadcast.state is BroadcastState.RETRACT_PENDING:
+        if policy.same_person(actor, broadcast.retract_requested_by or broadcast.author):
+            return Decision(False, "You cannot approve your own request to retract: another approver must.")
+    elif policy.same_person(actor, broadcast.author):
         return Decision(False, "You cannot approve your own broadcast: another approver must.")
     if actor not in policy.approvers:
         return Decision(False, "Only the approvers listed in the relay's policy can approve broadcasts.")
@@ -62,7 +78,7 @@ def may_approve(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
 
 
 def may_reject(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
-    if broadcast.state is not BroadcastState.PENDING:
+    if broadcast.state not in (BroadcastState.PENDING, BroadcastState.RETRACT_PENDING):
         return _settled(broadcast)
     if actor not in policy.approvers:
         return Decision(False, "Only the approvers listed in the relay's policy can reject broadcasts.")

@@ -49,6 +49,7 @@ class ReportRefresher:
 
 
 class Status(Enum):
+    DELETED = "deleted"
     POSTED = "posted"
     DRY_RUN = "dry run"
     FAILED = "failed"
@@ -70,6 +71,8 @@ class Line:
 
 
 def line(delivery: Delivery) -> Line:
+    if delivery.action == "delete":
+        return _deletion(delivery)
     why = delivery.last_error or ""
     state = delivery.state
     if state is DeliveryState.SENT and delivery.dry_run:
@@ -86,11 +89,28 @@ def line(delivery: Delivery) -> Line:
     return Line(delivery.destination, status, status.value)
 
 
+def _deletion(delivery: Delivery) -> Line:
+    why, state, name = delivery.last_error or "", delivery.state, delivery.destination
+    if state is DeliveryState.SENT:
+        return Line(name, Status.DELETED, "retracted: deleted" if not delivery.dry_run else "retracted (dry run)")
+    if state is DeliveryState.FAILED:
+        return Line(name, Status.FAILED, f"could not be deleted. {why}".rstrip())
+    if state is DeliveryState.UNKNOWN:
+        return Line(name, Status.UNKNOWN, f"deleted what was known; {why}")
+    if state is DeliveryState.PENDING and delivery.attempts:
+        return Line(name, Status.RETRYING, f"retrying the deletion ({why})", next_try=delivery.next_attempt_at)
+    return Line(name, Status.SENDING, "deleting")
+
+
 def progress(deliveries: Sequence[Delivery]) -> str:
-    """ "2 of 3 delivered, in progress…", or with a full stop once every delivery is final."""
-    done = sum(d.state is DeliveryState.SENT for d in deliveries)
-    final = all(d.state.final for d in deliveries)
-    return f"{done} of {len(deliveries)} delivered" + ("." if final else ", in progress…")
+    """ "2 of 3 delivered, in progress…", with the retraction's progress if there is one, and a full stop
+    once every delivery is final."""
+    posts = [d for d in deliveries if d.action == "post"]
+    deletions = [d for d in deliveries if d.action == "delete"]
+    text = f"{sum(d.state is DeliveryState.SENT for d in posts)} of {len(posts)} delivered"
+    if deletions:
+        text += f"; retracted: {sum(d.state is DeliveryState.SENT for d in deletions)} of {len(deletions)} deleted"
+    return text + ("." if all(d.state.final for d in deliveries) else ", in progress…")
 
 
 def excerpt(text: str, limit: int = 300) -> str:

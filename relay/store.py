@@ -121,7 +121,15 @@ def _v3(db: Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2, _v3)
+def _v4(db: Database) -> None:
+    """Retraction: a delivery either posts, or deletes what its twin posted."""
+    db.execute("ALTER TABLE deliveries ADD COLUMN action TEXT NOT NULL DEFAULT 'post'")
+    db.execute("ALTER TABLE broadcasts ADD COLUMN retract_requested_by TEXT")
+    db.execute("DROP INDEX idx_deliveries_broadcast_id_destination")
+    db.table("deliveries").create_index(["broadcast_id", "destination", "action"], unique=True)
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2, _v3, _v4)
 
 
 class Store:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import aiohttp
+
 from tests.conftest import LEADER, STAFF_CHANNEL, TEAMS_ENV, preview_id, public_env
 from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX
 from tests.fakes.teams import FakeConnector
@@ -41,7 +43,7 @@ everyone = ["all-staff", "teams-announcements", "company-x", "company-mastodon",
 """
 
 
-async def test_everyone_gets_it_once_with_replies_restricted_where_possible(
+async def test_everyone_gets_it_once_and_a_retraction_takes_it_back_everywhere(
     start_relay,
     slack: FakeSlack,
     x: FakeX,
@@ -75,3 +77,15 @@ async def test_everyone_gets_it_once_with_replies_restricted_where_possible(
     assert len(mastodon.statuses) == 1
     assert len(linkedin.posts) == 1 and linkedin.posts[0].comments_state == "CLOSED"
     assert report.count("https://bsky.app/profile/newsroom.test/post/") == 1
+    await relay.click(LEADER, "retract", preview_id(ack), block_id=f"report:{preview_id(ack)}")
+    retracted = await relay.slack.wait_for(
+        lambda: [m for m in slack.messages(f"D{LEADER}") if m.get("text", "").endswith("deleted.")], timeout=20
+    )
+    assert "retracted: 6 of 6 deleted." in retracted[-1]["text"]
+    assert not slack.messages(STAFF_CHANNEL) and not connector.posted(ANNOUNCEMENTS) and not x.tweets
+    assert not mastodon.statuses and not linkedin.posts
+    rkey = report.split("https://bsky.app/profile/newsroom.test/post/")[1][:13]
+    async with aiohttp.ClientSession() as http:
+        params = {"repo": pds.account("newsroom.test").did, "collection": "app.bsky.feed.post", "rkey": rkey}
+        async with http.get(f"{pds.url}/xrpc/com.atproto.repo.getRecord", params=params) as gone:
+            assert gone.status == 400 and (await gone.json())["error"] == "RecordNotFound"

@@ -309,3 +309,16 @@ async def test_a_rejection_in_slack_turns_the_teams_leaders_card_into_the_answer
         ]
     )
     assert rejected and not x.calls and not connector.posted(ANNOUNCEMENTS)
+
+
+async def test_a_teams_leader_retracts_from_the_report_card(start_relay, connector, slack: FakeSlack, x: FakeX) -> None:
+    teams = await start(start_relay, connector)
+    broadcast, card = await ask(teams, connector, CEO, "broadcast Take me back")
+    await click(teams, connector, CEO, "approve", broadcast, card)
+    await final_card(connector, personal(CEO)["id"])
+    shown = await click(teams, connector, CEO, "retract", broadcast, card)
+    assert "retracted" in shown
+    done = await connector.wait_for(
+        lambda: [c for c in connector.cards(personal(CEO)["id"]) if "3 of 3 deleted." in card_text(c)], timeout=10
+    )
+    assert done and not connector.posted(ANNOUNCEMENTS) and not slack.messages(STAFF_CHANNEL) and not x.tweets

@@ -102,6 +102,7 @@ class FakeSlack(LoopbackServer[Call]):
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
+            "chat.delete": self._delete,
             "chat.postEphemeral": self._post_ephemeral,
             "chat.getPermalink": self._get_permalink,
             "conversations.history": self._history,
@@ -278,6 +279,14 @@ class FakeSlack(LoopbackServer[Call]):
             "text": message["text"],
             "message": message,
         }
+
+    def _delete(self, params: dict[str, Any]) -> Payload:
+        channel = _channel_id(str(params.get("channel", "")))
+        message = self._find(channel, str(params.get("ts", "")))
+        if message is None:
+            return _error("message_not_found")
+        self._messages[channel].remove(message)
+        return {"ok": True, "channel": channel, "ts": message["ts"]}
 
     def _post_ephemeral(self, params: dict[str, Any]) -> Payload:
         if not params.get("user"):

@@ -19,7 +19,8 @@ Payload = dict[str, Any]
 
 @dataclass
 class ConnectorCall:
-    """One request: `endpoint` is "POST activities", "POST reply", "PUT activity" or "GET channels"."""
+    """One request: `endpoint` is "POST activities", "POST reply", "PUT activity", "DELETE activity" or
+    "GET channels"."""
 
     endpoint: str
     conversation: str
@@ -42,6 +43,7 @@ class FakeConnector(LoopbackServer[ConnectorCall]):
         router.add_post("/v3/conversations/{conversation}/activities", self._post)
         router.add_post("/v3/conversations/{conversation}/activities/{activity}", self._post)
         router.add_put("/v3/conversations/{conversation}/activities/{activity}", self._put)
+        router.add_delete("/v3/conversations/{conversation}/activities/{activity}", self._delete)
         router.add_get("/v3/teams/{team}/conversations", self._channels)
 
     @property
@@ -97,6 +99,17 @@ class FakeConnector(LoopbackServer[ConnectorCall]):
             return web.json_response({"id": activity_id})
 
         return await self._handle(request, "PUT activity", conversation, activity_id, body, apply)
+
+    async def _delete(self, request: web.Request) -> web.StreamResponse:
+        conversation = request.match_info["conversation"]
+        activity_id = request.match_info["activity"]
+
+        async def apply() -> web.StreamResponse:
+            if self.messages.get(conversation, {}).pop(activity_id, None) is None:
+                return web.json_response({"error": {"code": "NotFound"}}, status=404)
+            return web.Response(status=200)
+
+        return await self._handle(request, "DELETE activity", conversation, activity_id, {}, apply)
 
     async def _channels(self, request: web.Request) -> web.StreamResponse:
         team = request.match_info["team"]
