@@ -33,6 +33,8 @@ CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
 SURFACE = web.AppKey("slack", SlackSurface)
 TEAMS = web.AppKey("teams", TeamsSurface)
+CLOCK = web.AppKey("clock", Callable[[], float])
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 
 
 def startup_warnings(settings: Settings, config: Config) -> list[str]:
@@ -66,10 +68,12 @@ def startup_warnings(settings: Settings, config: Config) -> list[str]:
     return lines
 
 
-def build_app(settings: Settings, config: Config) -> web.Application:
+def build_app(settings: Settings, config: Config, clock: Callable[[], float] = time.time) -> web.Application:
+    """The server; `clock` is the time the relay lives by (tests move it to cross a scheduled time)."""
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[CONFIG] = config
+    app[CLOCK] = clock
     app.cleanup_ctx.append(_relay)
     app.router.add_get("/healthz", _healthz)
     app.router.add_post("/slack/events", _slack_events)
@@ -89,8 +93,9 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     )
     destinations = build_destinations(config, settings, store)
     await asyncio.gather(*(destination.prepare() for destination in destinations.values()))
-    dispatcher = Dispatcher(store, destinations)
-    broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.poke)
+    dispatcher = Dispatcher(store, destinations, clock=app[CLOCK])
+    app[DISPATCHER] = dispatcher
+    broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.poke, clock=app[CLOCK])
     socket_mode = None
     if settings.slack_ready:
         surface = SlackSurface(settings, broadcasts)

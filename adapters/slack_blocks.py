@@ -105,7 +105,39 @@ def preview(
         ]
     blocks.extend(body)
     blocks.append(_actions(broadcast, [r for r in renderings if r.error], audiences, needs_second_person))
+    if not any(r.error for r in renderings):
+        blocks.append(_scheduling(broadcast, needs_second_person))
     return blocks
+
+
+def _scheduling(broadcast: Broadcast, four_eyes: bool) -> Block:
+    """A date and a time on the leader's own clock (their Slack time zone), and the button that uses them."""
+    return {
+        "type": "actions",
+        "block_id": f"schedule:{broadcast.id}",
+        "elements": [
+            {"type": "datepicker", "action_id": "send_date", "placeholder": {"type": "plain_text", "text": "Day"}},
+            {"type": "timepicker", "action_id": "send_time", "placeholder": {"type": "plain_text", "text": "Time"}},
+            {
+                "type": "button",
+                "action_id": "schedule",
+                "text": {
+                    "type": "plain_text",
+                    "text": "Request approval to send then" if four_eyes else "Approve and send then",
+                },
+                "value": broadcast.id,
+                "confirm": {
+                    "title": {"type": "plain_text", "text": "Schedule it?"},
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": "It goes out to every destination at the day and time you picked, on your clock.",
+                    },
+                    "confirm": {"type": "plain_text", "text": "Schedule"},
+                    "deny": {"type": "plain_text", "text": "Not yet"},
+                },
+            },
+        ],
+    }
 
 
 def _actions(broadcast: Broadcast, broken: list[Rendering], audiences: Iterable[str], four_eyes: bool) -> Block:
@@ -250,7 +282,8 @@ def delivery_line(delivery: Delivery) -> str:
     if shown.link:
         text += f" · <{shown.link}|view>"
     if shown.next_try:
-        text += f"; next try <!date^{int(shown.next_try)}^{{time_secs}}|soon>"
+        label = "for" if shown.words == "scheduled" else "; next try"
+        text += f" {label} <!date^{int(shown.next_try)}^{{date_short_pretty}} {{time}}|soon>".replace(" ;", ";")
     return text
 
 

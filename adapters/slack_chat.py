@@ -25,9 +25,9 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters import slack_blocks as blocks
 from adapters.slack import web_client, whole_seconds
-from relay import policy
+from relay import policy, schedule
 from relay.audit import Where
-from relay.broadcasts import Broadcasts, Refused
+from relay.broadcasts import BROADCAST_ID, Broadcasts, Refused
 from relay.config import Settings
 from relay.model import Broadcast, BroadcastState
 from relay.render import InputError
@@ -87,6 +87,9 @@ class SlackSurface:
         app.action("cancel")(self._cancel)
         app.action("edit")(self._edit)
         app.action("retract")(self._retract)
+        app.action("schedule")(self._schedule)
+        app.action("send_date")(self._picked)
+        app.action("send_time")(self._picked)
         app.action("choose_audience")(self._choose_audience)
         app.view("compose")(self._compose_submitted)
         app.view("edit")(self._edit_submitted)
@@ -101,9 +104,10 @@ class SlackSurface:
         if text.lower() in ("help", "?"):
             await ack(text=blocks.usage(policy.needs_second_person(self.config.policy)), response_type="ephemeral")
             return
-        if text.lower().startswith("retract"):
+        word, _, rest = text.partition(" ")
+        if word.lower() == "retract" and BROADCAST_ID.match(rest.strip()):
             await ack()
-            target = text[len("retract") :].strip()
+            target = rest.strip()
             try:
                 approval = await self.broadcasts.retract(who, target, where=_where(command.get("channel_id")))
             except Refused as error:
@@ -115,6 +119,11 @@ class SlackSurface:
                 replace=False,
                 text=blocks.decided(approval.broadcast, self.config.policy),
             )
+            return
+        if word.lower() in ("move", "cancel") and BROADCAST_ID.match(rest.strip().split(" ")[0]):
+            await ack()
+            answer = await self._move_or_cancel(who, word.lower(), rest.split(), command)
+            await self._respond(command.get("response_url"), command["user_id"], replace=False, text=answer)
             return
         if text.lower() in ("status", "history"):
             try:
@@ -240,6 +249,56 @@ class SlackSurface:
             link = await self.start_report(broadcast.id)
             text += f" Live report: {link}" if link else ""
         await self._respond(body.get("response_url"), body["user"]["id"], replace=True, text=text)
+
+    async def _move_or_cancel(self, who: str, verb: str, words: list[str], command: dict[str, Any]) -> str:
+        """`/broadcast move <id> <YYYY-MM-DD> <HH:MM>` (on the leader's clock) or `/broadcast cancel <id>`."""
+        where = _where(command.get("channel_id"))
+        try:
+            if verb == "cancel":
+                cancelled = await self.broadcasts.unschedule(who, words[0], where=where)
+                return blocks.decided(cancelled, self.config.policy)
+            if len(words) != 3:
+                return "Write it as `/broadcast move <id> 2026-12-01 09:00` (your own time)."
+            zone = await self._zone(command["user_id"])
+            send_at = schedule.instant(words[1], words[2], zone, self.broadcasts.clock())
+            await self.broadcasts.reschedule(who, words[0], send_at, where=where)
+            return f"Moved `{words[0]}` to {schedule.shown(send_at, zone)}."
+        except (Refused, schedule.ScheduleError) as error:
+            return str(error)
+
+    async def _picked(self, ack: Callable[..., Awaitable[None]]) -> None:
+        """A day or a time was picked: nothing happens until the Schedule button."""
+        await ack()
+
+    async def _schedule(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        await ack()
+        user = body["user"]["id"]
+        broadcast_id = body["actions"][0]["value"]
+        picked = ((body.get("state") or {}).get("values") or {}).get(f"schedule:{broadcast_id}", {})
+        date = (picked.get("send_date") or {}).get("selected_date")
+        clock_time = (picked.get("send_time") or {}).get("selected_time")
+        if not date or not clock_time:
+            await self._respond(body.get("response_url"), user, replace=False, text="Pick a day and a time first.")
+            return
+        zone = await self._zone(user)
+        try:
+            send_at = schedule.instant(date, clock_time, zone, self.broadcasts.clock())
+        except schedule.ScheduleError as error:
+            await self._respond(body.get("response_url"), user, replace=False, text=str(error))
+            return
+        approval = await self._guarded(
+            body,
+            lambda who, broadcast, where: self.broadcasts.approve(who, broadcast, where=where, send_at=send_at),
+        )
+        if approval is not None:
+            when = schedule.shown(send_at, zone)
+            text = f"{blocks.decided(approval.broadcast, self.config.policy)} Scheduled for {when}."
+            await self._respond(body.get("response_url"), user, replace=True, text=text)
+
+    async def _zone(self, user: str) -> str:
+        """The person's time zone as Slack knows it (users.info), UTC when Slack will not say."""
+        answer = await self._safe(self.client.users_info(user=user))
+        return str((answer or {}).get("user", {}).get("tz") or "UTC")
 
     async def _retract(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         await ack()

@@ -112,6 +112,19 @@ def preview(
                 "card": _card([_text(confirm)], [_execute(verb, "approve", broadcast.id, style="positive")]),
             }
         )
+        actions.append(
+            {
+                "type": "Action.ShowCard",
+                "title": "Schedule…",
+                "card": _card(
+                    [
+                        {"type": "Input.Date", "id": "send_date", "label": "Day"},
+                        {"type": "Input.Time", "id": "send_time", "label": "Time (your clock)"},
+                    ],
+                    [_execute(f"{verb} then", "schedule", broadcast.id, style="positive")],
+                ),
+            }
+        )
     actions.append(_execute("Change audience", "audience", broadcast.id))
     actions.append(
         {

@@ -39,9 +39,9 @@ from microsoft_agents.hosting.core import (
 
 from adapters import teams_cards as cards
 from adapters.teams import Directory, TeamsConnection, reference_json
-from relay import policy
+from relay import policy, schedule
 from relay.audit import Where
-from relay.broadcasts import Broadcasts, Refused
+from relay.broadcasts import BROADCAST_ID, Broadcasts, Refused
 from relay.config import Settings
 from relay.model import Broadcast, BroadcastState
 from relay.render import InputError
@@ -208,9 +208,9 @@ class TeamsSurface:
         word, _, rest = command_text(activity).partition(" ")
         rest = rest.strip()
         asked = (rest if word.lower() == "broadcast" else command_text(activity)).lower()
-        if asked.startswith("retract"):
+        if asked.startswith("retract ") and BROADCAST_ID.match(asked[len("retract ") :].strip()):
             try:
-                approval = await self.broadcasts.retract(who, asked[len("retract") :].strip(), where=_where(activity))
+                approval = await self.broadcasts.retract(who, asked[len("retract ") :].strip(), where=_where(activity))
             except Refused as error:
                 await context.send_activity(str(error))
                 return
@@ -303,6 +303,16 @@ class TeamsSurface:
                     cards.decided(await self.broadcasts.reject(who, broadcast_id, where=_where(activity)), "you")
                 )
             )
+        if verb == "schedule":
+            zone = activity.local_timezone or "UTC"  # Teams sends the clicker's own time zone
+            date, clock_time = str(values.get("send_date", "")), str(values.get("send_time", ""))
+            try:
+                send_at = schedule.instant(date, clock_time, zone, self.broadcasts.clock())
+            except schedule.ScheduleError as error:
+                return _message(str(error))
+            approval = await self.broadcasts.approve(who, broadcast_id, where=_where(activity), send_at=send_at)
+            notice = f"{cards.decided(approval.broadcast, None)} Scheduled for {schedule.shown(send_at, zone)}."
+            return _card(cards.notice(notice))
         if verb == "retract":
             approval = await self.broadcasts.retract(who, broadcast_id, where=_where(activity))
             if approval.sent and approval.broadcast.origin == ORIGIN:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from relay import audit, outbox, policy
@@ -25,6 +27,10 @@ from relay.render import Rendering, clean, render
 from relay.store import Store, transaction
 
 log = logging.getLogger(__name__)
+
+# What a broadcast's id looks like: chat commands that name one ("retract b1a2b3c4d") are told apart from
+# a message that merely starts with the same word.
+BROADCAST_ID = re.compile(r"^b[0-9a-f]{8}$")
 
 
 class Listener(Protocol):
@@ -196,7 +202,7 @@ class Broadcasts:
         )
         return await self._announce(broadcast_id, pending=False)
 
-    async def approve(self, actor: str, broadcast_id: str, *, where: Where) -> Approval:
+    async def approve(self, actor: str, broadcast_id: str, *, where: Where, send_at: float | None = None) -> Approval:
         """The author's confirmation, or an approver's decision.
 
         With approvers configured, the author's confirmation turns the draft into a request. Otherwise, or
@@ -212,25 +218,71 @@ class Broadcasts:
         errors = [r.error for r in renderings if r.error]
         if errors:
             raise Refused(" ".join(errors))
+        if send_at is not None and current.state is not BroadcastState.DRAFT:
+            raise Refused("Only its author can choose when a broadcast goes out.")
+        when = f" for {_utc(send_at)}" if send_at else ""
         if current.state is BroadcastState.DRAFT and policy.needs_second_person(self.config.policy):
             await self._move(
-                current, (BroadcastState.DRAFT,), "state = 'pending'", (), (actor, "submitted for approval", where, "")
+                current,
+                (BroadcastState.DRAFT,),
+                "state = 'pending', send_at = ?",
+                (send_at,),
+                (actor, "submitted for approval", where, when.strip()),
             )
             return Approval(await self._announce(broadcast_id, pending=True), sent=False)
 
         kinds = {d.name: (d.kind, d.dry_run) for d in self.config.audience(current.audience)}
         rows = [(r, *kinds[r.destination]) for r in renderings]
         now = self.clock()
+        due = max(now, send_at or current.send_at or now)
+        when = f" for {_utc(due)}" if due > now else ""
         await self._move(
             current,
             (current.state,),
-            "state = 'approved', decided_by = ?, decided_at = ?",
-            (actor, now),
-            (actor, "approved", where, f"to {', '.join(r.destination for r in renderings)}"),
-            then=lambda conn: outbox.insert_deliveries(conn, broadcast_id, rows, now),
+            "state = 'approved', decided_by = ?, decided_at = ?, send_at = ?",
+            (actor, now, due if due > now else None),
+            (actor, "approved", where, f"to {', '.join(r.destination for r in renderings)}{when}"),
+            then=lambda conn: outbox.insert_deliveries(conn, broadcast_id, rows, due),
         )
         self.on_approved()
         return Approval(await self._announce(broadcast_id, pending=False), sent=True)
+
+    async def reschedule(self, actor: str, broadcast_id: str, send_at: float, *, where: Where) -> Broadcast:
+        """Move a scheduled broadcast that has not started going out."""
+        current = await self.get(broadcast_id)
+        _check(policy.may_reschedule(self.config.policy, actor, current))
+        now = self.clock()
+
+        def run(conn: sqlite3.Connection) -> int:
+            moved = outbox.reschedule(conn, broadcast_id, send_at, now)
+            if moved:
+                conn.execute("UPDATE broadcasts SET send_at = ? WHERE id = ?", (send_at, broadcast_id))
+                audit.record(conn, now, actor, "rescheduled", broadcast_id, where, f"for {_utc(send_at)}")
+            return moved
+
+        if not await self.store.call(lambda conn: transaction(conn, run)):
+            raise Refused("This broadcast has already started going out; it can no longer be moved.")
+        self.on_approved()
+        return await self.get(broadcast_id)
+
+    async def unschedule(self, actor: str, broadcast_id: str, *, where: Where) -> Broadcast:
+        """Cancel a scheduled broadcast before its time: nothing goes out."""
+        current = await self.get(broadcast_id)
+        _check(policy.may_reschedule(self.config.policy, actor, current))
+        now = self.clock()
+        try:
+            await self._move(
+                current,
+                (BroadcastState.APPROVED,),
+                "state = 'cancelled', send_at = NULL",
+                (),
+                (actor, "cancelled before its time", where, ""),
+                then=lambda conn: outbox.unschedule(conn, broadcast_id, now),
+                expiry=False,
+            )
+        except outbox.Started:
+            raise Refused("This broadcast has already started going out: retract it instead.") from None
+        return await self._announce(broadcast_id, pending=False)
 
     async def retract(self, actor: str, broadcast_id: str, *, where: Where) -> Approval:
         """Take a sent broadcast back everywhere. Without approvers, at once; with them, it waits for one
@@ -325,6 +377,10 @@ class Broadcasts:
             raise Refused("This broadcast has expired. Send it again with /broadcast.")
         if outcome != "ok":
             raise Refused(f"This broadcast is already {outcome}; nothing was changed.")
+
+
+def _utc(moment: float) -> str:
+    return datetime.fromtimestamp(moment, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _check(decision: policy.Decision) -> None:

@@ -47,6 +47,7 @@ class Broadcast:
     origin_ref: dict[str, Any]
     report_ref: dict[str, Any]
     retract_requested_by: str | None = None
+    send_at: float | None = None  # a scheduled broadcast's time; None: at once
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Broadcast:
@@ -63,6 +64,7 @@ class Broadcast:
             origin_ref=json.loads(row["origin_ref"] or "{}"),
             report_ref=json.loads(row["report_ref"] or "{}"),
             retract_requested_by=row["retract_requested_by"],
+            send_at=row["send_at"],
         )
 
 

@@ -50,7 +50,8 @@ def insert_deliveries(
     renderings: Iterable[tuple[Rendering, str, bool]],
     now: float,
 ) -> None:
-    """Inside the approval transaction: one row per destination, with the exact approved texts."""
+    """Inside the approval transaction: one row per destination, with the exact approved texts, due
+    at `now` (or at the scheduled time: the outbox is the schedule, so a restart keeps it)."""
     conn.executemany(
         "INSERT INTO deliveries (broadcast_id, destination, kind, dry_run, parts, posted, state, attempts,"
         " check_first, next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, '[]', 'pending', 0, 0, ?, ?)",
@@ -76,6 +77,34 @@ def insert_retractions(conn: sqlite3.Connection, broadcast_id: str, now: float) 
         " '[]', '[]', 'pending', 0, 0, ?, ? FROM deliveries WHERE broadcast_id = ? AND action = 'post'"
         " AND NOT (state IN ('cancelled', 'failed') AND posted = '[]')",
         (now, now, broadcast_id),
+    )
+
+
+def reschedule(conn: sqlite3.Connection, broadcast_id: str, when: float, now: float) -> int:
+    """Move deliveries that have not been tried yet; returns how many were left untried."""
+    return conn.execute(
+        "UPDATE deliveries SET next_attempt_at = ?, updated_at = ? WHERE broadcast_id = ? AND action = 'post'"
+        " AND state = 'pending' AND attempts = 0",
+        (when, now, broadcast_id),
+    ).rowcount
+
+
+class Started(Exception):
+    """A scheduled broadcast began going out before it could be cancelled."""
+
+
+def unschedule(conn: sqlite3.Connection, broadcast_id: str, now: float) -> None:
+    """Inside the cancellation's transaction; raises Started (rolling it back) if anything was tried."""
+    tried = conn.execute(
+        "SELECT COUNT(*) FROM deliveries WHERE broadcast_id = ? AND NOT (state = 'pending' AND attempts = 0)",
+        (broadcast_id,),
+    ).fetchone()[0]
+    if tried:
+        raise Started(broadcast_id)
+    conn.execute(
+        "UPDATE deliveries SET state = 'cancelled', last_error = 'cancelled before its time',"
+        " next_attempt_at = NULL, updated_at = ? WHERE broadcast_id = ? AND state = 'pending' AND attempts = 0",
+        (now, broadcast_id),
     )
 
 

@@ -56,6 +56,15 @@ def may_retract(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
     return ALLOWED
 
 
+def may_reschedule(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
+    """Move or cancel a scheduled broadcast: its author, before its time."""
+    if not policy.same_person(actor, broadcast.author) or actor not in policy.leaders:
+        return Decision(False, "Only the person who wrote this broadcast can move or cancel it.")
+    if broadcast.state is not BroadcastState.APPROVED or broadcast.send_at is None:
+        return Decision(False, "This broadcast is not scheduled; there is nothing to move or cancel.")
+    return ALLOWED
+
+
 def may_approve(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
     """The author confirms a draft; a pending request (to send, or to retract) is approved by an approver
     other than the person who asked."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,6 +86,8 @@ def line(delivery: Delivery) -> Line:
         return Line(delivery.destination, Status.UNKNOWN, f"unknown, not posted again. {why}".rstrip())
     if state is DeliveryState.PENDING and delivery.attempts:
         return Line(delivery.destination, Status.RETRYING, f"retrying ({why})", next_try=delivery.next_attempt_at)
+    if state is DeliveryState.PENDING and delivery.next_attempt_at and delivery.next_attempt_at > time.time() + 1:
+        return Line(delivery.destination, Status.WAITING, "scheduled", next_try=delivery.next_attempt_at)
     status = Status.SENDING if state is DeliveryState.SENDING else Status.WAITING
     return Line(delivery.destination, status, status.value)
 

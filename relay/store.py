@@ -129,7 +129,12 @@ def _v4(db: Database) -> None:
     db.table("deliveries").create_index(["broadcast_id", "destination", "action"], unique=True)
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2, _v3, _v4)
+def _v5(db: Database) -> None:
+    """Scheduling: when an approved broadcast is to go out (its deliveries wait in the outbox until then)."""
+    db.execute("ALTER TABLE broadcasts ADD COLUMN send_at REAL")
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2, _v3, _v4, _v5)
 
 
 class Store:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,13 @@ def bot_env(tmp_path: Path, slack: FakeSlack, x: FakeX, config: str) -> dict[str
 class Relay:
     """A running bot, driven the way Slack drives it."""
 
-    def __init__(self, url: str, slack: FakeSlack, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, url: str, slack: FakeSlack, http: aiohttp.ClientSession, server: TestServer | None = None
+    ) -> None:
         self.url = url
         self.slack = slack
         self.http = http
+        self.server = server  # when started in this process: its app, and a way to stop it
         self._responses = 0
 
     async def post_signed(self, body: str, headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
@@ -97,13 +101,18 @@ class Relay:
         return await response.json() if response.content_type == "application/json" else {"text": await response.text()}
 
     async def click(
-        self, user: str, action: str, broadcast_id: str, selected: str | None = None, block_id: str | None = None
+        self,
+        user: str,
+        action: str,
+        broadcast_id: str,
+        selected: str | None = None,
+        block_id: str | None = None,
+        state: dict[str, Any] | None = None,
     ) -> str:
         """Press a button; returns the response_url key where the bot answers this click."""
         key, url = self.new_response_url()
-        response = await self.post_signed(
-            action_body(user, action, broadcast_id, url, block_id=block_id, selected=selected)
-        )
+        body = action_body(user, action, broadcast_id, url, block_id=block_id, selected=selected, state=state)
+        response = await self.post_signed(body)
         assert response.status == 200, await response.text()
         return key
 
@@ -164,13 +173,13 @@ async def start_relay(tmp_path: Path, slack: FakeSlack, x: FakeX) -> AsyncIterat
     servers: list[TestServer] = []
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
-    async def start(config: str | None = None, **env: str) -> Relay:
+    async def start(config: str | None = None, clock: Callable[[], float] = time.time, **env: str) -> Relay:
         environment = {**bot_env(tmp_path, slack, x, config or config_text()), **env}
         settings = settings_from_env(environment)
-        server = TestServer(build_app(settings, load_config(settings, SPECS)), host="127.0.0.1")
+        server = TestServer(build_app(settings, load_config(settings, SPECS), clock), host="127.0.0.1")
         await server.start_server()
         servers.append(server)
-        return Relay(str(server.make_url("")).rstrip("/"), slack, http)
+        return Relay(str(server.make_url("")).rstrip("/"), slack, http, server)
 
     yield start
     for server in servers:

@@ -55,6 +55,7 @@ def action_body(
     response_url: str,
     block_id: str | None = None,
     selected: str | None = None,
+    state: dict[str, Any] | None = None,
 ) -> str:
     action: dict[str, Any] = {
         "action_id": action_id,
@@ -79,6 +80,8 @@ def action_body(
         "response_url": response_url,
         "actions": [action],
     }
+    if state is not None:
+        payload["state"] = {"values": state}
     return urlencode({"payload": json.dumps(payload)})
 
 

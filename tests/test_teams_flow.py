@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -322,3 +324,25 @@ async def test_a_teams_leader_retracts_from_the_report_card(start_relay, connect
         lambda: [c for c in connector.cards(personal(CEO)["id"]) if "3 of 3 deleted." in card_text(c)], timeout=10
     )
     assert done and not connector.posted(ANNOUNCEMENTS) and not slack.messages(STAFF_CHANNEL) and not x.tweets
+
+
+async def test_a_teams_leader_schedules_on_their_own_clock(start_relay, connector, x: FakeX) -> None:
+    teams = await start(start_relay, connector)
+    broadcast, card = await ask(teams, connector, CEO, "broadcast Next week")
+    activity = action(
+        connector.service_url,
+        CEO,
+        "schedule",
+        {"broadcast_id": broadcast, "send_date": "2099-01-05", "send_time": "09:00"},
+        card,
+    )
+    activity["localTimezone"] = "America/New_York"
+    status, body = await teams.send(activity)
+    assert status == 200 and "more than 90 days ahead" in body["value"]  # 2099 is refused, on the leader's clock
+    soon = datetime.now(ZoneInfo("America/New_York")) + timedelta(days=2)
+    activity["value"]["action"]["data"].update(send_date=soon.strftime("%Y-%m-%d"), send_time="09:00")
+    status, body = await teams.send(activity)
+    assert "Scheduled for" in card_text(body["value"]) and (
+        "EST" in card_text(body["value"]) or "EDT" in card_text(body["value"])
+    )
+    assert not x.calls and not connector.posted(ANNOUNCEMENTS)
