@@ -22,6 +22,7 @@ check: $(STAMP)
 
 test: check
 	bash tests/pds/install.sh
+	bash tests/browser/install.sh
 	$(PY) -m pytest -q
 
 teams-app: $(STAMP)

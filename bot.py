@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -24,6 +24,7 @@ from relay import audit
 from relay.broadcasts import Broadcasts
 from relay.config import TEAMS_SETTINGS, Config, ConfigError, Settings, load_config, settings_from_env
 from relay.dispatcher import Dispatcher
+from relay.status_page import MIN_SECRET, StatusPage
 from relay.store import Store, StoreError
 
 log = logging.getLogger("relay")
@@ -34,6 +35,7 @@ STORE = web.AppKey("store", Store)
 SURFACE = web.AppKey("slack", SlackSurface)
 TEAMS = web.AppKey("teams", TeamsSurface)
 CLOCK = web.AppKey("clock", Callable[[], float])
+STATUS = web.AppKey("status", StatusPage)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 
 
@@ -59,6 +61,12 @@ def startup_warnings(settings: Settings, config: Config) -> list[str]:
         )
     if missing:
         lines.append(f"Slack is off: set {' and '.join(missing)} to receive /broadcast. /healthz is served.")
+    status_secret = settings.secret("RELAY_STATUS_SECRET")
+    if status_secret is not None and len(status_secret.value) < MIN_SECRET:
+        raise ConfigError(
+            f"RELAY_STATUS_SECRET is shorter than {MIN_SECRET} characters, which is guessable: use a long random "
+            "one (python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        )
     if settings.teams_mode == "anonymous":
         lines.append(
             "TEAMS ANONYMOUS MODE: /api/messages accepts unsigned requests, for local tries only (Agents "
@@ -78,6 +86,14 @@ def build_app(settings: Settings, config: Config, clock: Callable[[], float] = t
     app.router.add_get("/healthz", _healthz)
     app.router.add_post("/slack/events", _slack_events)
     app.router.add_post("/api/messages", _teams_messages)
+    for method, path, handler in (
+        ("GET", "/status", StatusPage.page),
+        ("GET", "/status/list", StatusPage.listing),
+        ("GET", "/status/login", StatusPage.login_form),
+        ("POST", "/status/login", StatusPage.login),
+        ("POST", "/status/logout", StatusPage.logout),
+    ):
+        app.router.add_route(method, path, _on_status_page(handler))
     return app
 
 
@@ -114,6 +130,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         broadcasts.listeners.append(teams)
     for line in await unreachable_channels(config, store):
         log.warning("*** %s", line)
+    app[STATUS] = StatusPage(settings.secret("RELAY_STATUS_SECRET"), broadcasts, app[CLOCK])
     dispatcher.on_change = _report_to(app)
     worker = asyncio.create_task(dispatcher.run(), name="dispatcher")
     log.info(
@@ -144,6 +161,15 @@ def _report_to(app: web.Application) -> Callable[[str], None]:
                 app[key].refresh(broadcast_id)
 
     return changed
+
+
+def _on_status_page(
+    handler: Callable[[StatusPage, web.Request], Awaitable[web.Response]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def serve(request: web.Request) -> web.Response:
+        return await handler(request.app[STATUS], request)
+
+    return serve
 
 
 async def _teams_messages(request: web.Request) -> web.StreamResponse:
