@@ -92,6 +92,7 @@ def _iso(moment: float) -> str:
 
 class BlueskyAccount:
     limits = LIMITS
+    editable = False
     idempotency_window = float("inf")  # a record key, once written, can never be written again
 
     def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
@@ -271,6 +272,9 @@ class BlueskyAccount:
         if not answer.ok:
             return None
         return Sent(f"{answer.body['uri']} {answer.body['cid']}", self._link(rkey))
+
+    async def edit(self, remote_id: str, text: str) -> Outcome:
+        return Permanent("Bluesky cannot edit a post: retract it and post again.")
 
     async def delete(self, remote_id: str) -> Outcome:
         """The post, and its threadgate and postgate if it had them (deleting a missing record is a no-op)."""

@@ -79,6 +79,7 @@ def escape(text: str) -> str:
 
 class LinkedInPage:
     limits = LIMITS
+    editable = False
     idempotency_window = 0.0  # no idempotency key; a repeat is answered as a duplicate instead
 
     def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
@@ -156,6 +157,9 @@ class LinkedInPage:
             return
         if not answer.ok:
             log.warning("LinkedIn would not close comments on %s (%s)", urn, answer.status)
+
+    async def edit(self, remote_id: str, text: str) -> Outcome:
+        return Permanent("LinkedIn cannot edit a post: retract it and post again.")
 
     async def delete(self, remote_id: str) -> Outcome:
         try:

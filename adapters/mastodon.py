@@ -79,6 +79,7 @@ class MastodonAccount:
     limits = LIMITS
     # Mastodon keeps an Idempotency-Key for one hour (docs.joinmastodon.org, "POST /api/v1/statuses");
     # a margin keeps a slow retry from arriving just after it is forgotten.
+    editable = False
     idempotency_window = 50 * 60.0
 
     def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
@@ -131,6 +132,9 @@ class MastodonAccount:
         if answer.ok:
             return Sent(str(answer.body["id"]), answer.field("url") or None)
         return self._failure(answer)
+
+    async def edit(self, remote_id: str, text: str) -> Outcome:
+        return Permanent("Mastodon cannot edit a post: retract it and post again.")
 
     async def delete(self, remote_id: str) -> Outcome:
         try:

@@ -108,6 +108,7 @@ class SlackChannel:
     """One Slack channel, posted to with the bot token."""
 
     limits = LIMITS
+    editable = True
     idempotency_window = 0.0  # Slack has no idempotency key; metadata lets `find` look instead
 
     def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
@@ -129,6 +130,15 @@ class SlackChannel:
             return transport_outcome(error, "Slack")
         ts = str(answer["ts"])
         return Sent(ts, await self._permalink(ts))
+
+    async def edit(self, remote_id: str, text: str) -> Outcome:
+        try:
+            await self.client.chat_update(channel=self.channel, ts=remote_id, text=text, link_names=False)
+        except SlackApiError as error:
+            return api_failure(error, self.channel)
+        except Exception as error:
+            return transport_outcome(error, "Slack")
+        return Sent(remote_id, None)
 
     async def delete(self, remote_id: str) -> Outcome:
         try:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from relay.broadcasts import Approval
 from relay.config import DestinationConfig, Policy
 from relay.destination import Counting
 from relay.model import Broadcast, BroadcastState, Delivery
@@ -203,6 +204,8 @@ def approval_request(
     if broadcast.state is BroadcastState.RETRACT_PENDING:
         asker = who(broadcast.retract_requested_by or broadcast.author, policy)
         ask = f":wastebasket: {asker} asks to *retract* broadcast `{broadcast.id}` from *{broadcast.audience}*"
+    elif broadcast.state is BroadcastState.EDIT_PENDING:
+        ask = f":pencil2: {who(broadcast.author, policy)} asks to *correct* the staff posts of `{broadcast.id}` to this"
     else:
         ask = f":mega: {who(broadcast.author, policy)} asks to broadcast `{broadcast.id}` to *{broadcast.audience}*"
     blocks: list[Block] = [
@@ -259,6 +262,7 @@ def decided(broadcast: Broadcast, policy: Policy) -> str:
         BroadcastState.PENDING: f":hourglass_flowing_sand: Broadcast `{broadcast.id}` is waiting for an approver.",
         BroadcastState.RETRACT_PENDING: f":hourglass_flowing_sand: Retracting `{broadcast.id}` waits for an approver.",
         BroadcastState.RETRACTED: f":wastebasket: Broadcast `{broadcast.id}` is being retracted everywhere.",
+        BroadcastState.EDIT_PENDING: f":hourglass_flowing_sand: Correcting `{broadcast.id}` waits for an approver.",
     }
     return words.get(broadcast.state, f"Broadcast `{broadcast.id}` is {broadcast.state.value}.")
 
@@ -294,15 +298,51 @@ def report(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> tuple[str, l
     blocks.extend(_mrkdwn(chunk) for chunk in _chunks("\n".join(delivery_line(d) for d in deliveries)))
     blocks = blocks[: MESSAGE_MAX_BLOCKS - 1]
     if broadcast.state is BroadcastState.APPROVED:
-        blocks.append(_retract_button(broadcast))
+        blocks.append(_report_buttons(broadcast))
     return head.replace("*", "").replace("`", ""), blocks
 
 
-def _retract_button(broadcast: Broadcast) -> Block:
+def corrected(approval: Approval) -> dict[str, Any]:
+    """What the author is told after correcting: staff posts are edited; public ones can only be re-posted."""
+    broadcast = approval.broadcast
+    if not approval.sent:
+        return {"text": f":hourglass_flowing_sand: The correction of `{broadcast.id}` waits for an approver."}
+    text = (
+        f":pencil2: Correcting the staff posts of `{broadcast.id}` in place. Public networks cannot edit posts: "
+        "to correct them too, retract the broadcast and post it again."
+    )
+    button = {
+        "type": "button",
+        "action_id": "repost",
+        "text": {"type": "plain_text", "text": "Retract and post again…"},
+        "value": broadcast.id,
+        "confirm": {
+            "title": {"type": "plain_text", "text": "Retract and post again?"},
+            "text": {
+                "type": "mrkdwn",
+                "text": "Every post is deleted, and you get a new preview of the corrected text.",
+            },
+            "confirm": {"type": "plain_text", "text": "Retract"},
+            "deny": {"type": "plain_text", "text": "Keep them"},
+        },
+    }
+    return {
+        "text": text,
+        "blocks": [_mrkdwn(text), {"type": "actions", "block_id": f"report:{broadcast.id}", "elements": [button]}],
+    }
+
+
+def _report_buttons(broadcast: Broadcast) -> Block:
     return {
         "type": "actions",
         "block_id": f"report:{broadcast.id}",
         "elements": [
+            {
+                "type": "button",
+                "action_id": "correct",
+                "text": {"type": "plain_text", "text": "Correct staff posts…"},
+                "value": broadcast.id,
+            },
             {
                 "type": "button",
                 "action_id": "retract",
@@ -315,7 +355,7 @@ def _retract_button(broadcast: Broadcast) -> Block:
                     "confirm": {"type": "plain_text", "text": "Retract"},
                     "deny": {"type": "plain_text", "text": "Keep it"},
                 },
-            }
+            },
         ],
     }
 

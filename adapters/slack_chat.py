@@ -87,6 +87,9 @@ class SlackSurface:
         app.action("cancel")(self._cancel)
         app.action("edit")(self._edit)
         app.action("retract")(self._retract)
+        app.action("correct")(self._open_correction)
+        app.action("repost")(self._repost)
+        app.view("correct")(self._correction_submitted)
         app.action("schedule")(self._schedule)
         app.action("send_date")(self._picked)
         app.action("send_time")(self._picked)
@@ -266,6 +269,53 @@ class SlackSurface:
         except (Refused, schedule.ScheduleError) as error:
             return str(error)
 
+    async def _open_correction(
+        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        """The report's 'Correct staff posts…': a composer holding the text as sent."""
+        await ack()
+        broadcast = await self._guarded(body, lambda who, broadcast_id, _: self.broadcasts.get(broadcast_id))
+        if broadcast is None:
+            return
+        metadata = {"broadcast_id": broadcast.id, "response_url": body.get("response_url")}
+        view = blocks.composer(self.broadcasts.audiences, broadcast.audience, metadata, broadcast.text, "correct")
+        view["blocks"] = view["blocks"][:1]  # the audience stays as sent
+        view["title"]["text"] = "Correct staff posts"
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    async def _correction_submitted(
+        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        text = view["state"]["values"]["message"]["message"].get("value") or ""
+        metadata = json.loads(view.get("private_metadata") or "{}")
+        user = body["user"]["id"]
+        try:
+            approval = await self.broadcasts.correct(actor(user), metadata["broadcast_id"], text, where=_where(None))
+        except (InputError, Refused) as error:
+            await ack(response_action="errors", errors={"message": str(error)})
+            return
+        await ack()
+        await self._respond(metadata.get("response_url"), user, replace=False, **blocks.corrected(approval))
+
+    async def _repost(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        """'Retract and post again': the public networks cannot edit, so the corrected text goes out anew."""
+        await ack()
+        approval = await self._guarded(
+            body, lambda who, broadcast_id, where: self.broadcasts.retract(who, broadcast_id, where=where)
+        )
+        if approval is None:
+            return
+        again = await self._guarded(
+            body,
+            lambda who, _, where: self.broadcasts.request(
+                who, approval.broadcast.text, approval.broadcast.audience, ORIGIN, {}, where=where
+            ),
+        )
+        if again is not None:
+            await self._respond(
+                body.get("response_url"), body["user"]["id"], replace=False, **self._preview_message(again)
+            )
+
     async def _picked(self, ack: Callable[..., Awaitable[None]]) -> None:
         """A day or a time was picked: nothing happens until the Schedule button."""
         await ack()
@@ -372,7 +422,7 @@ class SlackSurface:
             await self._safe(self.client.chat_postMessage(channel=who.split(":", 1)[1], text=text))
 
     async def _ask_approvers(self, broadcast: Broadcast) -> None:
-        renderings = self.broadcasts.preview(broadcast.text, broadcast.audience)
+        renderings = self.broadcasts.preview(broadcast.pending_text or broadcast.text, broadcast.audience)
         message: dict[str, Any] = {
             "text": f"Approval requested for broadcast {broadcast.id}",
             "blocks": blocks.approval_request(

@@ -268,6 +268,7 @@ class TeamsChannel:
     """A channel of a team the bot has been added to."""
 
     limits = LIMITS
+    editable = True
     idempotency_window = 0.0
 
     def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
@@ -293,6 +294,18 @@ class TeamsChannel:
         except Exception as error:  # classified, or raised again by transport_outcome when not transport
             return classify(error)
         return Sent(message_id, _link(place, message_id, self.settings.teams_tenant))
+
+    async def edit(self, remote_id: str, text: str) -> Outcome:
+        place = await self.directory.place(self.channel)
+        if place is None:
+            return Permanent(await unreachable(self.directory, self.channel) or "")
+        message = MessageFactory.text(text)
+        message.text_format = "markdown"
+        try:
+            await self._teams().update(place.reference, remote_id, message)
+        except Exception as error:
+            return classify(error)
+        return Sent(remote_id, None)
 
     async def delete(self, remote_id: str) -> Outcome:
         place = await self.directory.place(self.channel)

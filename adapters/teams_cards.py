@@ -199,6 +199,7 @@ def decided(broadcast: Broadcast, by: str | None) -> str:
         BroadcastState.PENDING: f"⏳ Broadcast `{broadcast.id}` is waiting for an approver.",
         BroadcastState.RETRACT_PENDING: f"⏳ Retracting `{broadcast.id}` waits for an approver.",
         BroadcastState.RETRACTED: f"🗑️ Broadcast `{broadcast.id}` is being retracted everywhere.",
+        BroadcastState.EDIT_PENDING: f"⏳ Correcting `{broadcast.id}` waits for an approver.",
     }.get(broadcast.state, f"Broadcast `{broadcast.id}` is {broadcast.state.value}.")
 
 
@@ -248,5 +249,12 @@ def report(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> Card:
             [_text("Its posts are deleted from every destination that allows it.")],
             [_execute("Retract", "retract", broadcast.id, style="destructive")],
         )
-        actions = [{"type": "Action.ShowCard", "title": "Retract everywhere…", "card": confirm}]
+        correction = _card(
+            [{"type": "Input.Text", "id": "text", "isMultiline": True, "maxLength": TEXT_MAX, "value": broadcast.text}],
+            [_execute("Correct staff posts", "correct", broadcast.id)],
+        )
+        actions = [
+            {"type": "Action.ShowCard", "title": "Correct staff posts…", "card": correction},
+            {"type": "Action.ShowCard", "title": "Retract everywhere…", "card": confirm},
+        ]
     return _card([*body, *(_text(delivery_line(d)) for d in deliveries)], actions)

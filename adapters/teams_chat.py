@@ -313,6 +313,16 @@ class TeamsSurface:
             approval = await self.broadcasts.approve(who, broadcast_id, where=_where(activity), send_at=send_at)
             notice = f"{cards.decided(approval.broadcast, None)} Scheduled for {schedule.shown(send_at, zone)}."
             return _card(cards.notice(notice))
+        if verb == "correct":
+            approval = await self.broadcasts.correct(
+                who, broadcast_id, str(values.get("text", "")), where=_where(activity)
+            )
+            if not approval.sent:
+                return _card(cards.notice(cards.decided(approval.broadcast, None)))
+            return _message(
+                "Correcting the staff posts in place. Public networks cannot edit posts: to correct them too, "
+                "retract the broadcast and post it again."
+            )
         if verb == "retract":
             approval = await self.broadcasts.retract(who, broadcast_id, where=_where(activity))
             if approval.sent and approval.broadcast.origin == ORIGIN:

@@ -160,6 +160,7 @@ class XAccount:
     """The company's X account, posted to with OAuth 1.0a user context."""
 
     limits = LIMITS
+    editable = False
     idempotency_window = 0.0
 
     def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
@@ -196,6 +197,9 @@ class XAccount:
             return transport_outcome(error, "X")
         tweet_id = str(answer.data["id"])
         return Sent(tweet_id, f"https://x.com/i/web/status/{tweet_id}")
+
+    async def edit(self, remote_id: str, text: str) -> Outcome:
+        return Permanent("X cannot edit a post: retract it and post again.")
 
     async def delete(self, remote_id: str) -> Outcome:
         try:

@@ -183,13 +183,14 @@ class Broadcasts:
     async def reject(self, actor: str, broadcast_id: str, *, where: Where) -> Broadcast:
         current = await self.get(broadcast_id)
         _check(policy.may_reject(self.config.policy, actor, current))
-        if current.state is BroadcastState.RETRACT_PENDING:  # the broadcast stays up
+        if current.state in (BroadcastState.RETRACT_PENDING, BroadcastState.EDIT_PENDING):  # it stays as it is
+            what = "retraction" if current.state is BroadcastState.RETRACT_PENDING else "correction"
             await self._move(
                 current,
-                (BroadcastState.RETRACT_PENDING,),
-                "state = 'approved'",
+                (current.state,),
+                "state = 'approved', pending_text = NULL",
                 (),
-                (actor, "retraction rejected", where, ""),
+                (actor, f"{what} rejected", where, ""),
                 expiry=False,
             )
             return await self._announce(broadcast_id, pending=False)
@@ -213,6 +214,9 @@ class Broadcasts:
         _check(policy.may_approve(self.config.policy, actor, current))
         if current.state is BroadcastState.RETRACT_PENDING:
             await self._take_back(current, actor, where)
+            return Approval(await self._announce(broadcast_id, pending=False), sent=True)
+        if current.state is BroadcastState.EDIT_PENDING:
+            await self._apply_correction(current, current.pending_text or current.text, actor, where)
             return Approval(await self._announce(broadcast_id, pending=False), sent=True)
         renderings = self.preview(current.text, current.audience)
         errors = [r.error for r in renderings if r.error]
@@ -301,6 +305,53 @@ class Broadcasts:
             return Approval(await self._announce(broadcast_id, pending=True), sent=False)
         await self._take_back(current, actor, where)
         return Approval(await self._announce(broadcast_id, pending=False), sent=True)
+
+    async def correct(self, actor: str, broadcast_id: str, text: str, *, where: Where) -> Approval:
+        """Correct the staff posts (Slack, Teams) of a sent broadcast in place; public networks cannot
+        edit, and are left as they are (retract and post again for those). With approvers configured, one
+        must agree first, as for sending. `sent` says whether the correction has begun."""
+        current = await self.get(broadcast_id)
+        _check(policy.may_correct(self.config.policy, actor, current))
+        text = clean(text)
+        if not self._corrections(current, text):
+            raise Refused("None of this broadcast's destinations can be edited: retract it and post again.")
+        if policy.needs_second_person(self.config.policy):
+            await self._move(
+                current,
+                (BroadcastState.APPROVED,),
+                "state = 'edit-pending', pending_text = ?",
+                (text,),
+                (actor, "correction requested", where, text[:200]),
+                expiry=False,
+            )
+            return Approval(await self._announce(broadcast_id, pending=True), sent=False)
+        await self._apply_correction(current, text, actor, where)
+        return Approval(await self._announce(broadcast_id, pending=False), sent=True)
+
+    def _corrections(self, current: Broadcast, text: str) -> dict[str, str]:
+        """The corrected text for each destination that can be edited, refused if it does not fit."""
+        texts = {}
+        for destination in self.config.audience(current.audience):
+            adapter = self.destinations[destination.name]
+            if adapter.editable:
+                rendering = render(destination.name, text, adapter.limits, destination.allow_broadcast_mentions)
+                if rendering.error:
+                    raise Refused(rendering.error)
+                texts[destination.name] = rendering.parts[0]
+        return texts
+
+    async def _apply_correction(self, current: Broadcast, text: str, actor: str, where: Where) -> None:
+        now, texts = self.clock(), self._corrections(current, text)
+        await self._move(
+            current,
+            (current.state,),
+            "state = 'approved', text = ?, pending_text = NULL",
+            (text,),
+            (actor, "corrected", where, f"{', '.join(texts)}: {text[:200]}"),
+            then=lambda conn: outbox.insert_edits(conn, current.id, texts, now),
+            expiry=False,
+        )
+        self.on_approved()
 
     async def _take_back(self, current: Broadcast, actor: str, where: Where) -> None:
         now = self.clock()

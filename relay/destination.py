@@ -123,6 +123,7 @@ class Destination(Protocol):
     """One configured place a broadcast goes to (a Slack channel, an X account)."""
 
     limits: Limits
+    editable: bool  # whether posts can be corrected in place (Slack, Teams); public networks cannot
     # For how long after the first attempt re-sending a part with the same key cannot post twice
     # (Mastodon keeps an Idempotency-Key an hour; a Bluesky record key, forever; Slack, X: never).
     idempotency_window: float
@@ -139,6 +140,10 @@ class Destination(Protocol):
 
     def replies_note(self) -> str | None:
         """What the reply policy will be on this network, for the preview (None: not a public network)."""
+        ...
+
+    async def edit(self, remote_id: str, text: str) -> Outcome:
+        """Replace a posted message's text (staff channels only: see `editable`)."""
         ...
 
     async def delete(self, remote_id: str) -> Outcome:

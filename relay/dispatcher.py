@@ -108,6 +108,9 @@ class Dispatcher:
         if delivery.action == "delete":
             await self._take_back(delivery, destination)
             return
+        if delivery.action.startswith("edit-"):
+            await self._correct(delivery, destination)
+            return
         if delivery.dry_run:
             for _ in delivery.parts[len(delivery.posted) :]:
                 await outbox.record_part(self.store, delivery.id, DRY_RUN_ID, None, self.clock())
@@ -162,6 +165,24 @@ class Dispatcher:
                     return
         await self._finish(delivery, DeliveryState.SENT, None)
 
+    async def _correct(self, delivery: Delivery, destination: Destination) -> None:
+        """An edit: put the corrected text in place of the staff post its twin made."""
+        post = await outbox.twin(self.store, delivery)
+        if not post.posted:
+            await self._finish(delivery, DeliveryState.FAILED, "the post it corrects never went out")
+            return
+        if delivery.dry_run:
+            await self._finish(delivery, DeliveryState.SENT, None)
+            return
+        async with self._limits[destination.limit_key()]:
+            outcome = await destination.edit(post.posted[0], delivery.parts[0])
+        if isinstance(outcome, Sent):
+            await self._finish(delivery, DeliveryState.SENT, None)
+        elif isinstance(outcome, Permanent):
+            await self._finish(delivery, DeliveryState.FAILED, outcome.reason)
+        else:  # replacing a text twice is harmless: a lost answer is simply retried
+            await self._retry(delivery, _as_retry(outcome), check_first=False)
+
     async def _take_back(self, delivery: Delivery, destination: Destination) -> None:
         """A retraction: delete every part its twin post put out, the last first (replies before roots)."""
         post = await outbox.twin(self.store, delivery)
@@ -177,7 +198,7 @@ class Dispatcher:
                 await self._finish(delivery, DeliveryState.FAILED, outcome.reason)
                 return
             else:  # deleting again is harmless: a lost answer is simply retried
-                await self._retry(delivery, Retry(outcome.reason, getattr(outcome, "after", None)), check_first=False)
+                await self._retry(delivery, _as_retry(outcome), check_first=False)
                 return
         if post.state is DeliveryState.UNKNOWN:
             await self._finish(
@@ -221,3 +242,8 @@ class Dispatcher:
             "delivery %s to %s: %s%s", delivery.id, delivery.destination, state.value, f" ({error})" if error else ""
         )
         await outbox.finish(self.store, delivery, state, error, self.clock())
+
+
+def _as_retry(outcome: Retry | Ambiguous) -> Retry:
+    """For a call that is harmless to repeat (an edit, a deletion), a lost answer is just another retry."""
+    return outcome if isinstance(outcome, Retry) else Retry(outcome.reason)

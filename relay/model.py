@@ -18,6 +18,7 @@ class BroadcastState(Enum):
     EXPIRED = "expired"
     RETRACT_PENDING = "retract-pending"  # sent, and someone asked to take it back: an approver must agree
     RETRACTED = "retracted"  # its posts are being, or have been, deleted
+    EDIT_PENDING = "edit-pending"  # sent, and its author asked to correct the staff posts: an approver must agree
 
 
 class DeliveryState(Enum):
@@ -48,6 +49,7 @@ class Broadcast:
     report_ref: dict[str, Any]
     retract_requested_by: str | None = None
     send_at: float | None = None  # a scheduled broadcast's time; None: at once
+    pending_text: str | None = None  # a correction waiting for an approver
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Broadcast:
@@ -65,6 +67,7 @@ class Broadcast:
             report_ref=json.loads(row["report_ref"] or "{}"),
             retract_requested_by=row["retract_requested_by"],
             send_at=row["send_at"],
+            pending_text=row["pending_text"],
         )
 
 

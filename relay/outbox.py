@@ -108,6 +108,31 @@ def unschedule(conn: sqlite3.Connection, broadcast_id: str, now: float) -> None:
     )
 
 
+def insert_edits(conn: sqlite3.Connection, broadcast_id: str, texts: dict[str, str], now: float) -> None:
+    """Inside the correction's transaction: a post that has not gone out simply takes the new text; one
+    that has (or is going) gets an edit delivery, numbered so a later correction never overwrites one."""
+    for destination, text in texts.items():
+        parts = json.dumps([text])
+        untried = conn.execute(
+            "UPDATE deliveries SET parts = ?, updated_at = ? WHERE broadcast_id = ? AND destination = ?"
+            " AND action = 'post' AND state = 'pending' AND attempts = 0",
+            (parts, now, broadcast_id, destination),
+        ).rowcount
+        if untried:
+            continue
+        number = conn.execute(
+            "SELECT COUNT(*) FROM deliveries WHERE broadcast_id = ? AND destination = ? AND action LIKE 'edit-%'",
+            (broadcast_id, destination),
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO deliveries (broadcast_id, destination, action, kind, dry_run, parts, posted, state, attempts,"
+            " check_first, next_attempt_at, updated_at) SELECT broadcast_id, destination, ?, kind, dry_run, ?, '[]',"
+            " 'pending', 0, 0, ?, ? FROM deliveries WHERE broadcast_id = ? AND destination = ? AND action = 'post'"
+            " AND state IN ('sent', 'sending', 'pending')",
+            (f"edit-{number + 1}", parts, now, now, broadcast_id, destination),
+        )
+
+
 async def twin(store: Store, delivery: Delivery) -> Delivery:
     """The post a deletion takes back."""
 
@@ -163,7 +188,7 @@ async def claim_due(store: Store, now: float, limit: int) -> list[Delivery]:
         # A deletion waits while its twin post is in flight, so it deletes everything that went out.
         rows = conn.execute(
             "SELECT id FROM deliveries AS d WHERE state = 'pending' AND next_attempt_at <= ?"
-            " AND NOT (action = 'delete' AND EXISTS (SELECT 1 FROM deliveries AS p WHERE"
+            " AND NOT (action != 'post' AND EXISTS (SELECT 1 FROM deliveries AS p WHERE"
             " p.broadcast_id = d.broadcast_id AND p.destination = d.destination AND p.action = 'post'"
             " AND p.state = 'sending'))"
             " ORDER BY next_attempt_at, id LIMIT ?",

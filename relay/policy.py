@@ -65,6 +65,15 @@ def may_reschedule(policy: Policy, actor: str, broadcast: Broadcast) -> Decision
     return ALLOWED
 
 
+def may_correct(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
+    """Correct the staff posts of a sent broadcast: its author; with approvers, one must agree."""
+    if not policy.same_person(actor, broadcast.author) or actor not in policy.leaders:
+        return Decision(False, "Only the person who wrote this broadcast can correct it.")
+    if broadcast.state is not BroadcastState.APPROVED:
+        return _settled(broadcast)
+    return ALLOWED
+
+
 def may_approve(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
     """The author confirms a draft; a pending request (to send, or to retract) is approved by an approver
     other than the person who asked."""
@@ -74,7 +83,7 @@ def may_approve(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
                 False, "Nobody but you could approve this: ask an admin to add another approver to policy.approvers."
             )
         return may_change(policy, actor, broadcast)
-    if broadcast.state not in (BroadcastState.PENDING, BroadcastState.RETRACT_PENDING):
+    if broadcast.state not in (BroadcastState.PENDING, BroadcastState.RETRACT_PENDING, BroadcastState.EDIT_PENDING):
         return _settled(broadcast)
     if broadcast.state is BroadcastState.RETRACT_PENDING:
         if policy.same_person(actor, broadcast.retract_requested_by or broadcast.author):
@@ -87,7 +96,7 @@ def may_approve(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
 
 
 def may_reject(policy: Policy, actor: str, broadcast: Broadcast) -> Decision:
-    if broadcast.state not in (BroadcastState.PENDING, BroadcastState.RETRACT_PENDING):
+    if broadcast.state not in (BroadcastState.PENDING, BroadcastState.RETRACT_PENDING, BroadcastState.EDIT_PENDING):
         return _settled(broadcast)
     if actor not in policy.approvers:
         return Decision(False, "Only the approvers listed in the relay's policy can reject broadcasts.")

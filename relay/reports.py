@@ -74,6 +74,8 @@ class Line:
 def line(delivery: Delivery) -> Line:
     if delivery.action == "delete":
         return _deletion(delivery)
+    if delivery.action.startswith("edit-"):
+        return _correction(delivery)
     why = delivery.last_error or ""
     state = delivery.state
     if state is DeliveryState.SENT and delivery.dry_run:
@@ -90,6 +92,17 @@ def line(delivery: Delivery) -> Line:
         return Line(delivery.destination, Status.WAITING, "scheduled", next_try=delivery.next_attempt_at)
     status = Status.SENDING if state is DeliveryState.SENDING else Status.WAITING
     return Line(delivery.destination, status, status.value)
+
+
+def _correction(delivery: Delivery) -> Line:
+    why, state, name = delivery.last_error or "", delivery.state, delivery.destination
+    if state is DeliveryState.SENT:
+        return Line(name, Status.POSTED, "corrected in place")
+    if state is DeliveryState.FAILED:
+        return Line(name, Status.FAILED, f"could not be corrected. {why}".rstrip())
+    if state is DeliveryState.PENDING and delivery.attempts:
+        return Line(name, Status.RETRYING, f"retrying the correction ({why})", next_try=delivery.next_attempt_at)
+    return Line(name, Status.SENDING, "correcting")
 
 
 def _deletion(delivery: Delivery) -> Line:
@@ -110,7 +123,10 @@ def progress(deliveries: Sequence[Delivery]) -> str:
     once every delivery is final."""
     posts = [d for d in deliveries if d.action == "post"]
     deletions = [d for d in deliveries if d.action == "delete"]
+    corrections = [d for d in deliveries if d.action.startswith("edit-")]
     text = f"{sum(d.state is DeliveryState.SENT for d in posts)} of {len(posts)} delivered"
+    if corrections:
+        text += f"; corrected: {sum(d.state is DeliveryState.SENT for d in corrections)} of {len(corrections)}"
     if deletions:
         text += f"; retracted: {sum(d.state is DeliveryState.SENT for d in deletions)} of {len(deletions)} deleted"
     return text + ("." if all(d.state.final for d in deliveries) else ", in progress…")

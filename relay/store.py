@@ -134,7 +134,12 @@ def _v5(db: Database) -> None:
     db.execute("ALTER TABLE broadcasts ADD COLUMN send_at REAL")
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2, _v3, _v4, _v5)
+def _v6(db: Database) -> None:
+    """Editing sent staff posts: the new text, while an approver has yet to agree to it."""
+    db.execute("ALTER TABLE broadcasts ADD COLUMN pending_text TEXT")
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
 
 
 class Store:

@@ -346,3 +346,17 @@ async def test_a_teams_leader_schedules_on_their_own_clock(start_relay, connecto
         "EST" in card_text(body["value"]) or "EDT" in card_text(body["value"])
     )
     assert not x.calls and not connector.posted(ANNOUNCEMENTS)
+
+
+async def test_a_teams_leader_corrects_the_staff_posts_in_place(
+    start_relay, connector, slack: FakeSlack, x: FakeX
+) -> None:
+    teams = await start(start_relay, connector)
+    broadcast, card = await ask(teams, connector, CEO, "broadcast Offsite on Fridy")
+    await click(teams, connector, CEO, "approve", broadcast, card)
+    await final_card(connector, personal(CEO)["id"])
+    shown = await click(teams, connector, CEO, "correct", broadcast, card, text="Offsite on Friday")
+    assert "Public networks cannot edit posts" in shown
+    await connector.wait_for(lambda: connector.posted(ANNOUNCEMENTS)[0]["text"] == "Offsite on Friday", timeout=10)
+    await slack.wait_for(lambda: slack.messages(STAFF_CHANNEL)[0]["text"] == "Offsite on Friday", timeout=10)
+    assert [t.text for t in x.tweets] == ["Offsite on Fridy"]
