@@ -208,13 +208,9 @@ class TeamsSurface:
         word, _, rest = command_text(activity).partition(" ")
         rest = rest.strip()
         asked = (rest if word.lower() == "broadcast" else command_text(activity)).lower()
-        if asked.startswith("retract ") and BROADCAST_ID.match(asked[len("retract ") :].strip()):
-            try:
-                approval = await self.broadcasts.retract(who, asked[len("retract ") :].strip(), where=_where(activity))
-            except Refused as error:
-                await context.send_activity(str(error))
-                return
-            await context.send_activity(cards.decided(approval.broadcast, None).replace("`", ""))
+        verb, *words = asked.split()
+        if verb in ("retract", "move", "cancel") and words and BROADCAST_ID.match(words[0]):
+            await context.send_activity(await self._about_sent(verb, words, who, activity))
             return
         if asked in ("status", "history"):
             try:
@@ -245,6 +241,23 @@ class TeamsSurface:
         )
         if answer is not None:
             await self._keep_card(broadcast.id, activity.get_conversation_reference(), answer.id)
+
+    async def _about_sent(self, verb: str, words: list[str], who: str, activity: Activity) -> str:
+        """`retract <id>`, `move <id> <YYYY-MM-DD> <HH:MM>` (on the writer's clock), `cancel <id>`."""
+        where = _where(activity)
+        try:
+            if verb == "retract":
+                return cards.decided((await self.broadcasts.retract(who, words[0], where=where)).broadcast, None)
+            if verb == "cancel":
+                return cards.decided(await self.broadcasts.unschedule(who, words[0], where=where), None)
+            if len(words) != 3:
+                return "Write it as `broadcast move <id> 2026-12-01 09:00` (your own time)."
+            zone = activity.local_timezone or "UTC"
+            send_at = schedule.instant(words[1], words[2], zone, self.broadcasts.clock())
+            await self.broadcasts.reschedule(who, words[0], send_at, where=where)
+            return f"Moved `{words[0]}` to {schedule.shown(send_at, zone)}."
+        except (Refused, schedule.ScheduleError) as error:
+            return str(error)
 
     async def _keep_card(self, broadcast_id: str, reference: ConversationReference, activity_id: str) -> None:
         """The preview card becomes the live report: remember where it is."""

@@ -360,3 +360,28 @@ async def test_a_teams_leader_corrects_the_staff_posts_in_place(
     await connector.wait_for(lambda: connector.posted(ANNOUNCEMENTS)[0]["text"] == "Offsite on Friday", timeout=10)
     await slack.wait_for(lambda: slack.messages(STAFF_CHANNEL)[0]["text"] == "Offsite on Friday", timeout=10)
     assert [t.text for t in x.tweets] == ["Offsite on Fridy"]
+
+
+async def test_a_teams_leader_moves_and_cancels_a_scheduled_broadcast(start_relay, connector, x: FakeX) -> None:
+    teams = await start(start_relay, connector)
+    chat = personal(CEO)["id"]
+    soon = (datetime.now(ZoneInfo("Europe/Paris")) + timedelta(days=2)).strftime("%Y-%m-%d")
+    later = (datetime.now(ZoneInfo("Europe/Paris")) + timedelta(days=3)).strftime("%Y-%m-%d")
+    broadcast, card = await ask(teams, connector, CEO, "broadcast Later")
+    scheduled = action(
+        connector.service_url,
+        CEO,
+        "schedule",
+        {"broadcast_id": broadcast, "send_date": soon, "send_time": "09:00"},
+        card,
+    )
+    scheduled["localTimezone"] = "Europe/Paris"
+    await teams.send(scheduled)
+    moving = message(connector.service_url, CEO, f"broadcast move {broadcast} {later} 10:00")
+    moving["localTimezone"] = "Europe/Paris"
+    await teams.send(moving)
+    moved = await connector.wait_for(lambda: [m for m in connector.posted(chat) if "Moved" in (m.get("text") or "")])
+    assert "10:00 CE" in moved[0]["text"]
+    await teams.send(message(connector.service_url, CEO, f"broadcast cancel {broadcast}"))
+    await connector.wait_for(lambda: [m for m in connector.posted(chat) if "was cancelled" in (m.get("text") or "")])
+    assert not x.calls and not connector.posted(ANNOUNCEMENTS)
