@@ -15,7 +15,7 @@ from relay.config import DestinationConfig
 from relay.destination import Counting
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering
-from relay.reports import Status, excerpt, line, progress, summary
+from relay.reports import MARKS, excerpt, line, progress, summary
 
 Card = dict[str, Any]
 Element = dict[str, Any]
@@ -208,21 +208,9 @@ def notice(text: str) -> Card:
     return _card([_text(text)])
 
 
-_MARKS = {
-    Status.DELETED: "🗑",
-    Status.POSTED: "✓",
-    Status.DRY_RUN: "✓",
-    Status.FAILED: "✗",
-    Status.UNKNOWN: "?",
-    Status.RETRYING: "↻",
-    Status.SENDING: "…",
-    Status.WAITING: "…",
-}
-
-
 def delivery_line(delivery: Delivery) -> str:
     shown = line(delivery)
-    text = f"{_MARKS[shown.status]} **{shown.destination}**: {shown.words}"
+    text = f"{MARKS[shown.status]} **{shown.destination}**: {shown.words}"
     return text + (f" · [view]({shown.link})" if shown.link else "")
 
 

@@ -60,6 +60,19 @@ class Status(Enum):
     WAITING = "waiting"
 
 
+# Plain marks for surfaces that show text as it is (Teams, the status page); Slack uses its emoji names.
+MARKS = {
+    Status.DELETED: "🗑",
+    Status.POSTED: "✓",
+    Status.DRY_RUN: "✓",
+    Status.FAILED: "✗",
+    Status.UNKNOWN: "?",
+    Status.RETRYING: "↻",
+    Status.SENDING: "…",
+    Status.WAITING: "…",
+}
+
+
 @dataclass(frozen=True)
 class Line:
     """One destination's line in a report, in words; each surface adds its own marks and link syntax."""

@@ -20,23 +20,13 @@ from aiohttp import web
 from relay.broadcasts import Broadcasts
 from relay.config import Secret
 from relay.model import Broadcast, Delivery
-from relay.reports import Status, excerpt, line, progress
+from relay.reports import MARKS, excerpt, line, progress
 
 COOKIE = "relay_status"
 SESSION_SECONDS = 12 * 3600
 REFRESH_MS = 2000
 MIN_SECRET = 16  # shorter secrets are guessable; start-up refuses them
 
-_MARKS = {
-    Status.DELETED: "🗑",
-    Status.POSTED: "✓",
-    Status.DRY_RUN: "✓",
-    Status.FAILED: "✗",
-    Status.UNKNOWN: "?",
-    Status.RETRYING: "↻",
-    Status.SENDING: "…",
-    Status.WAITING: "…",
-}
 
 _STYLE = """
 :root { color-scheme: light dark; --muted: #6b7280; --ok: #15803d; --bad: #b91c1c; --line: #e5e7eb; }
@@ -161,7 +151,7 @@ def _article(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> str:
         shown = line(delivery)
         link = f' · <a href="{html.escape(shown.link)}" rel="noopener">view</a>' if shown.link else ""
         items.append(
-            f'<li class="{shown.status.value.replace(" ", "-")}">{_MARKS[shown.status]} '
+            f'<li class="{shown.status.value.replace(" ", "-")}">{MARKS[shown.status]} '
             f"<b>{html.escape(shown.destination)}</b>: {html.escape(shown.words)}{link}</li>"
         )
     return (

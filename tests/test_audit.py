@@ -12,20 +12,7 @@ import pytest
 
 from tests.conftest import APPROVER, LEADER, STAFF_CHANNEL, config_text, preview_id
 from tests.fakes import FakeSlack
-from tests.test_terminal import relay_cli
-
-
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    env = {"RELAY_CONFIG": str(tmp_path / "relay.toml"), "RELAY_DB": str(tmp_path / "relay.db")}
-    names = (
-        "SLACK_BOT_TOKEN",
-        "SLACK_SIGNING_SECRET",
-        "X_API_KEY",
-        "X_API_SECRET",
-        "X_ACCESS_TOKEN",
-        "X_ACCESS_TOKEN_SECRET",
-    )
-    return env | {name: "set" for name in names}
+from tests.test_terminal import cli_env, relay_cli
 
 
 async def test_every_step_is_in_the_trail_and_exports_as_csv_and_json(

@@ -26,6 +26,20 @@ def relay_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a bot the test started, for the terminal to read the same config and database."""
+    env = {"RELAY_CONFIG": str(tmp_path / "relay.toml"), "RELAY_DB": str(tmp_path / "relay.db")}
+    names = (
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "X_API_KEY",
+        "X_API_SECRET",
+        "X_ACCESS_TOKEN",
+        "X_ACCESS_TOKEN_SECRET",
+    )
+    return env | {name: "set" for name in names}
+
+
 async def test_a_fresh_clone_starts_dry_on_the_bundled_example_and_says_so(tmp_path: Path) -> None:
     port = free_port()
     process = BotProcess({"PORT": str(port), "RELAY_DB": str(tmp_path / "relay.db")}, cwd=tmp_path)
@@ -64,19 +78,7 @@ async def test_list_shows_broadcasts_and_their_deliveries(start_relay, slack: Fa
     broadcast = preview_id(await relay.command(LEADER, "Listed in the terminal"))
     await relay.click(LEADER, "approve", broadcast)
     await relay.final_report()
-    env = {"RELAY_CONFIG": str(tmp_path / "relay.toml"), "RELAY_DB": str(tmp_path / "relay.db")}
-    env |= {
-        k: "set"
-        for k in (
-            "SLACK_BOT_TOKEN",
-            "SLACK_SIGNING_SECRET",
-            "X_API_KEY",
-            "X_API_SECRET",
-            "X_ACCESS_TOKEN",
-            "X_ACCESS_TOKEN_SECRET",
-        )
-    }
-    result = relay_cli("list", env=env)
+    result = relay_cli("list", env=cli_env(tmp_path))
     assert result.returncode == 0, result.stderr
     assert f"{broadcast}" in result.stdout and "approved" in result.stdout
     assert "- all-staff        posted  https://test.slack.com/archives/C0STAFF/p" in result.stdout
