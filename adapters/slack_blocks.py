@@ -92,12 +92,13 @@ def preview(
     for rendering in renderings:
         config = destinations[rendering.destination]
         body.append(_mrkdwn(_destination_title(config)))
+        if rendering.error:  # it cannot be sent as it is: say why, rather than show parts that won't go
+            body.extend([_mrkdwn(f":no_entry: {rendering.error}"), {"type": "divider"}])
+            continue
         body.extend(_shown(rendering, config.kind))
         if rendering.replies:
             body.append(_context(f":speech_balloon: Replies: {rendering.replies}"))
         body.extend(_context(f":warning: {w}") for w in rendering.warnings)
-        if rendering.error:
-            body.append(_mrkdwn(f":no_entry: {rendering.error}"))
         body.append({"type": "divider"})
     room = MESSAGE_MAX_BLOCKS - len(blocks) - 3
     if len(body) > room:

@@ -77,7 +77,11 @@ class SlackSurface:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """POST /slack/events: commands, button clicks and modal submissions."""
-        return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
+        try:
+            bolt_request = await to_bolt_request(request)
+        except ValueError:  # a payload that is not JSON: Bolt parses it before anything else
+            return web.json_response({"error": "malformed request"}, status=400)
+        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
 
     def _register(self) -> None:
         app = self.app

@@ -112,6 +112,8 @@ class TeamsSurface:
         identity = await self._authenticate(request.headers.get("Authorization"))
         if identity is None:
             return web.json_response({"error": "unauthorized"}, status=401)
+        if not await _looks_like_an_activity(request):
+            return web.json_response({"error": "not a Teams activity"}, status=400)
         try:
             answer = await self.connection.adapter.process_request(_Request(request, identity), self.agent)
         except ValueError:  # a body that is JSON but not an activity
@@ -422,6 +424,19 @@ class TeamsSurface:
 
 def _where(activity: Activity) -> Where:
     return Where(ORIGIN, activity.conversation.id if activity.conversation else "")
+
+
+async def _looks_like_an_activity(request: web.Request) -> bool:
+    """What the SDK needs before it can answer anything: a JSON object with a type, a conversation, a
+    sender and a service URL. Anything else is refused here with 400, not left to fail inside it."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return False
+    if not isinstance(body, dict):
+        return False
+    required = (body.get("type"), body.get("serviceUrl"), (body.get("conversation") or {}).get("id"))
+    return all(isinstance(value, str) and value for value in required) and isinstance(body.get("from"), dict)
 
 
 def _in(reference: ConversationReference, conversation_id: str) -> ConversationReference:

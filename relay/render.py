@@ -34,6 +34,7 @@ _EMOJI = regex.compile(r"\p{Extended_Pictographic}|\p{Regional_Indicator}|\u20e3
 _MARKERS = regex.compile(r"(?<![\w*_~`])([*_~])(?=\S)(.+?)(?<=\S)\1(?![\w*_~`])")
 _MARKDOWN = {"*": "**", "_": "_", "~": "~~"}  # mrkdwn marker → its Markdown (Teams)
 _CODE = regex.compile(r"```\n?|`")
+_INVISIBLE = regex.compile(r"\p{Cf}")
 _CONTROL = regex.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SENTENCE_END = regex.compile(r"(?<=[.!?…。！？])\s+|\n+")
 
@@ -59,7 +60,7 @@ class Rendering:
 def clean(text: str) -> str:
     """Normalise what the leader typed, or refuse it with a message they can act on."""
     text = _CONTROL.sub("", unicodedata.normalize("NFC", text or "")).strip()
-    if not text:
+    if not _INVISIBLE.sub("", text).strip():  # zero-width and other format characters show nothing
         raise InputError("The message is empty: write it after the command, like `/broadcast Our Q3 results are out`.")
     if len(text) > MAX_MESSAGE_CHARACTERS:
         raise InputError(
@@ -123,6 +124,8 @@ def _for_slack(destination: str, text: str, allow: bool, warnings: list[str]) ->
         name = target[1:].split("^")[0].lower()
         if target.startswith("!") and name in ("channel", "here", "everyone"):
             return _broadcast_mention(destination, name, allow, warnings)
+        if target.startswith("!subteam^") and not allow:  # a user group notifies as widely as @channel
+            return _broadcast_mention(destination, (match.group(2) or "@group").lstrip("@"), allow, warnings)
         return str(match.group(0))
 
     text = _SLACK_LINK.sub(special, text)
