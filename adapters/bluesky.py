@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import regex
 
 from relay.config import DestinationConfig, Replies, Settings
@@ -33,7 +32,7 @@ from relay.destination import (
     Sent,
 )
 from relay.store import Store
-from relay.transport import Answer, client_timeout, request, server_hint, transport_outcome
+from relay.transport import Answer, LazySession, client_timeout, request, server_hint, transport_outcome
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +101,10 @@ class BlueskyAccount:
         self.password_variable = config.env["app_password"]
         self._password = settings.reveal(config.env["app_password"])
         self.replies = config.replies
-        self.timeout = client_timeout(settings.http_timeout)
-        self._http_session: aiohttp.ClientSession | None = None
+        self._http = LazySession(client_timeout(settings.http_timeout))
         self._access: str | None = None
         self._refresh: str | None = None
         self.did: str | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._http_session is None:
-            self._http_session = aiohttp.ClientSession(timeout=self.timeout)
-        return self._http_session
 
     async def prepare(self) -> None:
         return None
@@ -330,5 +323,4 @@ class BlueskyAccount:
         return f"Bluesky account {self.handle} on {self.pds}"
 
     async def close(self) -> None:
-        if self._http_session is not None:
-            await self._http_session.close()
+        await self._http.close()

@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
 from relay.config import DestinationConfig, Replies, Settings
 from relay.destination import (
     Counting,
@@ -30,7 +28,7 @@ from relay.destination import (
     Unprovable,
 )
 from relay.store import Store
-from relay.transport import Answer, client_timeout, request, server_hint, transport_outcome
+from relay.transport import Answer, LazySession, client_timeout, request, server_hint, transport_outcome
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +88,14 @@ class LinkedInPage:
         self.token_variable = config.env["token"]
         self._token = settings.reveal(config.env["token"])
         self.replies = config.replies
-        self.timeout = client_timeout(settings.http_timeout)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=self.timeout,
-                headers={
-                    "Authorization": f"Bearer {self._token}",
-                    "LinkedIn-Version": self.version,
-                    "X-Restli-Protocol-Version": "2.0.0",
-                },
-            )
-        return self._session
+        self._http = LazySession(
+            client_timeout(settings.http_timeout),
+            {
+                "Authorization": f"Bearer {self._token}",
+                "LinkedIn-Version": self.version,
+                "X-Restli-Protocol-Version": "2.0.0",
+            },
+        )
 
     async def prepare(self) -> None:
         return None
@@ -226,8 +218,7 @@ class LinkedInPage:
         return f"LinkedIn page {self.organization} (API {self.version})"
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._http.close()
 
 
 def _link(urn: str) -> str:

@@ -15,8 +15,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
-
 from relay.config import DestinationConfig, Replies, Settings
 from relay.destination import (
     Counting,
@@ -32,7 +30,7 @@ from relay.destination import (
     Unprovable,
 )
 from relay.store import Store
-from relay.transport import Answer, client_timeout, request, server_hint, transport_outcome
+from relay.transport import Answer, LazySession, client_timeout, request, server_hint, transport_outcome
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +87,7 @@ class MastodonAccount:
         self._token = settings.reveal(config.env["token"])
         self.visibility = str(config.options.get("visibility") or "public")
         self.replies = config.replies
-        self.timeout = client_timeout(settings.http_timeout)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:  # made inside the running loop
-            self._session = aiohttp.ClientSession(
-                timeout=self.timeout, headers={"Authorization": f"Bearer {self._token}"}
-            )
-        return self._session
+        self._http = LazySession(client_timeout(settings.http_timeout), {"Authorization": f"Bearer {self._token}"})
 
     async def prepare(self) -> None:
         """Learn the instance's own length limit and link length."""
@@ -199,5 +189,4 @@ class MastodonAccount:
         return f"Mastodon account on {self.url}"
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._http.close()

@@ -34,7 +34,7 @@ from relay.destination import (
     Unprovable,
 )
 from relay.store import Store
-from relay.transport import client_timeout, server_hint, transport_outcome
+from relay.transport import LazySession, client_timeout, server_hint, transport_outcome
 
 # tweepy logs whole request headers at DEBUG, OAuth token included: never let that reach a log.
 logging.getLogger("tweepy").setLevel(logging.INFO)
@@ -166,7 +166,7 @@ class XAccount:
     def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
         self.name = config.name
         self.host = (settings.reveal(config.env["url"]) or "https://api.twitter.com").rstrip("/")
-        self.timeout = client_timeout(settings.http_timeout)
+        self._session = LazySession(client_timeout(settings.http_timeout))
         self.env = config.env
         self.replies = config.replies
         self._credentials = {
@@ -179,8 +179,8 @@ class XAccount:
         self._user_id: str | None = None
 
     def _api(self) -> _Client:
-        if self._client is None:  # the session must be made inside the running loop
-            self._client = _Client(self.host, aiohttp.ClientSession(timeout=self.timeout), **self._credentials)
+        if self._client is None:
+            self._client = _Client(self.host, self._session(), **self._credentials)
         return self._client
 
     async def publish(self, part: Part) -> Outcome:
@@ -259,8 +259,7 @@ class XAccount:
         return f"X account via {self.host} (key {_mask(self._credentials['consumer_key'])})"
 
     async def close(self) -> None:
-        if self._client is not None and self._client.session is not None:
-            await self._client.session.close()
+        await self._session.close()
 
 
 def _mask(value: str) -> str:

@@ -113,3 +113,23 @@ async def request(session: aiohttp.ClientSession, method: str, url: str, **optio
         except ValueError:
             body = text
         return Answer(response.status, dict(response.headers), body)
+
+
+class LazySession:
+    """An aiohttp session made on first use: adapters are built before the event loop runs, and a
+    session belongs to the loop it was made in. Call it to get the session; close it with the adapter."""
+
+    def __init__(self, timeout: aiohttp.ClientTimeout, headers: Mapping[str, str] | None = None) -> None:
+        self.timeout = timeout
+        self.headers = dict(headers or {})
+        self._session: aiohttp.ClientSession | None = None
+
+    def __call__(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self.timeout, headers=self.headers)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
