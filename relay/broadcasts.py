@@ -246,7 +246,7 @@ class Broadcasts:
             "state = 'approved', decided_by = ?, decided_at = ?, send_at = ?",
             (actor, now, due if due > now else None),
             (actor, "approved", where, f"to {', '.join(r.destination for r in renderings)}{when}"),
-            then=lambda conn: outbox.insert_deliveries(conn, broadcast_id, rows, due),
+            then=lambda conn: outbox.insert_deliveries(conn, broadcast_id, rows, due, now),
         )
         self.on_approved()
         return Approval(await self._announce(broadcast_id, pending=False), sent=True)

@@ -89,6 +89,7 @@ class Delivery:
     first_attempt_at: float | None
     attempt_started_at: float | None
     last_error: str | None
+    updated_at: float | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Delivery:
@@ -109,4 +110,5 @@ class Delivery:
             first_attempt_at=row["first_attempt_at"],
             attempt_started_at=row["attempt_started_at"],
             last_error=row["last_error"],
+            updated_at=row["updated_at"],
         )

@@ -48,6 +48,7 @@ def insert_deliveries(
     conn: sqlite3.Connection,
     broadcast_id: str,
     renderings: Iterable[tuple[Rendering, str, bool]],
+    due: float,
     now: float,
 ) -> None:
     """Inside the approval transaction: one row per destination, with the exact approved texts, due
@@ -56,7 +57,7 @@ def insert_deliveries(
         "INSERT INTO deliveries (broadcast_id, destination, kind, dry_run, parts, posted, state, attempts,"
         " check_first, next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, '[]', 'pending', 0, 0, ?, ?)",
         [
-            (broadcast_id, r.destination, kind, int(dry), json.dumps(list(r.parts)), now, now)
+            (broadcast_id, r.destination, kind, int(dry), json.dumps(list(r.parts)), due, now)
             for r, kind, dry in renderings
         ],
     )

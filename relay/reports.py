@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,10 +100,16 @@ def line(delivery: Delivery) -> Line:
         return Line(delivery.destination, Status.UNKNOWN, f"unknown, not posted again. {why}".rstrip())
     if state is DeliveryState.PENDING and delivery.attempts:
         return Line(delivery.destination, Status.RETRYING, f"retrying ({why})", next_try=delivery.next_attempt_at)
-    if state is DeliveryState.PENDING and delivery.next_attempt_at and delivery.next_attempt_at > time.time() + 1:
+    if state is DeliveryState.PENDING and _scheduled(delivery):
         return Line(delivery.destination, Status.WAITING, "scheduled", next_try=delivery.next_attempt_at)
     status = Status.SENDING if state is DeliveryState.SENDING else Status.WAITING
     return Line(delivery.destination, status, status.value)
+
+
+def _scheduled(delivery: Delivery) -> bool:
+    """Written to go out later than when it was written: a scheduled post, not one waiting its turn."""
+    due, written = delivery.next_attempt_at, delivery.updated_at
+    return due is not None and written is not None and due > written + 1
 
 
 def _correction(delivery: Delivery) -> Line:
