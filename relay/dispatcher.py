@@ -116,6 +116,11 @@ class Dispatcher:
                 await outbox.record_part(self.store, delivery.id, DRY_RUN_ID, None, self.clock())
             await self._finish(delivery, DeliveryState.SENT, None)
             return
+        await self._post(delivery, destination)
+
+    async def _post(self, delivery: Delivery, destination: Destination) -> None:
+        """Post the parts not yet posted, one by one, each recorded as it lands; look first where the
+        last attempt may have landed and the network would not recognise a repeat."""
         self.on_change(delivery.broadcast_id)  # the report shows it as sending
         posted = list(delivery.posted)
         check_first = delivery.check_first
@@ -158,7 +163,7 @@ class Dispatcher:
                     await self._finish(delivery, DeliveryState.FAILED, outcome.reason)
                     return
                 elif isinstance(outcome, Ambiguous):
-                    await self._retry(delivery, Retry(outcome.reason), check_first=True)
+                    await self._retry(delivery, _as_retry(outcome), check_first=True)
                     return
                 else:
                     await self._retry(delivery, outcome, check_first=False)
