@@ -112,6 +112,28 @@ def preview(
     return blocks
 
 
+def _button(
+    action_id: str, label: str, value: str, style: str | None = None, confirm: tuple[str, str, str, str] | None = None
+) -> Block:
+    """A button; `confirm` is Slack's confirmation dialog as (title, question, yes, no)."""
+    button: Block = {"type": "button", "action_id": action_id, "text": _plain(label), "value": value}
+    if style:
+        button["style"] = style
+    if confirm:
+        title, question, yes, no = confirm
+        button["confirm"] = {
+            "title": _plain(title),
+            "text": {"type": "mrkdwn", "text": question},
+            "confirm": _plain(yes),
+            "deny": _plain(no),
+        }
+    return button
+
+
+def _plain(text: str) -> dict[str, str]:
+    return {"type": "plain_text", "text": text}
+
+
 def _scheduling(broadcast: Broadcast, four_eyes: bool) -> Block:
     """A date and a time on the leader's own clock (their Slack time zone), and the button that uses them."""
     return {
@@ -120,24 +142,17 @@ def _scheduling(broadcast: Broadcast, four_eyes: bool) -> Block:
         "elements": [
             {"type": "datepicker", "action_id": "send_date", "placeholder": {"type": "plain_text", "text": "Day"}},
             {"type": "timepicker", "action_id": "send_time", "placeholder": {"type": "plain_text", "text": "Time"}},
-            {
-                "type": "button",
-                "action_id": "schedule",
-                "text": {
-                    "type": "plain_text",
-                    "text": "Request approval to send then" if four_eyes else "Approve and send then",
-                },
-                "value": broadcast.id,
-                "confirm": {
-                    "title": {"type": "plain_text", "text": "Schedule it?"},
-                    "text": {
-                        "type": "mrkdwn",
-                        "text": "It goes out to every destination at the day and time you picked, on your clock.",
-                    },
-                    "confirm": {"type": "plain_text", "text": "Schedule"},
-                    "deny": {"type": "plain_text", "text": "Not yet"},
-                },
-            },
+            _button(
+                "schedule",
+                "Request approval to send then" if four_eyes else "Approve and send then",
+                broadcast.id,
+                confirm=(
+                    "Schedule it?",
+                    "It goes out to every destination at the day and time you picked, on your clock.",
+                    "Schedule",
+                    "Not yet",
+                ),
+            ),
         ],
     }
 
@@ -156,40 +171,15 @@ def _actions(broadcast: Broadcast, broken: list[Rendering], audiences: Iterable[
     ]
     if not broken:
         verb = "Request approval" if four_eyes else "Approve and send"
-        elements.append(
-            {
-                "type": "button",
-                "action_id": "approve",
-                "style": "primary",
-                "text": {"type": "plain_text", "text": verb},
-                "value": broadcast.id,
-                "confirm": {
-                    "title": {"type": "plain_text", "text": "Send for approval?" if four_eyes else "Send now?"},
-                    "text": {
-                        "type": "mrkdwn",
-                        "text": (
-                            f"An approver will be asked to approve this broadcast to *{broadcast.audience}*."
-                            if four_eyes
-                            else f"This posts to every destination of *{broadcast.audience}* at once."
-                        ),
-                    },
-                    "confirm": {"type": "plain_text", "text": verb},
-                    "deny": {"type": "plain_text", "text": "Not yet"},
-                },
-            }
+        question = (
+            f"An approver will be asked to approve this broadcast to *{broadcast.audience}*."
+            if four_eyes
+            else f"This posts to every destination of *{broadcast.audience}* at once."
         )
-    elements.append(
-        {"type": "button", "action_id": "edit", "text": {"type": "plain_text", "text": "Edit"}, "value": broadcast.id}
-    )
-    elements.append(
-        {
-            "type": "button",
-            "action_id": "cancel",
-            "style": "danger",
-            "text": {"type": "plain_text", "text": "Cancel"},
-            "value": broadcast.id,
-        }
-    )
+        title = "Send for approval?" if four_eyes else "Send now?"
+        elements.append(_button("approve", verb, broadcast.id, "primary", (title, question, verb, "Not yet")))
+    elements.append(_button("edit", "Edit", broadcast.id))
+    elements.append(_button("cancel", "Cancel", broadcast.id, "danger"))
     return {"type": "actions", "block_id": f"broadcast:{broadcast.id}", "elements": elements}
 
 
@@ -223,29 +213,19 @@ def approval_request(
             "type": "actions",
             "block_id": f"approval:{broadcast.id}",
             "elements": [
-                {
-                    "type": "button",
-                    "action_id": "approve",
-                    "style": "primary",
-                    "text": {"type": "plain_text", "text": "Approve and send"},
-                    "value": broadcast.id,
-                    "confirm": {
-                        "title": {"type": "plain_text", "text": "Send now?"},
-                        "text": {
-                            "type": "mrkdwn",
-                            "text": f"This posts to every destination of *{broadcast.audience}* at once.",
-                        },
-                        "confirm": {"type": "plain_text", "text": "Approve and send"},
-                        "deny": {"type": "plain_text", "text": "Not yet"},
-                    },
-                },
-                {
-                    "type": "button",
-                    "action_id": "reject",
-                    "style": "danger",
-                    "text": {"type": "plain_text", "text": "Reject"},
-                    "value": broadcast.id,
-                },
+                _button(
+                    "approve",
+                    "Approve and send",
+                    broadcast.id,
+                    "primary",
+                    (
+                        "Send now?",
+                        f"This posts to every destination of *{broadcast.audience}* at once.",
+                        "Approve and send",
+                        "Not yet",
+                    ),
+                ),
+                _button("reject", "Reject", broadcast.id, "danger"),
             ],
         }
     )
@@ -312,21 +292,17 @@ def corrected(approval: Approval) -> dict[str, Any]:
         f":pencil2: Correcting the staff posts of `{broadcast.id}` in place. Public networks cannot edit posts: "
         "to correct them too, retract the broadcast and post it again."
     )
-    button = {
-        "type": "button",
-        "action_id": "repost",
-        "text": {"type": "plain_text", "text": "Retract and post again…"},
-        "value": broadcast.id,
-        "confirm": {
-            "title": {"type": "plain_text", "text": "Retract and post again?"},
-            "text": {
-                "type": "mrkdwn",
-                "text": "Every post is deleted, and you get a new preview of the corrected text.",
-            },
-            "confirm": {"type": "plain_text", "text": "Retract"},
-            "deny": {"type": "plain_text", "text": "Keep them"},
-        },
-    }
+    button = _button(
+        "repost",
+        "Retract and post again…",
+        broadcast.id,
+        confirm=(
+            "Retract and post again?",
+            "Every post is deleted, and you get a new preview of the corrected text.",
+            "Retract",
+            "Keep them",
+        ),
+    )
     return {
         "text": text,
         "blocks": [_mrkdwn(text), {"type": "actions", "block_id": f"report:{broadcast.id}", "elements": [button]}],
@@ -338,25 +314,19 @@ def _report_buttons(broadcast: Broadcast) -> Block:
         "type": "actions",
         "block_id": f"report:{broadcast.id}",
         "elements": [
-            {
-                "type": "button",
-                "action_id": "correct",
-                "text": {"type": "plain_text", "text": "Correct staff posts…"},
-                "value": broadcast.id,
-            },
-            {
-                "type": "button",
-                "action_id": "retract",
-                "style": "danger",
-                "text": {"type": "plain_text", "text": "Retract everywhere…"},
-                "value": broadcast.id,
-                "confirm": {
-                    "title": {"type": "plain_text", "text": "Retract this broadcast?"},
-                    "text": {"type": "mrkdwn", "text": "Its posts are deleted from every destination that allows it."},
-                    "confirm": {"type": "plain_text", "text": "Retract"},
-                    "deny": {"type": "plain_text", "text": "Keep it"},
-                },
-            },
+            _button("correct", "Correct staff posts…", broadcast.id),
+            _button(
+                "retract",
+                "Retract everywhere…",
+                broadcast.id,
+                "danger",
+                (
+                    "Retract this broadcast?",
+                    "Its posts are deleted from every destination that allows it.",
+                    "Retract",
+                    "Keep it",
+                ),
+            ),
         ],
     }
 
