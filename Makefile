@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check teams-app
+.PHONY: run test check teams-app proof
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -27,3 +27,9 @@ test: check
 
 teams-app: $(STAMP)
 	$(PY) teams/package.py
+
+# The published reliability figures (docs/RELIABILITY.md): the whole suite with the large crash and fault rounds.
+proof: check
+	bash tests/pds/install.sh
+	bash tests/browser/install.sh
+	$(PY) -m pytest -q --proof-scale=large

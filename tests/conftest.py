@@ -18,8 +18,33 @@ from bot import build_app
 from relay.config import load_config, settings_from_env
 from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX
 from tests.fakes.teams import FakeConnector
+from tests.proof import COUNTS
 from tests.slack_requests import action_body, command_body, signed_headers, view_submission_body
 from tests.teams_activities import ANNOUNCEMENTS, APPROVALS, CEO, TEAM, TENANT
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--proof-scale",
+        choices=("small", "large"),
+        default="small",
+        help="size of the crash and fault rounds: small in CI, large for the published figures",
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print what the proof suites counted, the table `docs/RELIABILITY.md` quotes."""
+    if COUNTS:
+        terminalreporter.section("proof: what was tried, all with nothing lost")
+        for what, count in sorted(COUNTS.items()):
+            terminalreporter.write_line(f"{count:>8,}  {what}")
+
+
+@pytest.fixture
+def proof_scale(request: pytest.FixtureRequest) -> str:
+    """`small` (CI) or `large` (`make proof`)."""
+    return str(request.config.getoption("--proof-scale"))
+
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 BOT_TOKEN = "xoxb-test"
