@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check teams-app proof
+.PHONY: run test check teams-app proof bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -33,3 +33,7 @@ proof: check
 	bash tests/pds/install.sh
 	bash tests/browser/install.sh
 	$(PY) -m pytest -q --proof-scale=large
+
+# The published performance figures (docs/PERFORMANCE.md): a benchmark that prints its tables, not a test.
+bench: $(STAMP)
+	$(PY) -m bench

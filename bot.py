@@ -109,7 +109,8 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     )
     destinations = build_destinations(config, settings, store)
     await asyncio.gather(*(destination.prepare() for destination in destinations.values()))
-    dispatcher = Dispatcher(store, destinations, clock=app[CLOCK])
+    kinds = {name: destination.kind for name, destination in config.destinations.items()}
+    dispatcher = Dispatcher(store, destinations, clock=app[CLOCK], kinds=kinds)
     app[DISPATCHER] = dispatcher
     broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.poke, clock=app[CLOCK])
     socket_mode = None

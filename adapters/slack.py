@@ -6,8 +6,11 @@ channel's history is searched for a message carrying the part's key before anyth
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.metadata import Metadata
 from slack_sdk.web.async_client import AsyncWebClient
@@ -28,7 +31,7 @@ from relay.destination import (
     Unprovable,
 )
 from relay.store import Store
-from relay.transport import server_hint, transport_outcome
+from relay.transport import client_timeout, server_hint, transport_outcome
 
 SPEC = DestinationSpec(
     kind="slack",
@@ -40,13 +43,15 @@ SPEC = DestinationSpec(
 
 EVENT_TYPE = "relay_broadcast"  # the metadata event type our posts carry; the manifest declares it
 
-# Slack documents ~1 message per second per channel for chat.postMessage (docs.slack.dev, "Rate limits"),
-# and truncates text past 40,000 characters (chat.postMessage reference).
+# Slack documents ~1 message per second per channel for chat.postMessage, and a workspace-wide limit of
+# "several hundred messages per minute" with no figure (docs.slack.dev, "Rate limits"): the pause a 429
+# asks for is kept by the whole workspace (relay.pacing). Slack truncates text past 40,000 characters
+# (chat.postMessage reference). Calls in flight: enough to post to a hundred channels in about a second.
 LIMITS = Limits(
     max_length=40_000,
     counting=Counting.CHARACTERS,
     markup=Markup.MRKDWN,
-    concurrency=8,
+    concurrency=16,
     min_interval=1.0,
 )
 
@@ -62,7 +67,10 @@ def whole_seconds(seconds: float) -> int:
 
 
 def web_client(
-    settings: Settings, retry_handlers: list[Any] | None = None, token_variable: str = "SLACK_BOT_TOKEN"
+    settings: Settings,
+    retry_handlers: list[Any] | None = None,
+    token_variable: str = "SLACK_BOT_TOKEN",
+    session: aiohttp.ClientSession | None = None,
 ) -> AsyncWebClient:
     """A Web API client with a timeout and, by default, no retries of its own: slack_sdk's default
     handler retries dropped connections, which can post a message twice. The outbox retries instead."""
@@ -71,7 +79,47 @@ def web_client(
         base_url=settings.slack_api_url,
         timeout=whole_seconds(settings.http_timeout),
         retry_handlers=retry_handlers or [],
+        session=session,
     )
+
+
+class _Workspace:
+    """What every channel posted to with one bot token shares: one client over one connection pool
+    (without a session, slack_sdk opens and closes a connection for every call, which at a thousand
+    channels is most of the CPU a broadcast costs) and the workspace's address, to write links with."""
+
+    def __init__(self, settings: Settings, token_variable: str) -> None:
+        # slack_sdk applies its own timeout only to sessions it makes: this one carries RELAY_HTTP_TIMEOUT.
+        session = aiohttp.ClientSession(timeout=client_timeout(settings.http_timeout))
+        self.client = web_client(settings, token_variable=token_variable, session=session)
+        self._address: str | None = None
+
+    async def permalink(self, channel: str, ts: str) -> str | None:
+        """A message's link, in the form Slack's own permalinks take (`<workspace>/archives/<channel>/p<ts>`):
+        one auth.test per workspace instead of a chat.getPermalink (rate-limited per minute) per post."""
+        if self._address is None:
+            try:
+                self._address = str((await self.client.auth_test())["url"])
+            except Exception:
+                return None
+        return f"{self._address.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
+
+    async def close(self) -> None:
+        if self.client.session is not None:
+            await self.client.session.close()
+
+
+# One `_Workspace` per event loop and token: a session belongs to the loop it was made in.
+_WORKSPACES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Workspace]] = weakref.WeakKeyDictionary()
+
+
+def _workspace(settings: Settings, token_variable: str) -> _Workspace:
+    shared = _WORKSPACES.setdefault(asyncio.get_running_loop(), {})
+    key = f"{settings.slack_api_url} {token_variable}"
+    workspace = shared.get(key)
+    if workspace is None or workspace.client.session is None or workspace.client.session.closed:
+        workspace = shared[key] = _Workspace(settings, token_variable)
+    return workspace
 
 
 def explain(error: str, channel: str = "") -> str:
@@ -114,7 +162,12 @@ class SlackChannel:
     def __init__(self, config: DestinationConfig, settings: Settings, store: Store) -> None:
         self.name = config.name
         self.channel: str = config.options["channel"]
-        self.client = web_client(settings, token_variable=config.env["token"])
+        self.settings = settings
+        self.token_variable = config.env["token"]
+
+    @property
+    def client(self) -> AsyncWebClient:
+        return _workspace(self.settings, self.token_variable).client
 
     async def publish(self, part: Part) -> Outcome:
         try:
@@ -184,11 +237,7 @@ class SlackChannel:
         return Unprovable(f"Too many messages in <#{self.channel}> to check whether it landed.")
 
     async def _permalink(self, ts: str) -> str | None:
-        try:
-            answer = await self.client.chat_getPermalink(channel=self.channel, message_ts=ts)
-        except Exception:
-            return None
-        return str(answer.get("permalink")) or None
+        return await _workspace(self.settings, self.token_variable).permalink(self.channel, ts)
 
     async def prepare(self) -> None:
         return None
@@ -206,4 +255,9 @@ class SlackChannel:
         return f"Slack channel {self.channel}"
 
     async def close(self) -> None:
-        return None
+        """Close the shared pool (the first channel to close does it; the app is stopping)."""
+        workspace = _WORKSPACES.get(asyncio.get_running_loop(), {}).pop(
+            f"{self.settings.slack_api_url} {self.token_variable}", None
+        )
+        if workspace is not None:
+            await workspace.close()

@@ -16,7 +16,7 @@ from relay.config import DestinationConfig, Policy
 from relay.destination import Counting
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering
-from relay.reports import Status, excerpt, line, progress, summary
+from relay.reports import Line, Status, condensed, excerpt, line, progress, summary
 
 Block = dict[str, Any]
 
@@ -178,7 +178,8 @@ def _actions(broadcast: Broadcast, broken: list[Rendering], audiences: Iterable[
         )
         title = "Send for approval?" if four_eyes else "Send now?"
         elements.append(_button("approve", verb, broadcast.id, "primary", (title, question, verb, "Not yet")))
-    elements.append(_button("edit", "Edit", broadcast.id))
+    if len(broadcast.text) <= INPUT_MAX:  # a longer text would be cut by the form, and the rest lost on save
+        elements.append(_button("edit", "Edit", broadcast.id))
     elements.append(_button("cancel", "Cancel", broadcast.id, "danger"))
     return {"type": "actions", "block_id": f"broadcast:{broadcast.id}", "elements": elements}
 
@@ -262,7 +263,10 @@ _MARKS = {
 
 def delivery_line(delivery: Delivery) -> str:
     """One destination's state, with its link or its reason; a retry's time in the reader's zone."""
-    shown = line(delivery)
+    return _line_text(line(delivery))
+
+
+def _line_text(shown: Line) -> str:
     text = f"{_MARKS[shown.status]} *{shown.destination}*: {shown.words}"
     if shown.link:
         text += f" · <{shown.link}|view>"
@@ -276,7 +280,9 @@ def report(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> tuple[str, l
     """The live report: fallback text for notifications, and the blocks."""
     head = f"Broadcast `{broadcast.id}` to *{broadcast.audience}*: {progress(deliveries)}"
     blocks = [_mrkdwn(f":mega: {head}"), _context("> " + excerpt(broadcast.text).replace("\n", "\n> "))]
-    blocks.extend(_mrkdwn(chunk) for chunk in _chunks("\n".join(delivery_line(d) for d in deliveries)))
+    lines, tallies = condensed(deliveries)
+    shown = [_line_text(each) for each in lines] + [f"{_MARKS[status]} {words}" for status, words in tallies]
+    blocks.extend(_mrkdwn(chunk) for chunk in _chunks("\n".join(shown)))
     blocks = blocks[: MESSAGE_MAX_BLOCKS - 1]
     if broadcast.state is BroadcastState.APPROVED:
         blocks.append(_report_buttons(broadcast))

@@ -1,6 +1,8 @@
 """The Slack surface: `/broadcast`, the preview's buttons, the composer, approvals and the live report.
 
-Bolt verifies every request's signature and timestamp. Each handler acknowledges first (Slack gives
+Bolt verifies every request's signature and timestamp; in front of it, `handle` refuses what Slack never
+sends (another content type, a payload Bolt would fail on) and a second copy of a signed request, and a
+middleware admits only people of the app's own workspace. Each handler acknowledges first (Slack gives
 three seconds) and then asks the core, which checks the policy for the person who clicked: a button's
 value names the broadcast, never who may act on it.
 """
@@ -8,18 +10,26 @@ value names the broadcast, never who may act on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.models.metadata import Metadata
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -32,12 +42,22 @@ from relay.config import Settings
 from relay.model import Broadcast, BroadcastState
 from relay.render import InputError
 from relay.reports import ReportRefresher
+from relay.store import Unwritable
+from relay.transport import client_timeout
 
 log = logging.getLogger(__name__)
 
 ORIGIN = "slack"
 REPORT_EVENT = "relay_report"  # metadata marking the live report, so it can be found again after a crash
+SETTLE_AT_CLOSE = 5.0  # seconds handlers get to finish when the bot stops
 REPORT_SPACING = 1.0  # seconds between two edits of one report: Slack allows about one a second
+# Slack sends slash commands and interaction payloads form-encoded (docs.slack.dev, "Implementing slash
+# commands", "Handling user interaction"); the app subscribes to no Events API events, which come as JSON.
+FORM = "application/x-www-form-urlencoded"
+# Slack's signature is accepted for five minutes either side of its timestamp (docs.slack.dev, "Verifying
+# requests from Slack"), so a copy can be replayed for at most ten minutes after the original is seen.
+REPLAY_WINDOW = 600.0
+OTHER_WORKSPACE = "This relay serves its own Slack workspace only; people from other workspaces cannot use it."
 
 
 class _ClientGivenNotice(logging.Filter):
@@ -48,7 +68,19 @@ class _ClientGivenNotice(logging.Filter):
         return "`token` will be unused" not in record.getMessage()
 
 
+class _NoRefusedBodies(logging.Filter):
+    """Bolt logs the whole body of a request whose signature fails. A real request that arrived late
+    carries Slack's verification token and a response_url (a key to write in the person's channel for
+    half an hour), and a forged one carries whatever its sender wants in the log: say only that it was refused."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("Invalid request signature detected"):
+            record.msg, record.args = "refused a Slack request whose signature did not verify", ()
+        return True
+
+
 logging.getLogger("slack_bolt.AsyncApp").addFilter(_ClientGivenNotice())
+logging.getLogger("slack_bolt.RequestVerification").addFilter(_NoRefusedBodies())
 
 
 def _where(channel: str | None) -> Where:
@@ -57,6 +89,80 @@ def _where(channel: str | None) -> Where:
 
 def actor(user_id: str) -> str:
     return f"slack:{user_id}"
+
+
+class ReplayGuard:
+    """Accepts each signed Slack request once.
+
+    Slack never resends a slash command or an interaction (a command that times out is shown to the person
+    as failed; typed again, it is signed anew), so a signature seen twice is a copy: someone replaying a
+    captured request. Approving twice is harmless already (a compare-and-set), but a replayed audience
+    choice or edit would quietly undo the leader's later change to a draft, and a replayed command would
+    make drafts nobody wrote. Only valid signatures are kept, for REPLAY_WINDOW and at most `capacity` at
+    once (the oldest go first), so memory stays bounded whoever calls.
+    """
+
+    def __init__(self, secret: str, capacity: int = 10_000) -> None:
+        self._verifier = SignatureVerifier(secret)
+        self._capacity = capacity
+        self._seen: dict[str, float] = {}  # signature → when first accepted, oldest first
+
+    def refusal(self, body: str, headers: Mapping[str, str]) -> str | None:
+        """Why this request is refused before Bolt sees it: a timestamp that is not a number (Bolt would
+        fail on it with a 500), or a copy of a request already accepted. A bad signature is Bolt's to refuse."""
+        stamp = headers.get("X-Slack-Request-Timestamp", "0")
+        if not (stamp.isascii() and stamp.isdigit()):
+            return "invalid request"
+        signature = headers.get("X-Slack-Signature", "")
+        if not self._verifier.is_valid(body, stamp, signature):
+            return None
+        now = time.monotonic()
+        while self._seen and (
+            len(self._seen) >= self._capacity or next(iter(self._seen.values())) < now - REPLAY_WINDOW
+        ):
+            del self._seen[next(iter(self._seen))]
+        if signature in self._seen:
+            log.warning("refused a copy of a Slack request already received")
+            return "replayed request"
+        self._seen[signature] = now
+        return None
+
+
+def well_formed(body: str) -> bool:
+    """What the listeners read before they can answer: a command's user, an interaction's JSON object with
+    its user and (for a click) its actions. Slack always sends these; anything else is refused with 400 here
+    rather than failing with a 500 inside Bolt. Other bodies (Slack's SSL check) are Bolt's to answer."""
+    form = dict(parse_qsl(body))
+    if "command" in form:
+        return bool(form.get("user_id")) and acting_team(form) is not None
+    if "payload" not in form:
+        return True
+    try:
+        payload = json.loads(form["payload"])
+    except ValueError:
+        return False
+    if not isinstance(payload, dict) or not isinstance(payload.get("user"), dict) or not payload["user"].get("id"):
+        return False
+    if acting_team(payload) is None:
+        return False
+    actions = payload.get("actions")
+    if payload.get("type") == "block_actions":
+        return isinstance(actions, list) and bool(actions) and all(isinstance(a, dict) for a in actions)
+    return payload.get("type") != "view_submission" or isinstance(payload.get("view"), dict)
+
+
+def acting_team(body: Mapping[str, Any]) -> str | None:
+    """The workspace of the person acting: an interaction's `user.team_id` (in a shared channel, the
+    clicker's own) or `team.id`, a command's `team_id`."""
+    user, team = body.get("user"), body.get("team")
+    for candidate in (
+        user.get("team_id") if isinstance(user, dict) else None,
+        team.get("id") if isinstance(team, dict) else None,
+        body.get("team_id"),
+    ):
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    return None
 
 
 class SlackSurface:
@@ -69,37 +175,116 @@ class SlackSurface:
         secret = settings.secret("SLACK_SIGNING_SECRET")
         # Report and approval messages are not posts of the broadcast: a rate-limited edit may simply be
         # retried; a dropped connection is not, as a retried chat.postMessage could land twice.
-        self.client: AsyncWebClient = web_client(settings, [AsyncRateLimitErrorRetryHandler(max_retry_count=2)])
-        self.app = AsyncApp(client=self.client, signing_secret=secret.value if secret else None)
+        # One connection pool for all of them (slack_sdk otherwise opens a connection per call); made here,
+        # in the running loop, and closed with the surface.
+        session = aiohttp.ClientSession(timeout=client_timeout(settings.http_timeout))
+        self.client: AsyncWebClient = web_client(
+            settings, [AsyncRateLimitErrorRetryHandler(max_retry_count=2)], session=session
+        )
+        # Bolt's default mode looks for the acknowledgement every 10 ms (slack_bolt/listener/asyncio_runner.py):
+        # that adds up to 10 ms to every answer and, with many requests in flight, keeps the loop busy waking
+        # them. So Bolt waits for the handler (`process_before_response`), and `_after_ack` lets each handler
+        # go on in the background once it has acknowledged: Slack's answer leaves the moment `ack()` returns.
+        self.app = AsyncApp(
+            client=self.client, signing_secret=secret.value if secret else None, process_before_response=True
+        )
+        self._handlers: set[asyncio.Task[None]] = set()
+        self.replays = ReplayGuard(settings.reveal("SLACK_SIGNING_SECRET"))
         self.reports = ReportRefresher(self._draw_report, REPORT_SPACING)
         self._report_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._register()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """POST /slack/events: commands, button clicks and modal submissions."""
+        if request.content_type != FORM:
+            return web.json_response({"error": f"Slack sends commands and clicks as {FORM}"}, status=415)
         try:
-            bolt_request = await to_bolt_request(request)
-        except ValueError:  # a payload that is not JSON: Bolt parses it before anything else
+            body = await request.text()
+        except UnicodeDecodeError:
+            return web.json_response({"error": "the body is not UTF-8"}, status=400)
+        refusal = self.replays.refusal(body, request.headers)
+        if refusal is not None:
+            return web.json_response({"error": refusal}, status=401)
+        if not well_formed(body):
             return web.json_response({"error": "malformed request"}, status=400)
-        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
+        return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
+
+    async def _own_workspace_only(
+        self, context: AsyncBoltContext, body: dict[str, Any], next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        """Only people of the workspace the app is installed in may act. Slack member ids are unique within
+        a workspace, not across workspaces, and people from another organisation can press buttons in a
+        shared (Slack Connect) channel: without this, a namesake id elsewhere would count as an approver."""
+        home = context.authorize_result.team_id if context.authorize_result else None
+        team = acting_team(body)
+        if team is None or team == home:  # no one acting (Slack's SSL check): well_formed let nothing else by
+            await next()
+            return None
+        log.warning("refused a Slack request from another workspace")
+        if body.get("type") == "view_submission":
+            return BoltResponse(
+                status=200,
+                body=json.dumps({"response_action": "errors", "errors": {"message": OTHER_WORKSPACE}}),
+                headers={"content-type": "application/json"},
+            )
+        if body.get("type") == "block_actions":
+            await self._respond(body.get("response_url"), body["user"]["id"], replace=False, text=OTHER_WORKSPACE)
+            return BoltResponse(status=200, body="")
+        return BoltResponse(
+            status=200,
+            body=json.dumps({"response_type": "ephemeral", "text": OTHER_WORKSPACE}),
+            headers={"content-type": "application/json"},
+        )
 
     def _register(self) -> None:
         app = self.app
-        app.command("/broadcast")(self._command)
-        app.action("approve")(self._approve)
-        app.action("reject")(self._reject)
-        app.action("cancel")(self._cancel)
-        app.action("edit")(self._edit)
-        app.action("retract")(self._retract)
-        app.action("correct")(self._open_correction)
-        app.action("repost")(self._repost)
-        app.view("correct")(self._correction_submitted)
-        app.action("schedule")(self._schedule)
-        app.action("send_date")(self._picked)
-        app.action("send_time")(self._picked)
-        app.action("choose_audience")(self._choose_audience)
-        app.view("compose")(self._compose_submitted)
-        app.view("edit")(self._edit_submitted)
+        app.middleware(self._own_workspace_only)
+        app.command("/broadcast")(self._after_ack(self._command))
+        app.action("approve")(self._after_ack(self._approve))
+        app.action("reject")(self._after_ack(self._reject))
+        app.action("cancel")(self._after_ack(self._cancel))
+        app.action("edit")(self._after_ack(self._edit))
+        app.action("retract")(self._after_ack(self._retract))
+        app.action("correct")(self._after_ack(self._open_correction))
+        app.action("repost")(self._after_ack(self._repost))
+        app.view("correct")(self._after_ack(self._correction_submitted))
+        app.action("schedule")(self._after_ack(self._schedule))
+        app.action("send_date")(self._after_ack(self._picked))
+        app.action("send_time")(self._after_ack(self._picked))
+        app.action("choose_audience")(self._after_ack(self._choose_audience))
+        app.view("compose")(self._after_ack(self._compose_submitted))
+        app.view("edit")(self._after_ack(self._edit_submitted))
+
+    def _after_ack(self, handler: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Awaitable[None]]:
+        """Run `handler` until it acknowledges (or ends), then leave the rest of it running on its own."""
+
+        @functools.wraps(handler)  # Bolt passes arguments by the names `handler` declares
+        async def run(**kwargs: Any) -> None:
+            acknowledged = asyncio.Event()
+            ack = kwargs["ack"]
+
+            async def ack_and_answer(*args: Any, **options: Any) -> None:
+                try:
+                    await ack(*args, **options)
+                finally:
+                    acknowledged.set()
+
+            task = asyncio.create_task(handler(**{**kwargs, "ack": ack_and_answer}))
+            answered = asyncio.create_task(acknowledged.wait())
+            await asyncio.wait((task, answered), return_when=asyncio.FIRST_COMPLETED)
+            answered.cancel()
+            if task.done():
+                task.result()  # an error before the acknowledgement is Bolt's to answer
+                return
+            self._handlers.add(task)
+            task.add_done_callback(self._handler_done)
+
+        return run
+
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        self._handlers.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a Slack handler failed after answering", exc_info=task.exception())
 
     # ---- the command and the composer -------------------------------------------------------------
 
@@ -278,7 +463,9 @@ class SlackSurface:
     ) -> None:
         """The report's 'Correct staff posts…': a composer holding the text as sent."""
         await ack()
-        broadcast = await self._guarded(body, lambda who, broadcast_id, _: self.broadcasts.get(broadcast_id))
+        broadcast = await self._guarded(
+            body, lambda who, broadcast_id, _: self.broadcasts.for_correction(who, broadcast_id)
+        )
         if broadcast is None:
             return
         metadata = {"broadcast_id": broadcast.id, "response_url": body.get("response_url")}
@@ -413,7 +600,9 @@ class SlackSurface:
             payload = {**message, "replace_original": replace}
             if not replace:
                 payload["response_type"] = "ephemeral"
-            webhook = AsyncWebhookClient(response_url, timeout=self.timeout, retry_handlers=[])
+            webhook = AsyncWebhookClient(
+                response_url, timeout=self.timeout, retry_handlers=[], session=self.client.session
+            )
             answer = await self._safe(webhook.send_dict(payload))
             if answer is not None and answer.status_code < 300:
                 return
@@ -488,7 +677,10 @@ class SlackSurface:
                 if answer is None:
                     return None
                 found = (str(answer["channel"]), str(answer["ts"]))
-            await self.broadcasts.remember(broadcast_id, "slack_report", {"channel": found[0], "ts": found[1]})
+            # The report is there whether or not the disk takes its address now (full): it is found again
+            # by its metadata, as after a crash, and the clicker still gets their answer.
+            with contextlib.suppress(Unwritable):
+                await self.broadcasts.remember(broadcast_id, "slack_report", {"channel": found[0], "ts": found[1]})
             return found
 
     async def _find_report(self, user: str, broadcast: Broadcast) -> tuple[str, str] | None:
@@ -513,18 +705,30 @@ class SlackSurface:
         """Deliveries changed: the report is edited soon (see ReportRefresher)."""
         self.reports.refresh(broadcast_id)
 
-    async def _draw_report(self, broadcast_id: str) -> None:
+    async def _draw_report(self, broadcast_id: str) -> int:
         broadcast = await self.broadcasts.get(broadcast_id)
         if broadcast.origin != ORIGIN or broadcast.state not in (BroadcastState.APPROVED, BroadcastState.RETRACTED):
-            return
+            return 0
         where = await self._report_message(broadcast_id)
         if where is None:
-            return
-        text, report_blocks = blocks.report(broadcast, await self.broadcasts.deliveries(broadcast_id))
+            return 0
+        deliveries = await self.broadcasts.deliveries(broadcast_id)
+        text, report_blocks = blocks.report(broadcast, deliveries)
         await self._safe(self.client.chat_update(channel=where[0], ts=where[1], text=text, blocks=report_blocks))
+        return len(deliveries)
+
+    async def settle(self) -> None:
+        """Wait until every handler has finished what it does after answering Slack."""
+        while self._handlers:
+            await asyncio.gather(*self._handlers, return_exceptions=True)
 
     async def close(self) -> None:
+        """Let handlers finish what they started (a decision is already recorded; its messages follow)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.settle(), SETTLE_AT_CLOSE)
         await self.reports.close()
+        if self.client.session is not None:
+            await self.client.session.close()
 
     @staticmethod
     async def _safe(call: Awaitable[Any]) -> Any:

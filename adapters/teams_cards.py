@@ -15,12 +15,15 @@ from relay.config import DestinationConfig
 from relay.destination import Counting
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering
-from relay.reports import MARKS, excerpt, line, progress, summary
+from relay.reports import MARKS, Line, condensed, excerpt, line, progress, summary
 
 Card = dict[str, Any]
 Element = dict[str, Any]
 
 TEXT_MAX = 3000  # the same cap as the Slack composer, so a message fits both
+# Bytes of message text one card shows: Teams refuses a bot message over about 28 KB, envelope included
+# (learn.microsoft.com, "Format your bot messages"), and the card's labels, counts and buttons need the rest.
+CARD_TEXT_MAX = 20_000
 
 
 def usage(needs_second_person: bool) -> str:
@@ -52,19 +55,37 @@ def _execute(title: str, verb: str, broadcast_id: str, **extra: Any) -> Element:
     return {"type": "Action.Execute", "title": title, "verb": verb, "data": {"broadcast_id": broadcast_id}, **extra}
 
 
+def _within(text: str, room: int) -> str:
+    """`text`, or as much of it as fits in `room` bytes (Teams measures a message in bytes), saying so."""
+    data = text.encode()
+    if len(data) <= room:
+        return text
+    shown = data[:room].decode(errors="ignore")
+    return f"{shown}… (cut here to fit Teams: {len(text) - len(shown):,} more characters are sent as written)"
+
+
 def _destinations(renderings: Sequence[Rendering], destinations: dict[str, DestinationConfig]) -> list[Element]:
+    """Every destination's text, as much as fits in one card (CARD_TEXT_MAX), then its warnings."""
     body: list[Element] = []
+    room = CARD_TEXT_MAX
     for rendering in renderings:
         config = destinations[rendering.destination]
         dry = " · dry run: recorded, not posted" if config.dry_run else ""
         items: list[Element] = [_text(f"**{config.name}** · {config.kind}{dry}", weight="Bolder")]
         unit = "weighted chars" if rendering.counting is Counting.X_WEIGHTED else "chars"
         for index, part in enumerate(rendering.parts):
+            if room <= 0:
+                left = len(rendering.parts) - index
+                items.append(
+                    _text(f"… and {left} more part{'s' if left != 1 else ''}, cut here to fit Teams.", isSubtle=True)
+                )
+                break
             label = f"Part {index + 1}/{len(rendering.parts)} · " if len(rendering.parts) > 1 else ""
             items.append(
                 _text(f"{label}{rendering.lengths[index]:,}/{rendering.limit:,} {unit}", isSubtle=True, size="Small")
             )
-            items.append(_text(part))
+            items.append(_text(_within(part, room)))
+            room -= len(part.encode())
         if rendering.replies:
             items.append(_text(f"💬 Replies: {rendering.replies}", isSubtle=True, size="Small"))
         items.extend(_text(f"⚠️ {w}", color="Warning", size="Small") for w in rendering.warnings)
@@ -126,24 +147,25 @@ def preview(
             }
         )
     actions.append(_execute("Change audience", "audience", broadcast.id))
-    actions.append(
-        {
-            "type": "Action.ShowCard",
-            "title": "Edit",
-            "card": _card(
-                [
-                    {
-                        "type": "Input.Text",
-                        "id": "text",
-                        "isMultiline": True,
-                        "maxLength": TEXT_MAX,
-                        "value": broadcast.text,
-                    }
-                ],
-                [_execute("Update preview", "edit", broadcast.id)],
-            ),
-        }
-    )
+    if len(broadcast.text) <= TEXT_MAX:  # a longer text would be cut by the form, and the rest lost on save
+        actions.append(
+            {
+                "type": "Action.ShowCard",
+                "title": "Edit",
+                "card": _card(
+                    [
+                        {
+                            "type": "Input.Text",
+                            "id": "text",
+                            "isMultiline": True,
+                            "maxLength": TEXT_MAX,
+                            "value": broadcast.text,
+                        }
+                    ],
+                    [_execute("Update preview", "edit", broadcast.id)],
+                ),
+            }
+        )
     actions.append(_execute("Cancel", "cancel", broadcast.id, style="destructive"))
     return _card(body, actions)
 
@@ -209,7 +231,10 @@ def notice(text: str) -> Card:
 
 
 def delivery_line(delivery: Delivery) -> str:
-    shown = line(delivery)
+    return _line_text(line(delivery))
+
+
+def _line_text(shown: Line) -> str:
     text = f"{MARKS[shown.status]} **{shown.destination}**: {shown.words}"
     return text + (f" · [view]({shown.link})" if shown.link else "")
 
@@ -245,4 +270,6 @@ def report(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> Card:
             {"type": "Action.ShowCard", "title": "Correct staff posts…", "card": correction},
             {"type": "Action.ShowCard", "title": "Retract everywhere…", "card": confirm},
         ]
-    return _card([*body, *(_text(delivery_line(d)) for d in deliveries)], actions)
+    lines, tallies = condensed(deliveries)
+    shown = [_line_text(each) for each in lines] + [f"{MARKS[status]} {words}" for status, words in tallies]
+    return _card([*body, *(_text(text) for text in shown)], actions)

@@ -403,13 +403,15 @@ class TeamsSurface:
     def refresh(self, broadcast_id: str) -> None:
         self.reports.refresh(broadcast_id)
 
-    async def _draw_report(self, broadcast_id: str) -> None:
+    async def _draw_report(self, broadcast_id: str) -> int:
         broadcast = await self.broadcasts.get(broadcast_id)
         where = broadcast.report_ref.get("teams_card")
         sent = broadcast.state in (BroadcastState.APPROVED, BroadcastState.RETRACTED)
         if broadcast.origin != ORIGIN or not sent or not where:
-            return
-        await self._replace(where, cards.report(broadcast, await self.broadcasts.deliveries(broadcast_id)))
+            return 0
+        deliveries = await self.broadcasts.deliveries(broadcast_id)
+        await self._replace(where, cards.report(broadcast, deliveries))
+        return len(deliveries)
 
     async def _replace(self, where: dict[str, Any], card: cards.Card) -> None:
         reference = ConversationReference.model_validate(where["reference"])
@@ -420,6 +422,7 @@ class TeamsSurface:
 
     async def close(self) -> None:
         await self.reports.close()
+        await self.connection.close()
 
 
 def _where(activity: Activity) -> Where:

@@ -7,6 +7,7 @@ nothing left to change.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from relay import audit, outbox, policy
 from relay.audit import Where
@@ -24,9 +25,11 @@ from relay.config import Config
 from relay.destination import Destination
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering, clean, render
-from relay.store import Store, transaction
+from relay.store import Store, Unwritable
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # What a broadcast's id looks like: chat commands that name one ("retract b1a2b3c4d") are told apart from
 # a message that merely starts with the same word.
@@ -47,7 +50,7 @@ class Listener(Protocol):
 
 
 class Refused(Exception):
-    """The person may not do this, or it is too late; the message is for them."""
+    """The person may not do this, it is too late, or it cannot be saved now; the message is for them."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ class Broadcasts:
         self.on_approved = on_approved
         self.clock = clock
         self.listeners: list[Listener] = []
+        # One text is rendered to check it, to show it and again at approval: the last few are kept (a
+        # rendering depends only on the text, the audience and the configuration, and is immutable).
+        self._rendered = functools.lru_cache(maxsize=64)(self._render)
 
     @property
     def audiences(self) -> list[str]:
@@ -81,6 +87,9 @@ class Broadcasts:
         text = clean(text)
         if audience not in self.config.audiences:
             raise Refused(f"There is no audience called '{audience}'. Choose one of: {', '.join(self.audiences)}.")
+        return self._rendered(text, audience)
+
+    def _render(self, text: str, audience: str) -> tuple[Rendering, ...]:
         return tuple(
             replace(
                 render(d.name, text, self.destinations[d.name].limits, d.allow_broadcast_mentions),
@@ -119,7 +128,7 @@ class Broadcasts:
             )
             audit.record(conn, now, actor, "requested", broadcast_id, where, f"audience {audience}: {text[:200]}")
 
-        await self.store.call(lambda conn: transaction(conn, insert))
+        await self._write(insert)
         return await self.get(broadcast_id)
 
     async def get(self, broadcast_id: str) -> Broadcast:
@@ -150,6 +159,12 @@ class Broadcasts:
         """The broadcast, if `actor` may edit it now (to open an editor on it)."""
         current = await self.get(broadcast_id)
         _check(policy.may_change(self.config.policy, actor, current))
+        return current
+
+    async def for_correction(self, actor: str, broadcast_id: str) -> Broadcast:
+        """The broadcast, if `actor` may correct it now (to open the correction form only for them)."""
+        current = await self.get(broadcast_id)
+        _check(policy.may_correct(self.config.policy, actor, current))
         return current
 
     async def change(
@@ -264,7 +279,7 @@ class Broadcasts:
                 audit.record(conn, now, actor, "rescheduled", broadcast_id, where, f"for {_utc(send_at)}")
             return moved
 
-        if not await self.store.call(lambda conn: transaction(conn, run)):
+        if not await self._write(run):
             raise Refused("This broadcast has already started going out; it can no longer be moved.")
         self.on_approved()
         return await self.get(broadcast_id)
@@ -375,7 +390,7 @@ class Broadcasts:
             refs = {**json.loads(row["report_ref"] or "{}"), key: value}
             conn.execute("UPDATE broadcasts SET report_ref = ? WHERE id = ?", (json.dumps(refs), broadcast_id))
 
-        await self.store.call(lambda conn: transaction(conn, run))
+        await self.store.write(run)
 
     async def _announce(self, broadcast_id: str, pending: bool) -> Broadcast:
         """Tell every surface; one failing surface must not keep the others, or the caller, from going on."""
@@ -386,6 +401,18 @@ class Broadcasts:
             except Exception:
                 log.exception("a chat surface failed to hear of broadcast %s", broadcast_id)
         return await self.get(broadcast_id)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One transaction for a person's action. A disk that refuses it (full) is told to them as a refusal
+        at once, on every surface: nothing was changed, so nothing unapproved can go out, and they may
+        simply try again once it is fixed."""
+        try:
+            return await self.store.write(fn)
+        except Unwritable as error:
+            raise Refused(
+                f"Could not save this: {error.cause}. Nothing was changed and nothing was sent; "
+                "try again once the relay's operator has fixed it."
+            ) from error
 
     async def _move(
         self,
@@ -423,7 +450,7 @@ class Broadcasts:
                 return BroadcastState.EXPIRED.value
             return str(row["state"])
 
-        outcome = await self.store.call(lambda conn: transaction(conn, run))
+        outcome = await self._write(run)
         if outcome == BroadcastState.EXPIRED.value:
             raise Refused("This broadcast has expired. Send it again with /broadcast.")
         if outcome != "ok":

@@ -43,6 +43,7 @@ class Limits:
     max_thread_parts: int = 1  # 1: no threads, too-long text is refused
     concurrency: int = 4  # calls in flight to this network at once
     min_interval: float = 0.0  # seconds between two posts to the same place (see `pace_key`)
+    rate: float = 0.0  # calls a second the network allows per `limit_key`, where it publishes one (0: none)
     reserved: str = ""  # characters the network needs escaped with a backslash (each counts twice)
 
 

@@ -1,7 +1,7 @@
 """The worker that empties the outbox: claims due deliveries, calls adapters, records outcomes.
 
 Network calls happen outside any transaction. Calls to one network are bounded by its
-`limits.concurrency`, and posts to one place (a Slack channel) are spaced by `limits.min_interval`.
+`limits.concurrency` and paced by `relay.pacing` (per place, per network, and after a 429).
 An outcome that may have landed is never posted again on a guess: the next attempt first asks the
 adapter to find it, unless the network honours an idempotency key.
 """
@@ -12,19 +12,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
 
 from relay import outbox
 from relay.destination import Ambiguous, Destination, Part, Permanent, Retry, Sent, Unprovable
 from relay.model import Delivery, DeliveryState
+from relay.pacing import Pacer
 from relay.store import Store
 
 log = logging.getLogger(__name__)
 
 DRY_RUN_ID = "dry-run"
 REPORTS_REFRESHED_AT_START = 24 * 3600.0  # seconds of recent activity whose reports are redrawn at start-up
+MAX_IN_FLIGHT = 64  # deliveries worked on at once for destinations of no named kind
 
 
 class Dispatcher:
@@ -35,7 +36,10 @@ class Dispatcher:
         on_change: Callable[[str], None] = lambda broadcast_id: None,
         clock: Callable[[], float] = time.time,
         retry: outbox.RetryPolicy = outbox.DEFAULT_RETRY,
+        kinds: Mapping[str, str] | None = None,
     ) -> None:
+        """`kinds` names each destination's kind of network (as its delivery rows do), so each kind is
+        claimed only as fast as its networks take calls; without it, all share one pool."""
         self.store = store
         self.retry = retry
         self.destinations = destinations
@@ -46,8 +50,12 @@ class Dispatcher:
         self._limits = {
             d.limit_key(): asyncio.Semaphore(d.limits.concurrency) for d in destinations.values()
         }  # one per workspace, tenant or account
-        self._pace_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._last_post: dict[str, float] = {}
+        self._pacer = Pacer(clock)
+        self._networks: defaultdict[str, dict[str, Destination]] = defaultdict(dict)  # kind → limit key → one
+        for name, kind in (kinds or {}).items():
+            if name in destinations:
+                self._networks[kind][destinations[name].limit_key()] = destinations[name]
+        self._in_flight: Counter[str] = Counter()  # deliveries being worked on, per kind ("" for the rest)
 
     def poke(self) -> None:
         """New work was committed: look now instead of at the next timer."""
@@ -63,20 +71,49 @@ class Dispatcher:
         try:
             while True:
                 self._wake.clear()
-                capacity = max(1, 64 - len(self._tasks))
-                for delivery in await outbox.claim_due(self.store, self.clock(), capacity):
-                    task = asyncio.create_task(self._deliver(delivery))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                room, others, _ = self._room()
+                for delivery in await outbox.claim_due(self.store, self.clock(), room, others):
+                    self._start(delivery)
                 await self._sleep_until_due()
         finally:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def _room(self) -> tuple[dict[str, int], int, float | None]:
+        """How many more deliveries each kind of network can take now: its concurrency less what is in
+        flight, none while the network asked us to wait; and when the first such wait ends."""
+        now = self.clock()
+        room: dict[str, int] = {}
+        reopens: float | None = None
+        for kind, networks in self._networks.items():
+            waits = [self._pacer.held_until(destination) for destination in networks.values()]
+            if min(waits) > now:
+                room[kind] = 0
+                reopens = min(waits) if reopens is None else min(reopens, min(waits))
+            else:
+                room[kind] = sum(d.limits.concurrency for d in networks.values()) - self._in_flight[kind]
+        return room, MAX_IN_FLIGHT - self._in_flight[""], reopens
+
+    def _start(self, delivery: Delivery) -> None:
+        lane = delivery.kind if delivery.kind in self._networks else ""
+        self._in_flight[lane] += 1
+        task = asyncio.create_task(self._deliver(delivery))
+        self._tasks.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            self._in_flight[lane] -= 1
+
+        task.add_done_callback(done)
+
     async def _sleep_until_due(self) -> None:
-        due = await outbox.next_due(self.store)
-        timeout = None if due is None else max(0.0, due - self.clock())
+        """Until the next delivery a network can take is due, or a network's wait ends, or new work or
+        room arrives (`poke`)."""
+        room, others, reopens = self._room()
+        due = await outbox.next_due(self.store, room, others)
+        wakes = [when for when in (due, reopens) if when is not None]
+        timeout = max(0.0, min(wakes) - self.clock()) if wakes else None
         if timeout == 0.0:
             await asyncio.sleep(0)  # let running deliveries record before claiming again
             return
@@ -126,10 +163,6 @@ class Dispatcher:
         check_first = delivery.check_first
         async with self._limits[destination.limit_key()]:
             for index in range(len(posted), len(delivery.parts)):
-                if await outbox.retracted(self.store, delivery.broadcast_id):
-                    gone = f"; {len(posted)} of {len(delivery.parts)} parts had gone out" if posted else ""
-                    await self._finish(delivery, DeliveryState.CANCELLED, f"retracted before it was sent{gone}")
-                    return
                 part = Part(
                     text=delivery.parts[index],
                     index=index,
@@ -146,16 +179,24 @@ class Dispatcher:
                         await self._finish(delivery, DeliveryState.UNKNOWN, found.reason)
                         return
                     if isinstance(found, Retry):
-                        await self._retry(delivery, found, check_first=True)
+                        await self._retry(delivery, destination, found, check_first=True)
                         return
                     if isinstance(found, Sent):
                         await outbox.record_part(self.store, delivery.id, found.remote_id, found.link, self.clock())
                         posted.append(found.remote_id)
                         check_first = False
                         continue
-                async with self._paced(destination):
+                async with self._pacer.post(destination):
+                    # After any wait for the network's pace: a retraction since then stops it here.
+                    if not await outbox.going_out(self.store, delivery):
+                        gone = f"; {len(posted)} of {len(delivery.parts)} parts had gone out" if posted else ""
+                        await self._finish(delivery, DeliveryState.CANCELLED, f"retracted before it was sent{gone}")
+                        return
                     outcome = await destination.publish(part)
                 check_first = False
+                if isinstance(outcome, Sent) and index == len(delivery.parts) - 1:
+                    await self._finish(delivery, DeliveryState.SENT, None, last_part=outcome)
+                    return
                 if isinstance(outcome, Sent):
                     await outbox.record_part(self.store, delivery.id, outcome.remote_id, outcome.link, self.clock())
                     posted.append(outcome.remote_id)
@@ -163,10 +204,13 @@ class Dispatcher:
                     await self._finish(delivery, DeliveryState.FAILED, outcome.reason)
                     return
                 elif isinstance(outcome, Ambiguous):
-                    await self._retry(delivery, _as_retry(outcome), check_first=True)
+                    await self._retry(delivery, destination, _as_retry(outcome), check_first=True)
                     return
-                else:
-                    await self._retry(delivery, outcome, check_first=False)
+                else:  # refused, so this request did not land; one whose answer was lost, unlooked for, may have
+                    unproven = delivery.check_first and index == len(delivery.posted)
+                    await self._retry(
+                        delivery, destination, outcome, check_first=unproven and age < destination.idempotency_window
+                    )
                     return
         await self._finish(delivery, DeliveryState.SENT, None)
 
@@ -180,13 +224,14 @@ class Dispatcher:
             await self._finish(delivery, DeliveryState.SENT, None)
             return
         async with self._limits[destination.limit_key()]:
+            await self._pacer.call(destination)
             outcome = await destination.edit(post.posted[0], delivery.parts[0])
         if isinstance(outcome, Sent):
             await self._finish(delivery, DeliveryState.SENT, None)
         elif isinstance(outcome, Permanent):
             await self._finish(delivery, DeliveryState.FAILED, outcome.reason)
         else:  # replacing a text twice is harmless: a lost answer is simply retried
-            await self._retry(delivery, _as_retry(outcome), check_first=False)
+            await self._retry(delivery, destination, _as_retry(outcome), check_first=False)
 
     async def _take_back(self, delivery: Delivery, destination: Destination) -> None:
         """A retraction: delete every part its twin post put out, the last first (replies before roots)."""
@@ -196,6 +241,7 @@ class Dispatcher:
             if remote_id in done or remote_id == DRY_RUN_ID:
                 continue
             async with self._limits[destination.limit_key()]:
+                await self._pacer.call(destination)
                 outcome = await destination.delete(remote_id)
             if isinstance(outcome, Sent):
                 await outbox.record_part(self.store, delivery.id, remote_id, None, self.clock())
@@ -203,7 +249,7 @@ class Dispatcher:
                 await self._finish(delivery, DeliveryState.FAILED, outcome.reason)
                 return
             else:  # deleting again is harmless: a lost answer is simply retried
-                await self._retry(delivery, _as_retry(outcome), check_first=False)
+                await self._retry(delivery, destination, _as_retry(outcome), check_first=False)
                 return
         if post.state is DeliveryState.UNKNOWN:
             await self._finish(
@@ -214,25 +260,9 @@ class Dispatcher:
             return
         await self._finish(delivery, DeliveryState.SENT, None)
 
-    @asynccontextmanager
-    async def _paced(self, destination: Destination) -> AsyncIterator[None]:
-        """Space posts to one place by the network's minimum interval (Slack: about one a second),
-        counted from the end of the previous post, so latency cannot bunch two together."""
-        interval = destination.limits.min_interval
-        if not interval:
-            yield
-            return
-        key = destination.pace_key()
-        async with self._pace_locks[key]:
-            wait = self._last_post.get(key, 0.0) + interval - self.clock()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            try:
-                yield
-            finally:
-                self._last_post[key] = self.clock()
-
-    async def _retry(self, delivery: Delivery, outcome: Retry, check_first: bool) -> None:
+    async def _retry(self, delivery: Delivery, destination: Destination, outcome: Retry, check_first: bool) -> None:
+        if outcome.after:
+            self._pacer.hold(destination, outcome.after)
         now = self.clock()
         delay = self.retry.delay(delivery.attempts, outcome.after)
         if self.retry.exhausted(delivery.attempts, delivery.first_attempt_at or now, now + delay):
@@ -242,11 +272,13 @@ class Dispatcher:
         log.info("delivery %s to %s: retry in %.1fs (%s)", delivery.id, delivery.destination, delay, outcome.reason)
         await outbox.retry_at(self.store, delivery, now + delay, outcome.reason, check_first, now)
 
-    async def _finish(self, delivery: Delivery, state: DeliveryState, error: str | None) -> None:
+    async def _finish(
+        self, delivery: Delivery, state: DeliveryState, error: str | None, last_part: Sent | None = None
+    ) -> None:
         log.info(
             "delivery %s to %s: %s%s", delivery.id, delivery.destination, state.value, f" ({error})" if error else ""
         )
-        await outbox.finish(self.store, delivery, state, error, self.clock())
+        await outbox.finish(self.store, delivery, state, error, self.clock(), last_part)
 
 
 def _as_retry(outcome: Retry | Ambiguous) -> Retry:

@@ -100,8 +100,8 @@ class Delivery:
             action=row["action"],
             kind=row["kind"],
             dry_run=bool(row["dry_run"]),
-            parts=tuple(json.loads(row["parts"])),
-            posted=tuple(json.loads(row["posted"])),
+            parts=_texts(row["parts"]),
+            posted=_texts(row["posted"]),
             link=row["link"],
             state=DeliveryState(row["state"]),
             attempts=row["attempts"],
@@ -112,3 +112,8 @@ class Delivery:
             last_error=row["last_error"],
             updated_at=row["updated_at"],
         )
+
+
+def _texts(stored: str) -> tuple[str, ...]:
+    """A JSON list of strings; the empty one, most common by far (reports load it for every line), unparsed."""
+    return () if stored == "[]" else tuple(json.loads(stored))

@@ -4,6 +4,9 @@ A delivery is claimed with a lease before any network call and its outcome recor
 transaction after it; nothing is posted that was not first recorded, and every attempt leaves a trace.
 Retry timing lives here too, as data in the row (`next_attempt_at`), never in a sleeping coroutine, so a
 restart picks up exactly where the last process stopped.
+
+The dispatcher's writes go through `Store.persist`: an outcome the disk cannot take yet (full) is kept
+until it can, so a post that went out is written down once space returns, and never posted again.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from relay import audit
+from relay.destination import Sent
 from relay.model import Delivery, DeliveryState
 from relay.render import Rendering
-from relay.store import Store, transaction
+from relay.store import Store
 
 LEASE_SECONDS = 120.0  # longer than a whole thread of timed-out calls; renewed after every part
 
@@ -147,28 +151,36 @@ async def twin(store: Store, delivery: Delivery) -> Delivery:
     return await store.call(run)
 
 
-async def retracted(store: Store, broadcast_id: str) -> bool:
-    """Whether posting must stop: the broadcast is being taken back."""
-
-    def run(conn: sqlite3.Connection) -> bool:
-        row = conn.execute("SELECT state FROM broadcasts WHERE id = ?", (broadcast_id,)).fetchone()
-        return row is not None and row["state"] == "retracted"
-
-    return await store.call(run)
-
-
 async def recover(store: Store, now: float) -> int:
-    """At start-up: deliveries left 'sending' by a dead process may have landed; look before posting."""
+    """At start-up: deliveries left 'sending' by a dead process go back to the queue. Those whose
+    request had gone out keep the mark `going_out` gave them, and are looked for before posting."""
 
     def run(conn: sqlite3.Connection) -> int:
         cursor = conn.execute(
-            "UPDATE deliveries SET state = 'pending', check_first = 1, lease_until = NULL,"
+            "UPDATE deliveries SET state = 'pending', lease_until = NULL,"
             " next_attempt_at = ?, updated_at = ? WHERE state = 'sending'",
             (now, now),
         )
         return cursor.rowcount
 
-    return await store.call(lambda conn: transaction(conn, run))
+    return await store.persist(run)
+
+
+async def going_out(store: Store, delivery: Delivery) -> bool:
+    """Just before a part's request leaves: from here until its outcome is recorded, it may have landed.
+    Only this mark makes a restart look first. A delivery claimed but still waiting its turn (behind a
+    network's pace or concurrency) when the process died never left: it is sent, not called unknown
+    where the network cannot be searched (Teams). False, and nothing marked, if the broadcast has been
+    retracted in the meantime: the part must not go out at all."""
+
+    def run(conn: sqlite3.Connection) -> bool:
+        row = conn.execute("SELECT state FROM broadcasts WHERE id = ?", (delivery.broadcast_id,)).fetchone()
+        if row is not None and row["state"] == "retracted":
+            return False
+        conn.execute("UPDATE deliveries SET check_first = 1 WHERE id = ? AND state = 'sending'", (delivery.id,))
+        return True
+
+    return await store.persist(run)
 
 
 async def recently_active(store: Store, since: float) -> list[str]:
@@ -182,20 +194,34 @@ async def recently_active(store: Store, since: float) -> list[str]:
     return await store.call(run)
 
 
-async def claim_due(store: Store, now: float, limit: int) -> list[Delivery]:
-    """Take up to `limit` due deliveries for this process, each with a fresh lease."""
+# Deliveries that may be worked on now, of the kinds chosen by `{kind}`. A deletion or an edit waits
+# while its twin post is in flight, so it acts on everything that went out.
+_CLAIMABLE = (
+    "FROM deliveries AS d WHERE state = 'pending' AND {kind}"
+    " AND NOT (action != 'post' AND EXISTS (SELECT 1 FROM deliveries AS p WHERE"
+    " p.broadcast_id = d.broadcast_id AND p.destination = d.destination AND p.action = 'post'"
+    " AND p.state = 'sending'))"
+)
+
+
+def _unnamed(room: Mapping[str, int]) -> str:
+    return f"kind NOT IN ({', '.join('?' * len(room))})"
+
+
+async def claim_due(store: Store, now: float, room: Mapping[str, int], others: int) -> list[Delivery]:
+    """Take due deliveries for this process, each with a fresh lease: up to `room[kind]` of each kind
+    of network named, and up to `others` of kinds not named (destinations gone from relay.toml)."""
+    due = "SELECT id " + _CLAIMABLE + " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
 
     def run(conn: sqlite3.Connection) -> list[Delivery]:
-        # A deletion waits while its twin post is in flight, so it deletes everything that went out.
-        rows = conn.execute(
-            "SELECT id FROM deliveries AS d WHERE state = 'pending' AND next_attempt_at <= ?"
-            " AND NOT (action != 'post' AND EXISTS (SELECT 1 FROM deliveries AS p WHERE"
-            " p.broadcast_id = d.broadcast_id AND p.destination = d.destination AND p.action = 'post'"
-            " AND p.state = 'sending'))"
-            " ORDER BY next_attempt_at, id LIMIT ?",
-            (now, limit),
-        ).fetchall()
-        ids = [row["id"] for row in rows]
+        ids = [
+            row["id"]
+            for kind, limit in room.items()
+            if limit > 0
+            for row in conn.execute(due.format(kind="kind = ?"), (kind, now, limit))
+        ]
+        if others > 0:
+            ids += [row["id"] for row in conn.execute(due.format(kind=_unnamed(room)), (*room, now, others))]
         conn.executemany(
             "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, lease_until = ?,"
             " attempt_started_at = ?, first_attempt_at = COALESCE(first_attempt_at, ?), updated_at = ?"
@@ -204,14 +230,20 @@ async def claim_due(store: Store, now: float, limit: int) -> list[Delivery]:
         )
         return [_load(conn, i) for i in ids]
 
-    return await store.call(lambda conn: transaction(conn, run))
+    return await store.persist(run)
 
 
-async def next_due(store: Store) -> float | None:
-    """When the earliest pending delivery is due, so the dispatcher sleeps exactly that long."""
+async def next_due(store: Store, room: Mapping[str, int], others: int) -> float | None:
+    """When the earliest delivery `claim_due` could take with this room falls due, so the dispatcher
+    sleeps exactly that long (it is woken when room frees up)."""
+    open_kinds = [kind for kind, limit in room.items() if limit > 0]
+    kinds = f"kind IN ({', '.join('?' * len(open_kinds))})"
+    if others > 0:
+        kinds = f"({kinds} OR {_unnamed(room)})"
+    query = "SELECT MIN(next_attempt_at) " + _CLAIMABLE.format(kind=kinds)
 
     def run(conn: sqlite3.Connection) -> float | None:
-        row = conn.execute("SELECT MIN(next_attempt_at) FROM deliveries WHERE state = 'pending'").fetchone()
+        row = conn.execute(query, (*open_kinds, *(room if others > 0 else ()))).fetchone()
         return float(row[0]) if row[0] is not None else None
 
     return await store.call(run)
@@ -219,31 +251,44 @@ async def next_due(store: Store) -> float | None:
 
 async def record_part(store: Store, delivery_id: int, remote_id: str, link: str | None, now: float) -> None:
     """A part landed: remember its id at once, so a crash before the next part cannot repost it."""
+    await store.persist(lambda conn: _record_part(conn, delivery_id, remote_id, link, now))
+
+
+def _record_part(conn: sqlite3.Connection, delivery_id: int, remote_id: str, link: str | None, now: float) -> None:
+    row = conn.execute("SELECT posted FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+    conn.execute(
+        "UPDATE deliveries SET posted = ?, link = COALESCE(link, ?), check_first = 0, lease_until = ?,"
+        " updated_at = ? WHERE id = ? AND state = 'sending'",
+        (json.dumps([*json.loads(row["posted"]), remote_id]), link, now + LEASE_SECONDS, now, delivery_id),
+    )
+
+
+async def finish(
+    store: Store,
+    delivery: Delivery,
+    state: DeliveryState,
+    error: str | None,
+    now: float,
+    last_part: Sent | None = None,
+) -> None:
+    """Record a final state: sent, failed or unknown (and say so in the audit trail). The part that has
+    just landed (`last_part`) is recorded in the same transaction: one write per message, not two."""
+    action = state.value if delivery.action == "post" else f"{delivery.action} {state.value}"
 
     def run(conn: sqlite3.Connection) -> None:
-        row = conn.execute("SELECT posted, link FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
-        posted = json.loads(row["posted"]) + [remote_id]
-        conn.execute(
-            "UPDATE deliveries SET posted = ?, link = COALESCE(link, ?), check_first = 0, lease_until = ?,"
-            " updated_at = ? WHERE id = ? AND state = 'sending'",
-            (json.dumps(posted), link, now + LEASE_SECONDS, now, delivery_id),
-        )
+        if last_part is not None:
+            _record_part(conn, delivery.id, last_part.remote_id, last_part.link, now)
+        row = conn.execute(
+            "UPDATE deliveries SET state = ?, last_error = ?, lease_until = NULL, next_attempt_at = NULL,"
+            " updated_at = ? WHERE id = ? AND state = 'sending' RETURNING link",
+            (state.value, error, now, delivery.id),
+        ).fetchone()
+        if row is not None:
+            link = row["link"] if state is DeliveryState.SENT else None
+            trail = f"{delivery.destination}: {error or link or ''}".rstrip(": ")
+            audit.record(conn, now, "relay", action, delivery.broadcast_id, audit.RELAY, trail)
 
-    await store.call(lambda conn: transaction(conn, run))
-
-
-async def finish(store: Store, delivery: Delivery, state: DeliveryState, error: str | None, now: float) -> None:
-    """Record a final state: sent, failed or unknown (and say so in the audit trail)."""
-    link = (await for_one(store, delivery.id)).link if state is DeliveryState.SENT else None
-    action = state.value if delivery.action == "post" else f"{delivery.action} {state.value}"
-    await _update(
-        store,
-        "state = ?, last_error = ?, lease_until = NULL, next_attempt_at = NULL, updated_at = ?",
-        (state.value, error, now),
-        delivery,
-        (action, f"{delivery.destination}: {error or link or ''}".rstrip(": ")),
-        now,
-    )
+    await store.persist(run)
 
 
 async def retry_at(store: Store, delivery: Delivery, when: float, reason: str, check_first: bool, now: float) -> None:
@@ -274,16 +319,25 @@ async def _update(
         if cursor.rowcount:
             audit.record(conn, now, "relay", trail[0], delivery.broadcast_id, audit.RELAY, trail[1])
 
-    await store.call(lambda conn: transaction(conn, run))
+    await store.persist(run)
 
 
-async def for_one(store: Store, delivery_id: int) -> Delivery:
-    return await store.call(lambda conn: _load(conn, delivery_id))
+_SHOWN = (
+    "id, broadcast_id, destination, action, kind, dry_run, link, state, attempts, check_first, next_attempt_at,"
+    " first_attempt_at, attempt_started_at, last_error, updated_at"
+)
 
 
 async def for_broadcast(store: Store, broadcast_id: str) -> list[Delivery]:
+    """A broadcast's deliveries, to show: without the texts they carry (`parts` and `posted` come back
+    empty). A live report of two thousand destinations is redrawn every second, and decoding every
+    copy of the message each time cost more than the posts themselves."""
+
     def run(conn: sqlite3.Connection) -> list[Delivery]:
-        rows = conn.execute("SELECT * FROM deliveries WHERE broadcast_id = ? ORDER BY id", (broadcast_id,)).fetchall()
+        rows = conn.execute(
+            f"SELECT {_SHOWN}, '[]' AS parts, '[]' AS posted FROM deliveries WHERE broadcast_id = ? ORDER BY id",
+            (broadcast_id,),
+        ).fetchall()
         return [Delivery.from_row(r) for r in rows]
 
     return await store.call(run)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,9 +19,15 @@ from relay.model import Broadcast, Delivery, DeliveryState
 log = logging.getLogger(__name__)
 
 
+# A report is redrawn at most every `spacing` seconds, and no more often than it takes to redraw this many
+# destinations a second: loading and rendering a report of thousands of lines every second would cost more
+# than the posts themselves.
+REDRAWN_PER_SECOND = 500
+
+
 class ReportRefresher:
-    def __init__(self, draw: Callable[[str], Awaitable[None]], spacing: float) -> None:
-        self.draw = draw  # redraws one broadcast's report from the database
+    def __init__(self, draw: Callable[[str], Awaitable[int]], spacing: float) -> None:
+        self.draw = draw  # redraws one broadcast's report from the database; returns how many lines it drew
         self.spacing = spacing
         self._dirty: set[str] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -36,11 +43,12 @@ class ReportRefresher:
     async def _loop(self, broadcast_id: str) -> None:
         while broadcast_id in self._dirty:
             self._dirty.discard(broadcast_id)
+            drawn = 0
             try:
-                await self.draw(broadcast_id)
+                drawn = await self.draw(broadcast_id)
             except Exception:  # a report that fails to draw must not stop the next one
                 log.exception("could not redraw the report of broadcast %s", broadcast_id)
-            await asyncio.sleep(self.spacing)
+            await asyncio.sleep(max(self.spacing, drawn / REDRAWN_PER_SECOND))
 
     async def close(self) -> None:
         for task in list(self._running.values()):
@@ -104,6 +112,27 @@ def line(delivery: Delivery) -> Line:
         return Line(delivery.destination, Status.WAITING, "scheduled", next_try=delivery.next_attempt_at)
     status = Status.SENDING if state is DeliveryState.SENDING else Status.WAITING
     return Line(delivery.destination, status, status.value)
+
+
+LISTED = 25  # destinations a report lists one by one; past this, it condenses (see `condensed`)
+NEEDS_A_LOOK = (Status.FAILED, Status.UNKNOWN, Status.RETRYING)
+
+
+def condensed(deliveries: Sequence[Delivery]) -> tuple[list[Line], list[tuple[Status, str]]]:
+    """What a report shows: every destination's line while there are few. Past `LISTED`, a line for each
+    one that needs the reader's eye (failed, unknown, retrying) and, for the rest, a count per kind of
+    network and state ("998 slack destinations: posted"): a thousand links help nobody in a chat message,
+    and redrawing them every second would cost more than the posts (the status page lists them all)."""
+    lines = [line(d) for d in deliveries]
+    if len(lines) <= LISTED:
+        return lines, []
+    counts = Counter((d.kind, shown.status) for d, shown in zip(deliveries, lines, strict=True))
+    tallies = [
+        (status, f"{count} {kind} destination{'s' if count > 1 else ''}: {status.value}")
+        for (kind, status), count in sorted(counts.items(), key=lambda item: (item[0][0], item[0][1].value))
+        if status not in NEEDS_A_LOOK
+    ]
+    return [shown for shown in lines if shown.status in NEEDS_A_LOOK], tallies
 
 
 def _scheduled(delivery: Delivery) -> bool:

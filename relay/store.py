@@ -4,12 +4,17 @@ Every call runs on a single dedicated thread so the event loop never blocks on d
 never shared between threads. Read-then-write work runs inside `BEGIN IMMEDIATE`, which takes the write
 lock up front: a deferred transaction (what sqlite-utils' `atomic()` starts) can fail half-way under
 contention, and a compare-and-set must not.
+
+A write the disk refuses (full, failing, read-only) rolls its transaction back whole and raises
+`Unwritable`: a person's action is refused at once, with the reason; what the bot itself must write down
+(an outcome of a post that went out) waits in `persist` until the disk takes it, without spinning.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import sqlite3
 from collections.abc import Callable
@@ -21,9 +26,33 @@ from sqlite_utils import Database
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
+# Waits between tries of a write the disk refused: short at first, since space is often freed within
+# seconds, and never more than a few seconds once it is back; a few idle tries a minute, never a busy loop.
+WRITE_RETRY_FIRST = 0.25
+WRITE_RETRY_MAX = 5.0
+
+# SQLite's primary result codes for a write the disk refused (sqlite.org/rescode.html), in a person's words.
+# A full disk gives SQLITE_FULL, or SQLITE_IOERR where the kernel's error is not ENOSPC (EFBIG, EIO, EROFS).
+_UNWRITABLE = {
+    sqlite3.SQLITE_FULL: "the relay's disk is full",
+    sqlite3.SQLITE_IOERR: "the relay's disk refused the write (it is full or failing)",
+    sqlite3.SQLITE_READONLY: "the relay's database file is read-only",
+}
+
 
 class StoreError(Exception):
     """The database cannot be used; the message says what to do."""
+
+
+class Unwritable(StoreError):
+    """The database refused a write and its transaction was rolled back whole: nothing was changed.
+    `cause` is in words for the person whose action it was; the message, naming the file, for the operator."""
+
+    def __init__(self, path: Path, error: sqlite3.Error, cause: str) -> None:
+        super().__init__(f"cannot write {path}: {error}; free space on its disk, or make it writable")
+        self.cause = cause
 
 
 def _v1(db: Database) -> None:
@@ -139,7 +168,12 @@ def _v6(db: Database) -> None:
     db.execute("ALTER TABLE broadcasts ADD COLUMN pending_text TEXT")
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
+def _v7(db: Database) -> None:
+    """Due deliveries found per network, so a network told to wait does not hold up the others."""
+    db.table("deliveries").create_index(["kind", "state", "next_attempt_at"])
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7)
 
 
 class Store:
@@ -150,23 +184,34 @@ class Store:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
+        self._refusing = False  # the last write was refused: said once in the log, until one succeeds
 
     async def open(self, exclusive: bool = True) -> None:
         """Open (and migrate) the database; `exclusive` is for the bot, which alone may dispatch."""
         await asyncio.get_running_loop().run_in_executor(self._executor, self._open, exclusive)
 
     def _open(self, exclusive: bool) -> None:
-        if exclusive:
-            self._lock_fd = _lock(self.path)
-        _create_private(self.path)
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")  # an acknowledged outbox row survives a power cut
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.execute("PRAGMA foreign_keys=ON")
-        self._conn = conn
-        self._migrate(conn)
+        """Refuses with one line naming the file and the fix when the file cannot be written (a read-only
+        mount, another owner, a full disk): the bot cannot keep its promises without writing."""
+        try:
+            if exclusive:
+                self._lock_fd = _lock(self.path)
+            _create_private(self.path)
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # an acknowledged outbox row survives a power cut
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._conn = conn
+            self._migrate(conn)
+        except (OSError, sqlite3.Error) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise StoreError(
+                f"cannot use the database {self.path} ({reason}): make it and its folder writable by the bot's "
+                "user (SQLite keeps its -wal, -shm and .lock files beside it) on a disk with free space, "
+                "or point RELAY_DB at another file"
+            ) from error
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -183,17 +228,48 @@ class Store:
                 conn.execute(f"PRAGMA user_version={number}")
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _roll_back(conn)
                 raise
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(connection)` on the database thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn)
 
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in one transaction; raises Unwritable, having changed nothing, if the disk refuses it."""
+        try:
+            result = await self.call(lambda conn: transaction(conn, fn))
+        except Unwritable as error:
+            if not self._refusing:
+                log.error("%s. Until then people's commands are refused and deliveries wait; nothing is lost", error)
+            self._refusing = True
+            raise
+        if self._refusing:
+            log.warning("%s takes writes again", self.path)
+            self._refusing = False
+        return result
+
+    async def persist(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`write`, tried again for as long as the disk refuses it: for what the bot must write down
+        whatever happens (the outcome of a post that went out), never for a person waiting for an answer."""
+        wait = WRITE_RETRY_FIRST
+        while True:
+            try:
+                return await self.write(fn)
+            except Unwritable:
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, WRITE_RETRY_MAX)
+
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
             raise StoreError("the database is not open")
-        return fn(self._conn)
+        try:
+            return fn(self._conn)
+        except sqlite3.Error as error:
+            cause = _UNWRITABLE.get(error.sqlite_errorcode & 0xFF)
+            if cause is None:
+                raise
+            raise Unwritable(self.path, error, cause) from error
 
     async def close(self) -> None:
         def shut() -> None:
@@ -209,15 +285,23 @@ class Store:
 
 
 def transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """Run `fn` inside BEGIN IMMEDIATE … COMMIT, rolling back on any error."""
+    """Run `fn` inside BEGIN IMMEDIATE … COMMIT, rolling back on any error, a failed COMMIT included."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = fn(conn)
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _roll_back(conn)
         raise
-    conn.execute("COMMIT")
     return result
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    """After a disk or I/O error SQLite may already have rolled back (sqlite.org/lang_transaction.html,
+    "Response To Errors Within A Transaction"): a second ROLLBACK would fail and hide the first error, and a
+    transaction left open would make every later BEGIN fail."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _create_private(path: Path) -> None:
@@ -231,8 +315,9 @@ def _create_private(path: Path) -> None:
 
 def _lock(path: Path) -> int:
     """Refuse a second bot on the same database: two dispatchers would race for the same deliveries,
-    and only one process can know which in-flight posts are its own after a crash."""
-    lock_path = Path(f"{path}.lock")
+    and only one process can know which in-flight posts are its own after a crash. The lock sits beside
+    the real file, so a second bot reaching it through a symbolic link is refused too."""
+    lock_path = Path(f"{path.resolve()}.lock")
     fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

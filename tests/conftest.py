@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from adapters import SPECS
-from bot import build_app
+from bot import SURFACE, build_app
 from relay.config import load_config, settings_from_env
 from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX
 from tests.fakes.teams import FakeConnector
@@ -111,6 +111,9 @@ class Relay:
             f"{self.url}/slack/events", data=body, headers=headers or signed_headers(SIGNING_SECRET, body)
         )
         await response.read()
+        # a person acts on what the bot shows, once it has shown it
+        if self.server is not None and (surface := self.server.app.get(SURFACE)) is not None:
+            await surface.settle()
         return response
 
     def new_response_url(self) -> tuple[str, str]:

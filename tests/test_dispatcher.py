@@ -130,5 +130,8 @@ async def test_a_dry_destination_is_recorded_and_never_posted(world, x: FakeX) -
     w = await world()
     [delivery] = await w.settled(await w.send("Practice run", "dry"))
     assert delivery.state is DeliveryState.SENT and delivery.dry_run
-    assert delivery.parts == ("Practice run",) and delivery.link is None
+    recorded = await w.broadcasts.store.call(
+        lambda conn: conn.execute("SELECT parts FROM deliveries WHERE id = ?", (delivery.id,)).fetchone()[0]
+    )
+    assert recorded == '["Practice run"]' and delivery.link is None
     assert not x.calls

@@ -6,6 +6,7 @@ import json
 
 from tests.conftest import LEADER, STAFF_CHANNEL, STRANGER, TEAMS_ENV, preview_id, teams_config
 from tests.fakes import FakeSlack
+from tests.proof import tally
 from tests.teams_activities import CEO, TeamsClient, installed_in_team, message, personal
 from tests.teams_activities import STRANGER as TEAMS_STRANGER
 from tests.test_teams_flow import card_text
@@ -25,6 +26,7 @@ async def test_status_shows_recent_broadcasts_destination_by_destination(start_r
 
 
 async def test_history_is_refused_to_others(start_relay) -> None:
+    tally("security checks (forged, replayed, unauthorized)")
     relay = await start_relay()
     answer = await relay.command(STRANGER, "history")
     assert answer["text"] == "Only leaders and approvers can see the broadcast history."

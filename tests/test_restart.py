@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,65 +11,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.bot_process import ROOT, BotProcess, free_port
 from tests.conftest import BOT_TOKEN, LEADER, SIGNING_SECRET, STAFF_CHANNEL, Relay, bot_env, config_text, preview_id
 from tests.fakes import FakeSlack, FakeX, Fault
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class BotProcess:
-    """`python bot.py` as an operator runs it, with its log collected."""
-
-    def __init__(self, env: dict[str, str], cwd: Path = ROOT) -> None:
-        self.env = env
-        self.cwd = cwd
-        self.log: list[str] = []
-        self.process: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._listening = asyncio.Event()
-
-    async def start(self) -> None:
-        self._listening.clear()
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(ROOT / "bot.py"),
-            cwd=self.cwd,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.env},
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        self._reader = asyncio.create_task(self._read(self.process))
-        async with asyncio.timeout(30):
-            await self._listening.wait()
-
-    async def _read(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
-        async for raw in process.stdout:
-            line = raw.decode(errors="replace")
-            self.log.append(line)
-            if "listening on port" in line:
-                self._listening.set()
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-        if self._reader:
-            await self._reader
-
-    async def stop(self) -> None:
-        if self.process and self.process.returncode is None:
-            self.process.terminate()
-            await self.process.wait()
-        if self._reader:
-            await self._reader
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -130,9 +72,12 @@ async def test_a_report_left_stale_by_a_crash_is_brought_up_to_date_at_start(
 ) -> None:
     process, relay = bot
     slack.faults.add("chat.update", Fault.drop_before(), times=None)  # every report edit is lost
+    x.faults.add("POST /2/tweets", Fault.hang())  # X answers only once the report shows "in progress"
     await process.start()
     broadcast = preview_id(await relay.command(LEADER, "Report me."))
     await relay.click(LEADER, "approve", broadcast)
+    await slack.wait_for(lambda: slack.messages(f"D{LEADER}"))
+    x.release()
     # The bot tried to show the final state (so it had recorded it), and Slack never got it.
     await slack.wait_for(lambda: any("delivered." in c.params.get("text", "") for c in slack.calls_to("chat.update")))
     await process.kill()

@@ -56,7 +56,7 @@ async def test_help_explains_usage(start_relay) -> None:
 async def test_empty_command_opens_the_composer_and_its_submit_shows_the_preview(start_relay, slack: FakeSlack) -> None:
     relay = await start_relay()
     await relay.command(LEADER, "")
-    [opened] = slack.calls_to("views.open")
+    [opened] = await slack.wait_for(lambda: slack.calls_to("views.open"))
     view = opened.params["view"]
     view = json.loads(view) if isinstance(view, str) else view
     assert view["callback_id"] == "compose"

@@ -20,6 +20,7 @@ from microsoft_agents.hosting.core.authorization import _entra_issuers
 
 from tests.conftest import teams_config
 from tests.fakes.teams import FakeConnector
+from tests.proof import tally
 from tests.teams_activities import CEO, TENANT, TeamsClient, message, personal
 
 APP_ID = "11111111-1111-1111-1111-111111111111"
@@ -99,6 +100,7 @@ async def test_a_validly_signed_activity_gets_in_and_the_reply_carries_the_bots_
 async def test_a_wrongly_signed_activity_gets_401_and_does_nothing(
     start_relay, connector: FakeConnector, bot_framework_keys: None, forged
 ) -> None:
+    tally("security checks (forged, replayed, unauthorized)")
     relay = await start_relay(teams_config(), **CREDENTIALS)
     status, _ = await TeamsClient(relay.url, relay.http).send(
         message(connector.service_url, CEO, "broadcast Forged"), token=forged()

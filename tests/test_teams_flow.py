@@ -13,6 +13,7 @@ from relay.config import ConfigError, settings_from_env
 from tests.conftest import LEADER, STAFF_CHANNEL, TEAMS_ENV, Relay, preview_id, report_text, teams_config
 from tests.fakes import FakeSlack, FakeX, Fault
 from tests.fakes.teams import FakeConnector
+from tests.proof import tally
 from tests.teams_activities import (
     ANNOUNCEMENTS,
     APPROVALS,
@@ -231,6 +232,7 @@ async def test_a_channel_the_bot_was_never_added_to_fails_with_the_fix(start_rel
 
 
 async def test_an_activity_from_another_tenant_is_refused(start_relay, connector, x: FakeX) -> None:
+    tally("security checks (forged, replayed, unauthorized)")
     teams = await start(start_relay, connector)
     other = "11111111-2222-3333-4444-555555555555"
     await teams.send(message(connector.service_url, CEO, "broadcast From elsewhere", tenant=other))
@@ -243,6 +245,7 @@ async def test_an_activity_from_another_tenant_is_refused(start_relay, connector
 async def test_with_credentials_an_unsigned_or_forged_activity_is_refused(
     start_relay, connector, authorization: str | None
 ) -> None:
+    tally("security checks (forged, replayed, unauthorized)")
     relay = await start_relay(
         teams_config(),
         CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID="11111111-1111-1111-1111-111111111111",

@@ -1,14 +1,16 @@
 """Platform-neutral fault injection shared by the loopback fakes.
 
 A test queues `Fault`s in a fake's `FaultPlan`; each matching request consumes one
-and the fake plays it out with `enact`, so Slack and X misbehave the same way.
+and the fake plays it out with `enact`, so Slack and X misbehave the same way. A `Storm`
+draws each request's fault from a weighted mix instead, with a seeded `random.Random`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable, Mapping
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,10 +83,27 @@ class Fault:
         return web.Response(status=self.code, text=self.body, headers=headers)
 
 
+# One outcome of a storm: a fault, a maker of one (a 429 whose reset is "now + n" is made when the
+# request comes), or None for a normal answer.
+Draw = Fault | Callable[[], Fault] | None
+
+
+@dataclass(frozen=True)
+class Storm:
+    """A weighted mix of faults; each request it meets draws one (or a normal answer) from `rng`."""
+
+    mix: tuple[tuple[Draw, float], ...]
+    rng: random.Random
+
+    def draw(self) -> Fault | None:
+        [drawn] = self.rng.choices([draw for draw, _ in self.mix], weights=[weight for _, weight in self.mix])
+        return drawn() if callable(drawn) else drawn
+
+
 @dataclass
 class _Rule:
     endpoint: str
-    fault: Fault
+    fault: Fault | Storm
     remaining: int | None
     when: Predicate | None
 
@@ -111,6 +130,21 @@ class FaultPlan:
             raise ValueError(f"times must be >= 1 or None, got {times}")
         self._rules.append(_Rule(endpoint, fault, times, when))
 
+    def storm(
+        self,
+        endpoint: str,
+        mix: Iterable[tuple[Draw, float]],
+        rng: random.Random,
+        *,
+        times: int | None = None,
+        when: Predicate | None = None,
+    ) -> None:
+        """For the next `times` (None: all) `endpoint` requests matching `when`, a fault drawn from `mix`,
+        pairs of a draw and its weight (None is a normal answer): `[(None, 6), (Fault.drop_after(), 1)]`."""
+        if times is not None and times < 1:
+            raise ValueError(f"times must be >= 1 or None, got {times}")
+        self._rules.append(_Rule(endpoint, Storm(tuple(mix), rng), times, when))
+
     def take(self, endpoint: str, params: Params) -> Fault | None:
         """Consume and return the fault this request should suffer, if any."""
         for rule in self._rules:
@@ -119,7 +153,7 @@ class FaultPlan:
                     rule.remaining -= 1
                     if rule.remaining == 0:
                         self._rules.remove(rule)
-                return rule.fault
+                return rule.fault.draw() if isinstance(rule.fault, Storm) else rule.fault
         return None
 
     def clear(self) -> None:
@@ -127,7 +161,7 @@ class FaultPlan:
         self._rules.clear()
 
     @property
-    def pending(self) -> list[tuple[str, Fault]]:
+    def pending(self) -> list[tuple[str, Fault | Storm]]:
         """Faults not yet consumed, so a test can assert its injected fault was hit."""
         return [(rule.endpoint, rule.fault) for rule in self._rules]
 

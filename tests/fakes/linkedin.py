@@ -213,6 +213,9 @@ class FakeLinkedIn(LoopbackServer[LinkedInCall]):
         body = {"status": 429, "message": "Resource level throttle limit for calls to this resource is reached."}
         return Fault.status(429, body)
 
+    def rate_limited_for(self, seconds: float) -> Fault:
+        return self.throttled()
+
     def _endpoint(
         self, endpoint: str, handler: Callable[[LinkedInCall], web.Response]
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -221,7 +224,7 @@ class FakeLinkedIn(LoopbackServer[LinkedInCall]):
         async def serve(request: web.Request) -> web.StreamResponse:
             body = json.loads(await request.text()) if request.body_exists else None
             params = {**request.query, **(body if isinstance(body, dict) else {}), **request.match_info}
-            fault = self.faults.take(endpoint, params)
+            fault = self._fault_for(endpoint, params)
             call = LinkedInCall(endpoint, request.path, params, body, request.headers, fault)
 
             async def apply() -> web.StreamResponse:

@@ -238,6 +238,9 @@ class FakeMastodon(LoopbackServer[MastodonCall]):
         }
         return Fault.status(429, {"error": "Too many requests"}, headers)
 
+    def rate_limited_for(self, seconds: float) -> Fault:
+        return self.rate_limited(seconds)
+
     def _endpoint(
         self, endpoint: str, handler: Callable[[MastodonCall], web.Response], auth: _Auth
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -245,7 +248,7 @@ class FakeMastodon(LoopbackServer[MastodonCall]):
 
         async def serve(request: web.Request) -> web.StreamResponse:
             params = {**await _read_params(request), **request.match_info}
-            fault = self.faults.take(endpoint, params)
+            fault = self._fault_for(endpoint, params)
             call = MastodonCall(endpoint, request.path, params, request.headers, fault)
 
             async def apply() -> web.StreamResponse:

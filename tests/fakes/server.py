@@ -13,6 +13,7 @@ from typing import Generic, Self, TypeVar
 from aiohttp import web
 
 from .faults import Fault, FaultPlan, Gate, enact
+from .limits import Params, RateLimits
 
 CallT = TypeVar("CallT")
 T = TypeVar("T")
@@ -27,6 +28,8 @@ class LoopbackServer(Generic[CallT]):
     def __init__(self) -> None:
         self.calls: list[CallT] = []
         self.faults = FaultPlan()
+        self.limits = RateLimits()  # none unless a test or the benchmark sets the platform's own
+        self.latency = 0.0  # seconds each answer takes, to emulate a real network's round trip
         self.app = web.Application()
         self._gate = Gate()
         self._changed = asyncio.Condition()
@@ -82,6 +85,17 @@ class LoopbackServer(Generic[CallT]):
                     f"{type(self).__name__}: condition not met within {timeout}s; recorded calls:\n{recorded}"
                 ) from None
 
+    def rate_limited_for(self, seconds: float) -> Fault:
+        """This platform's own 429 saying "come back in `seconds`"; fakes with `limits` override it."""
+        raise NotImplementedError(f"{type(self).__name__} does not emulate rate limits")
+
+    def _fault_for(self, endpoint: str, params: Params) -> Fault | None:
+        """The injected fault this request suffers, else the 429 its platform's limits call for."""
+        fault = self.faults.take(endpoint, params)
+        if fault is None and (wait := self.limits.admit(endpoint, params)) is not None:
+            fault = self.rate_limited_for(wait)
+        return fault
+
     async def _serve(
         self,
         request: web.Request,
@@ -92,6 +106,8 @@ class LoopbackServer(Generic[CallT]):
         """Record `call`, answer via `apply` under `fault`, waking `wait_for` at each step."""
         self.calls.append(call)
         await self._notify()
+        if self.latency:
+            await asyncio.sleep(self.latency)  # the emulated network's round trip, not a test waiting
 
         async def applied() -> web.StreamResponse:
             response = await apply()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -153,10 +154,13 @@ class FakeSlack(LoopbackServer[Call]):
         """A 429 shaped like Slack's: `Retry-After` header and `ratelimited` error."""
         return Fault.status(429, _error("ratelimited"), {"Retry-After": str(retry_after)})
 
+    def rate_limited_for(self, seconds: float) -> Fault:
+        return self.rate_limited(math.ceil(seconds))  # Slack's Retry-After is whole seconds
+
     async def _api(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
         params = await _read_params(request)
-        fault = self.faults.take(method, params)
+        fault = self._fault_for(method, params)
 
         async def apply() -> web.StreamResponse:
             return web.json_response(self._answer(method, params, request.headers))

@@ -4,6 +4,7 @@ bot sends (new messages, replies, card updates), lists a team's channels, and mi
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,9 @@ class FakeConnector(LoopbackServer[ConnectorCall]):
         """Teams' 429: `Retry-After` and a Throttled error body."""
         body = {"error": {"code": "Throttled", "message": "Too many requests"}}
         return Fault.status(429, body, {"Retry-After": str(retry_after)})
+
+    def rate_limited_for(self, seconds: float) -> Fault:
+        return self.throttled(math.ceil(seconds))
 
     def calls_to(self, endpoint: str) -> list[ConnectorCall]:
         return [call for call in self.calls if call.endpoint == endpoint]
@@ -129,6 +133,6 @@ class FakeConnector(LoopbackServer[ConnectorCall]):
         apply: Callable[[], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
         params = {**body, "conversation": conversation}  # the URL's conversation, not the body's
-        fault = self.faults.take(endpoint, params)
+        fault = self._fault_for(endpoint, params)
         call = ConnectorCall(endpoint, conversation, activity_id, body, request.headers, fault)
         return await self._serve(request, call, fault, apply)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from yarl import URL
 
-from .faults import Fault
+from .faults import Fault, FaultKind, FaultPlan
 from .oauth1 import OAuth1Credentials
 from .slack import FakeSlack
 from .x import FakeX
@@ -261,3 +262,29 @@ async def test_x_rate_limit_drop_before_me_and_delete() -> None:
     assert [t.text for t in x.deleted] == ["to delete"]
     assert deleted[1] == {"data": {"deleted": True}}
     assert len(x.calls_to("POST /2/tweets")) == 1
+
+
+async def test_a_storm_is_drawn_from_its_seed_for_its_count_and_makes_each_fault_as_its_request_comes() -> None:
+    made: list[Fault] = []
+
+    def limited() -> Fault:
+        made.append(FakeSlack.rate_limited(retry_after=len(made) + 1))
+        return made[-1]
+
+    def weather(seed: int) -> list[Fault | None]:
+        plan = FaultPlan()
+        mix = [(None, 2), (Fault.drop_after(), 1), (limited, 1)]
+        plan.storm("chat.postMessage", mix, random.Random(seed), times=20, when=lambda p: p["channel"] == "C1")
+        assert plan.take("chat.postMessage", {"channel": "C2"}) is None
+        return [plan.take("chat.postMessage", {"channel": "C1"}) for _ in range(25)]
+
+    def kinds(faults: list[Fault | None]) -> list[tuple[FaultKind, int] | None]:
+        return [(fault.kind, fault.code) if fault else None for fault in faults]
+
+    first = weather(7)
+    assert kinds(weather(7)) == kinds(first), "the same seed, the same weather"
+    assert first[20:] == [None] * 5, "over after its count"
+    assert None in first and Fault.drop_after() in first
+    rate_limited = [fault for fault in first if fault is not None and fault.code == 429]
+    assert rate_limited == made[: len(rate_limited)], "each made when its request came"
+    assert len({dict(fault.headers)["Retry-After"] for fault in rate_limited}) == len(rate_limited) > 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -199,12 +200,12 @@ class FakeX(LoopbackServer[XCall]):
         return tweet
 
     @staticmethod
-    def rate_limited(reset_in: int = 1, limit: int = 50) -> Fault:
-        """A 429 shaped like X's, with the reset epoch computed now."""
+    def rate_limited(reset_in: float = 1, limit: int = 50) -> Fault:
+        """A 429 shaped like X's, with the reset epoch computed now (rounded up: it is whole seconds)."""
         headers = {
             "x-rate-limit-limit": str(limit),
             "x-rate-limit-remaining": "0",
-            "x-rate-limit-reset": str(int(time.time()) + reset_in),
+            "x-rate-limit-reset": str(math.ceil(time.time() + reset_in)),
         }
         body = {
             "title": "Too Many Requests",
@@ -213,6 +214,9 @@ class FakeX(LoopbackServer[XCall]):
             "status": 429,
         }
         return Fault.status(429, body, headers)
+
+    def rate_limited_for(self, seconds: float) -> Fault:
+        return self.rate_limited(seconds)
 
     def _endpoint(
         self, endpoint: str, handler: Callable[[XCall], web.Response]
@@ -235,7 +239,7 @@ class FakeX(LoopbackServer[XCall]):
                 request.headers.get("Authorization"),
                 form,
             )
-            fault = self.faults.take(endpoint, params)
+            fault = self._fault_for(endpoint, params)
             call = XCall(endpoint, request.path, params, body, request.headers, authorized, fault)
 
             async def apply() -> web.StreamResponse:

@@ -1,0 +1,48 @@
+"""The acknowledgement load: signed `/broadcast` commands, then Approve clicks, `in_flight` at a time.
+
+Run in its own process (`python -m bench.ack`), so the fakes' work in the benchmark's process does not
+colour what it measures. Prints one JSON line: the latencies, in seconds, of each kind of request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import time
+
+import aiohttp
+
+from tests.slack_requests import action_body, command_body, signed_headers
+
+
+async def measure(
+    url: str, secret: str, user: str, response_url: str, in_flight: int, count: int
+) -> dict[str, list[float]]:
+    gate = asyncio.Semaphore(in_flight)
+    connector = aiohttp.TCPConnector(limit=in_flight)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
+
+        async def send(body: str) -> tuple[float, str]:
+            async with gate:
+                started = time.perf_counter()
+                async with http.post(f"{url}/slack/events", data=body, headers=signed_headers(secret, body)) as answer:
+                    text = await answer.text()
+                    if answer.status != 200:
+                        raise RuntimeError(f"the bot answered {answer.status}: {text[:200]}")
+                return time.perf_counter() - started, text
+
+        commands = await asyncio.gather(
+            *(send(command_body(user, f"Benchmark message {in_flight}-{n}.", response_url)) for n in range(count))
+        )
+        ids = [re.search(r"`(b[0-9a-f]{8})`", text) for _, text in commands]
+        clicks = await asyncio.gather(
+            *(send(action_body(user, "approve", match.group(1), response_url)) for match in ids if match)
+        )
+    return {"command": [seconds for seconds, _ in commands], "approve": [seconds for seconds, _ in clicks]}
+
+
+if __name__ == "__main__":
+    url, secret, user, response_url, in_flight, count = sys.argv[1:7]
+    print(json.dumps(asyncio.run(measure(url, secret, user, response_url, int(in_flight), int(count)))))
