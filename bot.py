@@ -7,6 +7,7 @@ stopped with the app (aiohttp's `cleanup_ctx`), and Slack's requests handed to t
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import os
@@ -194,6 +195,13 @@ async def _slack_events(request: web.Request) -> web.StreamResponse:
     return await request.app[SURFACE].handle(request)
 
 
+async def _freeze_what_lives_forever(app: web.Application) -> None:
+    """What start-up made (the SDKs' modules, the adapters, the config) lives as long as the process:
+    it is moved out of the garbage collector's sight (CPython's `gc.freeze`), so a collection scans only
+    what requests and deliveries make, and its pauses stay short under load."""
+    gc.freeze()
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -205,9 +213,11 @@ def main() -> None:
         raise SystemExit(2) from None
     for line in warnings:
         log.warning("*** %s", line)
+    app = build_app(settings, config)
+    app.on_startup.append(_freeze_what_lives_forever)  # after the relay has started (cleanup_ctx)
     try:
         web.run_app(
-            build_app(settings, config),
+            app,
             port=settings.port,
             print=lambda _: log.info("listening on port %d", settings.port),
         )

@@ -66,9 +66,9 @@ LIMITS = Limits(
     counting=Counting.CHARACTERS,
     markup=Markup.MARKDOWN,
     # Teams allows a bot 50 requests a second per tenant, and about 7 a second in one conversation
-    # (learn.microsoft.com/microsoftteams/platform/bots/how-to/rate-limit). Enough calls in flight to
-    # reach 50 a second at a few hundred milliseconds each.
-    concurrency=16,
+    # (learn.microsoft.com/microsoftteams/platform/bots/how-to/rate-limit). As many calls in flight as the
+    # tenant takes in a second, so a second's worth goes at once however slow each answer.
+    concurrency=50,
     min_interval=0.5,
     rate=50.0,
 )
@@ -294,6 +294,9 @@ def classify(error: Exception) -> Outcome:
     return transport_outcome(error, "Teams")
 
 
+PLACE_KEPT = 60.0  # seconds a channel's address is used before it is read again (Teams may move a team)
+
+
 class TeamsChannel:
     """A channel of a team the bot has been added to."""
 
@@ -306,12 +309,25 @@ class TeamsChannel:
         self.channel: str = config.options["channel"]
         self.settings = settings
         self.directory = Directory(store)
+        self._known: tuple[Place, float] | None = None  # the channel's place, and when it was read
 
     def _teams(self) -> TeamsConnection:
         return shared_connection(self.settings)
 
+    async def _place(self) -> Place | None:
+        """Where the channel is, as the bot last learned it, read again after `PLACE_KEPT`: a read of
+        the database right before each post was, in a fan-out, a wait behind the outbox's writes between
+        the moment a post is marked as leaving and the moment it leaves."""
+        now = time.monotonic()
+        if self._known is None or now - self._known[1] > PLACE_KEPT:
+            place = await self.directory.place(self.channel)
+            if place is None:
+                return None
+            self._known = (place, now)
+        return self._known[0]
+
     async def publish(self, part: Part) -> Outcome:
-        place = await self.directory.place(self.channel)
+        place = await self._place()
         if place is None:
             return Permanent(await unreachable(self.directory, self.channel) or "")
         message = MessageFactory.text(part.text)
@@ -323,7 +339,7 @@ class TeamsChannel:
         return Sent(message_id, _link(place, message_id, self.settings.teams_tenant))
 
     async def edit(self, remote_id: str, text: str) -> Outcome:
-        place = await self.directory.place(self.channel)
+        place = await self._place()
         if place is None:
             return Permanent(await unreachable(self.directory, self.channel) or "")
         message = MessageFactory.text(text)
@@ -335,7 +351,7 @@ class TeamsChannel:
         return Sent(remote_id, None)
 
     async def delete(self, remote_id: str) -> Outcome:
-        place = await self.directory.place(self.channel)
+        place = await self._place()
         if place is None:
             return Permanent(await unreachable(self.directory, self.channel) or "")
         try:

@@ -48,11 +48,12 @@ class Bot:
                     pass
                 await asyncio.sleep(0.005)  # polling a port that cannot be awaited
 
-    def cpu_seconds(self) -> float:
-        """User plus system CPU time the bot has used so far."""
+    def cpu_seconds(self) -> tuple[float, float]:
+        """User and system CPU time the bot has used so far (system: the kernel's work for it, the
+        database's fsyncs and the sockets' calls)."""
         assert self.process is not None
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
+        return int(fields[11]) / TICKS, int(fields[12]) / TICKS
 
     def peak_memory_mb(self) -> float:
         """The most resident memory the bot has held (VmHWM)."""

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from relay.destination import Destination
 
-RATE_WINDOW = 1.05  # seconds: `limits.rate` is per second, with 5% to spare for jitter on the way
+RATE_WINDOW = 1.1  # seconds: `limits.rate` is per second, with 10% to spare for jitter on the way
 
 
 class Pacer:
@@ -29,7 +29,8 @@ class Pacer:
         self.clock = clock
         self._place_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last_post: dict[str, float] = {}
-        self._starts: defaultdict[str, list[float]] = defaultdict(list)  # recent call starts, oldest first
+        # Per network, when each of its most recent calls left (or, until it leaves, was let go).
+        self._departures: dict[str, deque[list[float]]] = {}
         self._held_until: dict[str, float] = {}
 
     def hold(self, destination: Destination, seconds: float) -> None:
@@ -41,36 +42,43 @@ class Pacer:
         """When the network's last asked-for pause ends (in the past: no pause)."""
         return self._held_until.get(destination.limit_key(), 0.0)
 
-    async def call(self, destination: Destination) -> None:
-        """Wait until a call (a deletion, an edit) may start under the network's rate and pause."""
+    async def call(self, destination: Destination) -> Callable[[], None]:
+        """Wait until a call may go under the network's pause and rate; returns what to call the moment
+        the request leaves, which the rate counts from (a write to the database may come in between)."""
         key = destination.limit_key()
         while (wait := self._held_until.get(key, 0.0) - self.clock()) > 0:
             await asyncio.sleep(wait)  # re-checked: a later 429 may have moved the pause
         rate = int(destination.limits.rate)
-        if rate:
-            # At most `rate` starts in any window, as the platform counts them (Teams: 50 in a second), so a
-            # burst goes at once; the window is a little longer than the platform's, for network jitter.
-            starts = self._starts[key]
-            while len(starts) >= rate and (wait := starts[-rate] + RATE_WINDOW - self.clock()) > 0:
-                await asyncio.sleep(wait)
-            starts.append(self.clock())
-            del starts[:-rate]
+        if not rate:
+            return lambda: None
+        # At most `rate` calls leave in any window, as the platform counts them (Teams: 50 in a second), so
+        # a burst goes at once; the window is a little longer than the platform's, for jitter on the way.
+        recent = self._departures.setdefault(key, deque(maxlen=rate))
+        while len(recent) == rate and (wait := min(left for [left] in recent) + RATE_WINDOW - self.clock()) > 0:
+            await asyncio.sleep(wait)
+        departure = [self.clock()]
+        recent.append(departure)
+
+        def leaving() -> None:
+            departure[0] = self.clock()
+
+        return leaving
 
     @asynccontextmanager
-    async def post(self, destination: Destination) -> AsyncIterator[None]:
-        """Around one post: `call`'s waits, and the spacing of posts to the same place."""
+    async def post(self, destination: Destination) -> AsyncIterator[Callable[[], None]]:
+        """Around one post: `call`'s waits, and the spacing of posts to the same place. Yields `call`'s
+        `leaving`, to be called right before the request goes."""
         interval = destination.limits.min_interval
         if not interval:
-            await self.call(destination)
-            yield
+            yield await self.call(destination)
             return
         key = destination.pace_key()
         async with self._place_locks[key]:
             wait = self._last_post.get(key, 0.0) + interval - self.clock()
             if wait > 0:
                 await asyncio.sleep(wait)
-            await self.call(destination)
+            leaving = await self.call(destination)
             try:
-                yield
+                yield leaving
             finally:
                 self._last_post[key] = self.clock()

@@ -34,7 +34,7 @@ class Drill:
     kills: int  # per broadcast
 
 
-SCALES = {"small": Drill(broadcasts=1, kills=3), "large": Drill(broadcasts=4, kills=9)}
+SCALES = {"small": Drill(broadcasts=1, kills=3), "large": Drill(broadcasts=8, kills=10)}
 # 200 destinations: Slack channels, Teams channels, and accounts on every public network.
 SLACK, TEAMS, X, MASTODON, LINKEDIN = 170, 16, 4, 4, 4  # and the PDS's 2 Bluesky accounts
 # Answers come after a few milliseconds to a few hundred, as over a real network (the public networks'

@@ -358,7 +358,7 @@ async def test_killed_inside_a_write_transaction_the_restarted_bot_loses_and_dou
     process = BotProcess({**bot_env(tmp_path, slack, x, crash_config(CRASH_CHANNELS)), "PORT": str(free_port())})
     sent: list[tuple[str, str]] = []
     async with running(process, slack) as relay:
-        for round_ in range(10 if proof_scale == "large" else 1):
+        for round_ in range(20 if proof_scale == "large" else 1):
             killed = False
             while not killed:
                 text = f"Crash round {round_}, broadcast {len(sent)}."
