@@ -93,16 +93,23 @@ class _Workspace:
         session = aiohttp.ClientSession(timeout=client_timeout(settings.http_timeout))
         self.client = web_client(settings, token_variable=token_variable, session=session)
         self._address: str | None = None
+        self._asking = asyncio.Lock()  # a thousand channels preparing at once make one auth.test
+
+    async def address(self) -> str | None:
+        """The workspace's address (`https://<name>.slack.com/`), asked once; None while Slack cannot say."""
+        async with self._asking:
+            if self._address is None:
+                try:
+                    self._address = str((await self.client.auth_test())["url"])
+                except Exception:
+                    return None
+        return self._address
 
     async def permalink(self, channel: str, ts: str) -> str | None:
         """A message's link, in the form Slack's own permalinks take (`<workspace>/archives/<channel>/p<ts>`):
         one auth.test per workspace instead of a chat.getPermalink (rate-limited per minute) per post."""
-        if self._address is None:
-            try:
-                self._address = str((await self.client.auth_test())["url"])
-            except Exception:
-                return None
-        return f"{self._address.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
+        address = self._address or await self.address()
+        return f"{address.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}" if address else None
 
     async def close(self) -> None:
         if self.client.session is not None:
@@ -240,7 +247,8 @@ class SlackChannel:
         return await _workspace(self.settings, self.token_variable).permalink(self.channel, ts)
 
     async def prepare(self) -> None:
-        return None
+        """Learn the workspace's address at start-up, so the first post's link costs no extra round trip."""
+        await _workspace(self.settings, self.token_variable).address()
 
     def replies_note(self) -> str | None:
         return None  # a staff channel: replies are conversation among colleagues

@@ -129,7 +129,8 @@ class Broadcasts:
             audit.record(conn, now, actor, "requested", broadcast_id, where, f"audience {audience}: {text[:200]}")
 
         await self._write(insert)
-        return await self.get(broadcast_id)
+        unset = {"decided_by": None, "retract_requested_by": None, "send_at": None, "pending_text": None}
+        return Broadcast.from_row({**row, **unset})  # as written: no need to read it back
 
     async def get(self, broadcast_id: str) -> Broadcast:
         def run(conn: sqlite3.Connection) -> sqlite3.Row | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -52,7 +53,7 @@ class Broadcast:
     pending_text: str | None = None  # a correction waiting for an approver
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Broadcast:
+    def from_row(cls, row: sqlite3.Row | Mapping[str, Any]) -> Broadcast:
         return cls(
             id=row["id"],
             author=row["author"],
