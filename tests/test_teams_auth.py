@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from microsoft_agents.authentication.msal import MsalAuth
 from microsoft_agents.hosting.core.authorization import _entra_issuers
 
-from tests.conftest import teams_config
+from tests.conftest import LEADER, preview_id, teams_config
 from tests.fakes.teams import FakeConnector
 from tests.proof import tally
-from tests.teams_activities import CEO, TENANT, TeamsClient, message, personal
+from tests.teams_activities import ANNOUNCEMENTS, CEO, TENANT, TeamsClient, installed_in_team, message, personal
 
 APP_ID = "11111111-1111-1111-1111-111111111111"
 CREDENTIALS = {
@@ -107,3 +107,25 @@ async def test_a_wrongly_signed_activity_gets_401_and_does_nothing(
     )
     assert status == 401
     assert not connector.calls
+
+
+async def test_a_broadcast_to_a_teams_channel_is_posted_with_the_bots_bot_framework_token(
+    start_relay, connector: FakeConnector, bot_framework_keys: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[str, list[str]]] = []
+
+    async def outbound_token(self: Any, resource_url: str, scopes: list[str], force_refresh: bool = False) -> str:
+        asked.append((resource_url, scopes))
+        return "outbound-token"
+
+    monkeypatch.setattr(MsalAuth, "get_access_token", outbound_token)
+    relay = await start_relay(teams_config(), **CREDENTIALS)
+    status, _ = await TeamsClient(relay.url, relay.http).send(installed_in_team(connector.service_url), token=token())
+    assert status in (200, 202)
+    await connector.wait_for(lambda: connector.calls_to("GET channels"))
+    broadcast = preview_id(await relay.command(LEADER, "Posted as the bot."))
+    await relay.click(LEADER, "approve", broadcast)
+    [post] = await connector.wait_for(lambda: connector.calls_to("POST activities"))
+    assert post.conversation == ANNOUNCEMENTS and post.body["text"] == "Posted as the bot."
+    assert post.headers["Authorization"] == "Bearer outbound-token"
+    assert ("https://api.botframework.com", ["https://api.botframework.com/.default"]) in asked
