@@ -186,13 +186,12 @@ class Dispatcher:
                         posted.append(found.remote_id)
                         check_first = False
                         continue
-                async with self._pacer.post(destination) as leaving:
+                async with self._pacer.post(destination):
                     # After any wait for the network's pace: a retraction since then stops it here.
                     if not await outbox.going_out(self.store, delivery):
                         gone = f"; {len(posted)} of {len(delivery.parts)} parts had gone out" if posted else ""
                         await self._finish(delivery, DeliveryState.CANCELLED, f"retracted before it was sent{gone}")
                         return
-                    leaving()
                     outcome = await destination.publish(part)
                 check_first = False
                 if isinstance(outcome, Sent) and index == len(delivery.parts) - 1:
@@ -224,8 +223,7 @@ class Dispatcher:
         if delivery.dry_run:
             await self._finish(delivery, DeliveryState.SENT, None)
             return
-        async with self._limits[destination.limit_key()]:
-            (await self._pacer.call(destination))()
+        async with self._limits[destination.limit_key()], self._pacer.call(destination):
             outcome = await destination.edit(post.posted[0], delivery.parts[0])
         if isinstance(outcome, Sent):
             await self._finish(delivery, DeliveryState.SENT, None)
@@ -241,8 +239,7 @@ class Dispatcher:
         for remote_id in reversed(post.posted):
             if remote_id in done or remote_id == DRY_RUN_ID:
                 continue
-            async with self._limits[destination.limit_key()]:
-                (await self._pacer.call(destination))()
+            async with self._limits[destination.limit_key()], self._pacer.call(destination):
                 outcome = await destination.delete(remote_id)
             if isinstance(outcome, Sent):
                 await outbox.record_part(self.store, delivery.id, remote_id, None, self.clock())

@@ -4,7 +4,10 @@ Three rules, each from the platforms' own limits:
 - posts to one place are spaced by `limits.min_interval` (Slack: about one message a second per
   channel), counted from the end of the previous post so latency cannot bunch two together;
 - calls sharing a `limit_key` (one workspace, tenant or account) start at most `limits.rate` in any
-  second where the platform publishes such a figure (Teams: 50 a second per app per tenant);
+  second where the platform publishes such a figure (Teams: 50 a second per app per tenant). A call
+  counts from when its answer came back, and while it is unanswered it counts as now: the network
+  saw it at some moment in between, so a window measured this way never overlaps the network's own,
+  whatever the latency or its jitter;
 - once a network answers "come back in T" (a 429's `Retry-After`, X's reset time), every call
   sharing that key waits until then, instead of each one in flight finding out with its own 429.
 Slack publishes no workspace-wide figure ("several hundred messages per minute"), so there the
@@ -14,14 +17,30 @@ third rule alone keeps a large fan-out to the pace the workspace allows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from relay.destination import Destination
 
-RATE_WINDOW = 1.1  # seconds: `limits.rate` is per second, with 10% to spare for jitter on the way
+# `limits.rate` is per second. Counted from answers, calls of two windows reach the network more than a
+# second apart whatever the latency, so the window needs nothing to spare.
+RATE_WINDOW = 1.0
+
+
+@dataclass
+class _Call:
+    """One call counted against a network's rate: until it is answered, it may still be on its way."""
+
+    answered: float | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def answer(self, at: float) -> None:
+        self.answered = at
+        self.done.set()
 
 
 class Pacer:
@@ -29,8 +48,7 @@ class Pacer:
         self.clock = clock
         self._place_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last_post: dict[str, float] = {}
-        # Per network, when each of its most recent calls left (or, until it leaves, was let go).
-        self._departures: dict[str, deque[list[float]]] = {}
+        self._recent: dict[str, deque[_Call]] = {}  # per network, its last `rate` calls
         self._held_until: dict[str, float] = {}
 
     def hold(self, destination: Destination, seconds: float) -> None:
@@ -42,43 +60,57 @@ class Pacer:
         """When the network's last asked-for pause ends (in the past: no pause)."""
         return self._held_until.get(destination.limit_key(), 0.0)
 
-    async def call(self, destination: Destination) -> Callable[[], None]:
-        """Wait until a call may go under the network's pause and rate; returns what to call the moment
-        the request leaves, which the rate counts from (a write to the database may come in between)."""
-        key = destination.limit_key()
-        while (wait := self._held_until.get(key, 0.0) - self.clock()) > 0:
-            await asyncio.sleep(wait)  # re-checked: a later 429 may have moved the pause
-        rate = int(destination.limits.rate)
-        if not rate:
-            return lambda: None
-        # At most `rate` calls leave in any window, as the platform counts them (Teams: 50 in a second), so
-        # a burst goes at once; the window is a little longer than the platform's, for jitter on the way.
-        recent = self._departures.setdefault(key, deque(maxlen=rate))
-        while len(recent) == rate and (wait := min(left for [left] in recent) + RATE_WINDOW - self.clock()) > 0:
-            await asyncio.sleep(wait)
-        departure = [self.clock()]
-        recent.append(departure)
-
-        def leaving() -> None:
-            departure[0] = self.clock()
-
-        return leaving
+    @asynccontextmanager
+    async def call(self, destination: Destination) -> AsyncIterator[None]:
+        """Around one call (a deletion, an edit): the network's pause and rate."""
+        counted = await self._turn(destination)
+        try:
+            yield
+        finally:
+            if counted is not None:
+                counted.answer(self.clock())
 
     @asynccontextmanager
-    async def post(self, destination: Destination) -> AsyncIterator[Callable[[], None]]:
-        """Around one post: `call`'s waits, and the spacing of posts to the same place. Yields `call`'s
-        `leaving`, to be called right before the request goes."""
+    async def post(self, destination: Destination) -> AsyncIterator[None]:
+        """Around one post: `call`'s waits, and the spacing of posts to the same place."""
         interval = destination.limits.min_interval
         if not interval:
-            yield await self.call(destination)
+            async with self.call(destination):
+                yield
             return
         key = destination.pace_key()
         async with self._place_locks[key]:
             wait = self._last_post.get(key, 0.0) + interval - self.clock()
             if wait > 0:
                 await asyncio.sleep(wait)
-            leaving = await self.call(destination)
             try:
-                yield leaving
+                async with self.call(destination):
+                    yield
             finally:
                 self._last_post[key] = self.clock()
+
+    async def _turn(self, destination: Destination) -> _Call | None:
+        """Wait out the network's pause, then for room under its rate; the call, counted, if it has one."""
+        key = destination.limit_key()
+        while (wait := self._held_until.get(key, 0.0) - self.clock()) > 0:
+            await asyncio.sleep(wait)  # re-checked: a later 429 may have moved the pause
+        rate = int(destination.limits.rate)
+        if not rate:
+            return None
+        recent = self._recent.setdefault(key, deque(maxlen=rate))
+        while True:
+            since = self.clock() - RATE_WINDOW
+            counting = [c for c in recent if c.answered is None or c.answered > since]
+            if len(counting) < rate:
+                break
+            answered = [c.answered for c in counting if c.answered is not None]
+            timeout = min(answered) - since if answered else None  # until the oldest answer leaves the window
+            unanswered = next((c for c in counting if c.answered is None), None)  # the longest on its way
+            if unanswered is None:
+                await asyncio.sleep(timeout or 0.0)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(unanswered.done.wait(), timeout)
+        counted = _Call()
+        recent.append(counted)
+        return counted
