@@ -7,7 +7,6 @@ channel's history is searched for a message carrying the part's key before anyth
 from __future__ import annotations
 
 import asyncio
-import weakref
 from typing import Any
 
 import aiohttp
@@ -31,7 +30,7 @@ from relay.destination import (
     Unprovable,
 )
 from relay.store import Store
-from relay.transport import client_timeout, server_hint, transport_outcome
+from relay.transport import PerLoop, client_timeout, server_hint, transport_outcome
 
 SPEC = DestinationSpec(
     kind="slack",
@@ -116,17 +115,15 @@ class _Workspace:
             await self.client.session.close()
 
 
-# One `_Workspace` per event loop and token: a session belongs to the loop it was made in.
-_WORKSPACES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Workspace]] = weakref.WeakKeyDictionary()
+_WORKSPACES: PerLoop[str, _Workspace] = PerLoop()
 
 
 def _workspace(settings: Settings, token_variable: str) -> _Workspace:
-    shared = _WORKSPACES.setdefault(asyncio.get_running_loop(), {})
-    key = f"{settings.slack_api_url} {token_variable}"
-    workspace = shared.get(key)
-    if workspace is None or workspace.client.session is None or workspace.client.session.closed:
-        workspace = shared[key] = _Workspace(settings, token_variable)
-    return workspace
+    return _WORKSPACES.get(_key(settings, token_variable), lambda: _Workspace(settings, token_variable))
+
+
+def _key(settings: Settings, token_variable: str) -> str:
+    return f"{settings.slack_api_url} {token_variable}"  # one workspace: one API address, one token
 
 
 def explain(error: str, channel: str = "") -> str:
@@ -264,8 +261,6 @@ class SlackChannel:
 
     async def close(self) -> None:
         """Close the shared pool (the first channel to close does it; the app is stopping)."""
-        workspace = _WORKSPACES.get(asyncio.get_running_loop(), {}).pop(
-            f"{self.settings.slack_api_url} {self.token_variable}", None
-        )
+        workspace = _WORKSPACES.pop(_key(self.settings, self.token_variable))
         if workspace is not None:
             await workspace.close()

@@ -8,11 +8,9 @@ lost can never be proven and is reported as unknown, never sent twice.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -37,8 +35,8 @@ from relay.destination import (
     Sent,
     Unprovable,
 )
-from relay.store import Store, transaction
-from relay.transport import LazySession, client_timeout, server_hint, transport_outcome
+from relay.store import Store
+from relay.transport import LazySession, PerLoop, client_timeout, server_hint, transport_outcome
 
 
 def _ready(settings: Settings) -> str | None:
@@ -144,16 +142,11 @@ class TeamsConnection:
 
 
 # One connection per event loop and bot: a thousand channels share its token and its connection pool.
-_CONNECTIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, TeamsConnection]] = (
-    weakref.WeakKeyDictionary()
-)
+_CONNECTIONS: PerLoop[int, TeamsConnection] = PerLoop()
 
 
 def shared_connection(settings: Settings) -> TeamsConnection:
-    shared = _CONNECTIONS.setdefault(asyncio.get_running_loop(), {})
-    if id(settings) not in shared:
-        shared[id(settings)] = TeamsConnection(settings)
-    return shared[id(settings)]
+    return _CONNECTIONS.get(id(settings), lambda: TeamsConnection(settings))
 
 
 async def _raise(context: TurnContext, error: Exception) -> None:
@@ -208,13 +201,13 @@ class Directory:
                 row,
             )
 
-        await self.store.call(lambda conn: transaction(conn, run))
+        await self.store.write(run)
 
     async def forget(self, conversation_id: str | None = None, team_id: str | None = None) -> None:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM teams_conversations WHERE id = ? OR team_id = ?", (conversation_id, team_id))
 
-        await self.store.call(lambda conn: transaction(conn, run))
+        await self.store.write(run)
 
     async def place(self, conversation_id: str) -> Place | None:
         return await self._one("id = ?", conversation_id)
@@ -387,7 +380,7 @@ class TeamsChannel:
 
     async def close(self) -> None:
         """Close the shared connection (the first channel to close does it; the app is stopping)."""
-        connection = _CONNECTIONS.get(asyncio.get_running_loop(), {}).pop(id(self.settings), None)
+        connection = _CONNECTIONS.pop(id(self.settings))
         if connection is not None:
             await connection.close()
 

@@ -38,7 +38,7 @@ from microsoft_agents.hosting.core import (
 )
 
 from adapters import teams_cards as cards
-from adapters.teams import Directory, TeamsConnection, reference_json
+from adapters.teams import Directory, reference_json, shared_connection
 from relay import policy, schedule
 from relay.audit import Where
 from relay.broadcasts import BROADCAST_ID, Broadcasts, Refused
@@ -92,7 +92,7 @@ class TeamsSurface:
         self.settings = settings
         self.broadcasts = broadcasts
         self.config = broadcasts.config
-        self.connection = TeamsConnection(settings)
+        self.connection = shared_connection(settings)  # the channels' own: one token cache, one pool
         self.directory = Directory(store)
         self.reports = ReportRefresher(self._draw_report, REPORT_SPACING)
         self.agent = AgentApplication[TurnState](

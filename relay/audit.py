@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from relay.store import Store, transaction
+from relay.store import Store
 
 
 @dataclass(frozen=True)
@@ -87,4 +87,4 @@ def _iso(at: float) -> str:
 
 async def note(store: Store, at: float, actor: str, action: str, where: Where, detail: str) -> None:
     """An entry of its own, outside any other change (a configuration loaded at start-up)."""
-    await store.call(lambda conn: transaction(conn, lambda c: record(c, at, actor, action, None, where, detail)))
+    await store.write(lambda conn: record(conn, at, actor, action, None, where, detail))

@@ -10,14 +10,18 @@ import asyncio
 import email.utils
 import json
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 
 from relay.destination import Ambiguous, Retry
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 
 
 def client_timeout(seconds: float) -> aiohttp.ClientTimeout:
@@ -133,3 +137,21 @@ class LazySession:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class PerLoop(Generic[K, T]):
+    """One shared object per event loop and key: what every destination of one account should share (a
+    thousand channels, one connection pool and one token), made in the loop it belongs to, as a session
+    must be. The first destination to close takes it out (`pop`) and closes it: the app is stopping."""
+
+    def __init__(self) -> None:
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[K, T]] = weakref.WeakKeyDictionary()
+
+    def get(self, key: K, make: Callable[[], T]) -> T:
+        shared = self._by_loop.setdefault(asyncio.get_running_loop(), {})
+        if key not in shared:
+            shared[key] = make()
+        return shared[key]
+
+    def pop(self, key: K) -> T | None:
+        return self._by_loop.get(asyncio.get_running_loop(), {}).pop(key, None)
