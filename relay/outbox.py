@@ -330,8 +330,8 @@ _SHOWN = (
 
 async def for_broadcast(store: Store, broadcast_id: str) -> list[Delivery]:
     """A broadcast's deliveries, to show: without the texts they carry (`parts` and `posted` come back
-    empty). A live report of two thousand destinations is redrawn every second, and decoding every
-    copy of the message each time cost more than the posts themselves."""
+    empty). A live report of two thousand destinations is redrawn again and again as it goes out, and
+    decoding every copy of the message each time cost more than the posts themselves."""
 
     def run(conn: sqlite3.Connection) -> list[Delivery]:
         rows = conn.execute(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -48,7 +48,7 @@ class Pacer:
         self.clock = clock
         self._place_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last_post: dict[str, float] = {}
-        self._recent: dict[str, deque[_Call]] = {}  # per network, its last `rate` calls
+        self._counting: dict[str, list[_Call]] = {}  # per network, the calls its rate still counts
         self._held_until: dict[str, float] = {}
 
     def hold(self, destination: Destination, seconds: float) -> None:
@@ -97,10 +97,11 @@ class Pacer:
         rate = int(destination.limits.rate)
         if not rate:
             return None
-        recent = self._recent.setdefault(key, deque(maxlen=rate))
+        counting = self._counting.setdefault(key, [])
         while True:
             since = self.clock() - RATE_WINDOW
-            counting = [c for c in recent if c.answered is None or c.answered > since]
+            # Only what is still in the window stays; an unanswered call stays however old it is.
+            counting[:] = [c for c in counting if c.answered is None or c.answered > since]
             if len(counting) < rate:
                 break
             answered = [c.answered for c in counting if c.answered is not None]
@@ -112,5 +113,5 @@ class Pacer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(unanswered.done.wait(), timeout)
         counted = _Call()
-        recent.append(counted)
+        counting.append(counted)
         return counted
