@@ -26,8 +26,10 @@ from pathlib import Path
 import aiohttp
 
 from bench import platforms
+from bench.ack import broadcast_id
 from bench.baseline import sequential
 from bench.bot import Bot
+from tests.bot_process import free_port
 from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX
 from tests.fakes.teams import FakeConnector
 from tests.slack_requests import action_body, command_body, signed_headers
@@ -121,19 +123,11 @@ def environment(fake: Fakes, folder: Path, relay_toml: str) -> dict[str, str]:
 @asynccontextmanager
 async def running(fake: Fakes, relay_toml: str) -> AsyncIterator[tuple[Bot, float]]:
     with tempfile.TemporaryDirectory() as folder:
-        bot = Bot(environment(fake, Path(folder), relay_toml), _free_port(), Path(folder) / "relay.db")
+        bot = Bot(environment(fake, Path(folder), relay_toml), free_port(), Path(folder) / "relay.db")
         try:
             yield bot, await bot.start()
         finally:
             await bot.stop()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def signed(http: aiohttp.ClientSession, bot: Bot, body: str) -> str:
@@ -246,12 +240,10 @@ async def fan_out(fake: Fakes, run: FanOut, latency: float) -> FanOut:
 
 
 def _broadcast_id(answer: str) -> str:
-    import re
-
-    match = re.search(r"`(b[0-9a-f]{8})`", answer)
-    if not match:
+    found = broadcast_id(answer)
+    if found is None:
         raise RuntimeError(f"no preview in {answer[:300]}")
-    return match.group(1)
+    return found
 
 
 def _posts(fake: Fakes, run: FanOut) -> dict[str, int]:

@@ -17,6 +17,12 @@ import aiohttp
 from tests.slack_requests import action_body, command_body, signed_headers
 
 
+def broadcast_id(answer: str) -> str | None:
+    """The id a preview names (`b` and eight hex digits, in backticks), if the answer is one."""
+    match = re.search(r"`(b[0-9a-f]{8})`", answer)
+    return match.group(1) if match else None
+
+
 async def measure(
     url: str, secret: str, user: str, response_url: str, in_flight: int, count: int
 ) -> dict[str, list[float]]:
@@ -38,9 +44,9 @@ async def measure(
         commands = await asyncio.gather(
             *(send(command_body(user, f"Benchmark message {in_flight}-{n}.", response_url)) for n in range(count))
         )
-        ids = [re.search(r"`(b[0-9a-f]{8})`", text) for _, text in commands]
+        ids = [broadcast_id(text) for _, text in commands]
         clicks = await asyncio.gather(
-            *(send(action_body(user, "approve", match.group(1), response_url)) for match in ids if match)
+            *(send(action_body(user, "approve", found, response_url)) for found in ids if found)
         )
     return {
         "command": [seconds for seconds, _ in commands],
