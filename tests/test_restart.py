@@ -77,6 +77,7 @@ async def test_a_report_left_stale_by_a_crash_is_brought_up_to_date_at_start(
     broadcast = preview_id(await relay.command(LEADER, "Report me."))
     await relay.click(LEADER, "approve", broadcast)
     await slack.wait_for(lambda: slack.messages(f"D{LEADER}"))
+    await x.wait_for(lambda: x.tweets)  # release() frees only a request already held
     x.release()
     # The bot tried to show the final state (so it had recorded it), and Slack never got it.
     await slack.wait_for(lambda: any("delivered." in c.params.get("text", "") for c in slack.calls_to("chat.update")))
