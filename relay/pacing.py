@@ -49,6 +49,7 @@ class Pacer:
         self._place_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last_post: dict[str, float] = {}
         self._counting: dict[str, list[_Call]] = {}  # per network, the calls its rate still counts
+        self._queues: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # per network, for its rate
         self._held_until: dict[str, float] = {}
 
     def hold(self, destination: Destination, seconds: float) -> None:
@@ -90,28 +91,31 @@ class Pacer:
                 self._last_post[key] = self.clock()
 
     async def _turn(self, destination: Destination) -> _Call | None:
-        """Wait out the network's pause, then for room under its rate; the call, counted, if it has one."""
+        """Wait out the network's pause and for room under its rate; the call, counted, if it has a rate.
+        Callers wait their turn in order: only the first looks, instead of every one of them recounting
+        the window each time any call is answered."""
         key = destination.limit_key()
-        while (wait := self._held_until.get(key, 0.0) - self.clock()) > 0:
-            await asyncio.sleep(wait)  # re-checked: a later 429 may have moved the pause
         rate = int(destination.limits.rate)
-        if not rate:
-            return None
         counting = self._counting.setdefault(key, [])
-        while True:
-            since = self.clock() - RATE_WINDOW
-            # Only what is still in the window stays; an unanswered call stays however old it is.
-            counting[:] = [c for c in counting if c.answered is None or c.answered > since]
-            if len(counting) < rate:
-                break
-            answered = [c.answered for c in counting if c.answered is not None]
-            timeout = min(answered) - since if answered else None  # until the oldest answer leaves the window
-            unanswered = next((c for c in counting if c.answered is None), None)  # the longest on its way
-            if unanswered is None:
-                await asyncio.sleep(timeout or 0.0)
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(unanswered.done.wait(), timeout)
-        counted = _Call()
-        counting.append(counted)
-        return counted
+        async with self._queues[key]:
+            while True:
+                if (held := self._held_until.get(key, 0.0) - self.clock()) > 0:
+                    await asyncio.sleep(held)  # then looked at again: a later 429 may have moved the pause
+                    continue
+                if not rate:
+                    return None
+                since = self.clock() - RATE_WINDOW
+                # Only what is still in the window stays; an unanswered call stays however old it is.
+                counting[:] = [c for c in counting if c.answered is None or c.answered > since]
+                if len(counting) < rate:
+                    counted = _Call()
+                    counting.append(counted)
+                    return counted
+                answered = [c.answered for c in counting if c.answered is not None]
+                timeout = min(answered) - since if answered else None  # until the oldest answer leaves
+                unanswered = next((c for c in counting if c.answered is None), None)  # the longest on its way
+                if unanswered is None:
+                    await asyncio.sleep(timeout or 0.0)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(unanswered.done.wait(), timeout)

@@ -3,9 +3,14 @@ published rate is never exceeded, and one network told to wait does not hold up 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from typing import cast
 
 from adapters.slack import LIMITS as SLACK_LIMITS
+from relay.destination import Counting, Destination, Limits, Markup
+from relay.pacing import Pacer
 from tests.conftest import LEADER, TEAMS_ENV, preview_id
 from tests.fakes import FakeSlack, FakeX, Fault
 from tests.fakes.limits import Limit, RateLimits, Window
@@ -91,3 +96,35 @@ async def test_the_fakes_refuse_past_a_window_and_say_when_to_come_back(slack: F
     assert answers[2] is not None and 9.0 < answers[2] <= 10.0
     assert limits.refused == 1
     assert isinstance(slack.rate_limited_for(answers[2]), Fault)
+
+
+class _Tenant:
+    """The little of a destination the pacer reads: a network allowing two calls a second."""
+
+    limits = Limits(max_length=100, counting=Counting.CHARACTERS, markup=Markup.PLAIN, rate=2.0)
+
+    def limit_key(self) -> str:
+        return "tenant"
+
+    def pace_key(self) -> str:
+        return "channel"
+
+
+async def test_a_pause_asked_for_while_a_call_waits_for_the_rate_holds_that_call_too() -> None:
+    pacer, tenant = Pacer(), cast(Destination, _Tenant())
+    first, second = pacer.call(tenant), pacer.call(tenant)
+    await first.__aenter__()
+    await second.__aenter__()
+    third = asyncio.create_task(_started(pacer, tenant))  # the rate is full: it waits for room
+    await asyncio.sleep(0)
+    # The first answer is a 429 asking for 1.5 s; by the rate alone the third could go 1 s after the answers.
+    pacer.hold(tenant, 1.5)
+    asked_until = time.time() + 1.5
+    await first.__aexit__(None, None, None)
+    await second.__aexit__(None, None, None)
+    assert await third >= asked_until - 0.01  # time.time() is the pacer's clock; allow its resolution
+
+
+async def _started(pacer: Pacer, destination: Destination) -> float:
+    async with pacer.call(destination):
+        return time.time()
