@@ -71,10 +71,13 @@ class Dispatcher:
         try:
             while True:
                 self._wake.clear()
-                room, others, _ = self._room()
-                for delivery in await outbox.claim_due(self.store, self.clock(), room, others):
-                    self._start(delivery)
-                await self._sleep_until_due()
+                room, others, reopens = self._room()
+                due = None
+                if others > 0 or any(limit > 0 for limit in room.values()):
+                    claimed, due = await outbox.claim_due(self.store, self.clock(), room, others)
+                    for delivery in claimed:
+                        self._start(delivery)
+                await self._sleep_until(due, reopens)
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -104,14 +107,13 @@ class Dispatcher:
         def done(task: asyncio.Task[None]) -> None:
             self._tasks.discard(task)
             self._in_flight[lane] -= 1
+            self.poke()  # its room is free: only now can the loop see it
 
         task.add_done_callback(done)
 
-    async def _sleep_until_due(self) -> None:
+    async def _sleep_until(self, due: float | None, reopens: float | None) -> None:
         """Until the next delivery a network can take is due, or a network's wait ends, or new work or
         room arrives (`poke`)."""
-        room, others, reopens = self._room()
-        due = await outbox.next_due(self.store, room, others)
         wakes = [when for when in (due, reopens) if when is not None]
         timeout = max(0.0, min(wakes) - self.clock()) if wakes else None
         if timeout == 0.0:
@@ -135,7 +137,6 @@ class Dispatcher:
             )
         finally:
             self.on_change(delivery.broadcast_id)
-            self.poke()
 
     async def _attempt(self, delivery: Delivery) -> None:
         destination = self.destinations.get(delivery.destination)

@@ -208,45 +208,47 @@ def _unnamed(room: Mapping[str, int]) -> str:
     return f"kind NOT IN ({', '.join('?' * len(room))})"
 
 
-async def claim_due(store: Store, now: float, room: Mapping[str, int], others: int) -> list[Delivery]:
+async def claim_due(
+    store: Store, now: float, room: Mapping[str, int], others: int
+) -> tuple[list[Delivery], float | None]:
     """Take due deliveries for this process, each with a fresh lease: up to `room[kind]` of each kind
-    of network named, and up to `others` of kinds not named (destinations gone from relay.toml)."""
+    of network named, and up to `others` of kinds not named (destinations gone from relay.toml). Also
+    when the earliest one the room left over could take falls due (None: none waiting), so that the
+    dispatcher sleeps exactly that long (it is woken when room frees up): one trip to the database a turn."""
     due = "SELECT id " + _CLAIMABLE + " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
 
-    def run(conn: sqlite3.Connection) -> list[Delivery]:
-        ids = [
-            row["id"]
+    def run(conn: sqlite3.Connection) -> tuple[list[Delivery], float | None]:
+        taken = {
+            kind: [row["id"] for row in conn.execute(due.format(kind="kind = ?"), (kind, now, limit))]
             for kind, limit in room.items()
             if limit > 0
-            for row in conn.execute(due.format(kind="kind = ?"), (kind, now, limit))
-        ]
+        }
+        unnamed = []
         if others > 0:
-            ids += [row["id"] for row in conn.execute(due.format(kind=_unnamed(room)), (*room, now, others))]
+            unnamed = [row["id"] for row in conn.execute(due.format(kind=_unnamed(room)), (*room, now, others))]
+        ids = [i for claimed in taken.values() for i in claimed] + unnamed
         conn.executemany(
             "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, lease_until = ?,"
             " attempt_started_at = ?, first_attempt_at = COALESCE(first_attempt_at, ?), updated_at = ?"
             " WHERE id = ? AND state = 'pending'",
             [(now + LEASE_SECONDS, now, now, now, i) for i in ids],
         )
-        return [_load(conn, i) for i in ids]
+        left = {kind: limit - len(taken.get(kind, ())) for kind, limit in room.items()}
+        return [_load(conn, i) for i in ids], _next_due(conn, left, others - len(unnamed))
 
     return await store.persist(run)
 
 
-async def next_due(store: Store, room: Mapping[str, int], others: int) -> float | None:
-    """When the earliest delivery `claim_due` could take with this room falls due, so the dispatcher
-    sleeps exactly that long (it is woken when room frees up)."""
+def _next_due(conn: sqlite3.Connection, room: Mapping[str, int], others: int) -> float | None:
     open_kinds = [kind for kind, limit in room.items() if limit > 0]
+    if not open_kinds and others <= 0:
+        return None
     kinds = f"kind IN ({', '.join('?' * len(open_kinds))})"
     if others > 0:
         kinds = f"({kinds} OR {_unnamed(room)})"
     query = "SELECT MIN(next_attempt_at) " + _CLAIMABLE.format(kind=kinds)
-
-    def run(conn: sqlite3.Connection) -> float | None:
-        row = conn.execute(query, (*open_kinds, *(room if others > 0 else ()))).fetchone()
-        return float(row[0]) if row[0] is not None else None
-
-    return await store.call(run)
+    row = conn.execute(query, (*open_kinds, *(room if others > 0 else ()))).fetchone()
+    return float(row[0]) if row[0] is not None else None
 
 
 async def record_part(store: Store, delivery_id: int, remote_id: str, link: str | None, now: float) -> None:

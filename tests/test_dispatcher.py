@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from adapters import SPECS, build_destinations
+from relay import dispatcher as dispatcher_module
 from relay.audit import TERMINAL
 from relay.broadcasts import Broadcasts
 from relay.config import load_config, settings_from_env
@@ -113,6 +114,16 @@ async def test_destinations_go_out_concurrently(world, slack: FakeSlack, x: Fake
     slack.release()
     x.release()
     deliveries = await w.settled(broadcast)
+    assert [d.state for d in deliveries] == [DeliveryState.SENT] * 6
+    assert all(len(slack.messages(c)) == 1 for c in CHANNELS) and len(x.tweets) == 1
+
+
+async def test_when_every_slot_is_taken_each_finished_delivery_lets_the_next_one_go(
+    world, slack: FakeSlack, x: FakeX, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dispatcher_module, "MAX_IN_FLIGHT", 1)  # one at a time: the worker must notice each end
+    w = await world()
+    deliveries = await w.settled(await w.send("One by one", "everyone"))
     assert [d.state for d in deliveries] == [DeliveryState.SENT] * 6
     assert all(len(slack.messages(c)) == 1 for c in CHANNELS) and len(x.tweets) == 1
 
