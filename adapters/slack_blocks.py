@@ -16,7 +16,7 @@ from relay.config import DestinationConfig, Policy
 from relay.destination import Counting
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering
-from relay.reports import Line, Status, condensed, excerpt, line, progress, summary
+from relay.reports import Line, Report, Status, excerpt, line, summary
 
 Block = dict[str, Any]
 
@@ -276,12 +276,11 @@ def _line_text(shown: Line) -> str:
     return text
 
 
-def report(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> tuple[str, list[Block]]:
+def report(broadcast: Broadcast, now: Report) -> tuple[str, list[Block]]:
     """The live report: fallback text for notifications, and the blocks."""
-    head = f"Broadcast `{broadcast.id}` to *{broadcast.audience}*: {progress(deliveries)}"
+    head = f"Broadcast `{broadcast.id}` to *{broadcast.audience}*: {now.progress}"
     blocks = [_mrkdwn(f":mega: {head}"), _context("> " + excerpt(broadcast.text).replace("\n", "\n> "))]
-    lines, tallies = condensed(deliveries)
-    shown = [_line_text(each) for each in lines] + [f"{_MARKS[status]} {words}" for status, words in tallies]
+    shown = [_line_text(each) for each in now.lines] + [f"{_MARKS[status]} {words}" for status, words in now.tallies]
     blocks.extend(_mrkdwn(chunk) for chunk in _chunks("\n".join(shown)))
     blocks = blocks[: MESSAGE_MAX_BLOCKS - 1]
     if broadcast.state is BroadcastState.APPROVED:

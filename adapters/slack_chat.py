@@ -669,7 +669,7 @@ class SlackSurface:
             found = await self._find_report(user, broadcast) if posting else None
             if found is None:
                 await self.broadcasts.remember(broadcast_id, "slack_report_posting", True)
-                text, report_blocks = blocks.report(broadcast, await self.broadcasts.deliveries(broadcast_id))
+                text, report_blocks = blocks.report(broadcast, await self.broadcasts.report(broadcast_id))
                 marker = Metadata(event_type=REPORT_EVENT, event_payload={"broadcast_id": broadcast_id})
                 answer = await self._safe(
                     self.client.chat_postMessage(channel=user, text=text, blocks=report_blocks, metadata=marker)
@@ -712,10 +712,10 @@ class SlackSurface:
         where = await self._report_message(broadcast_id)
         if where is None:
             return 0
-        deliveries = await self.broadcasts.deliveries(broadcast_id)
-        text, report_blocks = blocks.report(broadcast, deliveries)
+        now = await self.broadcasts.report(broadcast_id)
+        text, report_blocks = blocks.report(broadcast, now)
         await self._safe(self.client.chat_update(channel=where[0], ts=where[1], text=text, blocks=report_blocks))
-        return len(deliveries)
+        return len(now.lines)
 
     async def settle(self) -> None:
         """Wait until every handler has finished what it does after answering Slack."""

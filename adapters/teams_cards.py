@@ -15,7 +15,7 @@ from relay.config import DestinationConfig
 from relay.destination import Counting
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering
-from relay.reports import MARKS, Line, condensed, excerpt, line, progress, summary
+from relay.reports import MARKS, Line, Report, excerpt, line, summary
 
 Card = dict[str, Any]
 Element = dict[str, Any]
@@ -252,9 +252,9 @@ def history(shown: Sequence[tuple[Broadcast, Sequence[Delivery]]], detailed: boo
     return _card(body)
 
 
-def report(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> Card:
+def report(broadcast: Broadcast, now: Report) -> Card:
     """The live report, which replaces the preview card."""
-    head = f"📣 Broadcast `{broadcast.id}` to **{broadcast.audience}**: {progress(deliveries)}"
+    head = f"📣 Broadcast `{broadcast.id}` to **{broadcast.audience}**: {now.progress}"
     body = [_text(head), _text(excerpt(broadcast.text), isSubtle=True)]
     actions = None
     if broadcast.state is BroadcastState.APPROVED:
@@ -270,6 +270,5 @@ def report(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> Card:
             {"type": "Action.ShowCard", "title": "Correct staff posts…", "card": correction},
             {"type": "Action.ShowCard", "title": "Retract everywhere…", "card": confirm},
         ]
-    lines, tallies = condensed(deliveries)
-    shown = [_line_text(each) for each in lines] + [f"{MARKS[status]} {words}" for status, words in tallies]
+    shown = [_line_text(each) for each in now.lines] + [f"{MARKS[status]} {words}" for status, words in now.tallies]
     return _card([*body, *(_text(text) for text in shown)], actions)

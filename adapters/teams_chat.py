@@ -341,13 +341,13 @@ class TeamsSurface:
         if verb == "retract":
             approval = await self.broadcasts.retract(who, broadcast_id, where=_where(activity))
             if approval.sent and approval.broadcast.origin == ORIGIN:
-                return _card(cards.report(approval.broadcast, await self.broadcasts.deliveries(broadcast_id)))
+                return _card(cards.report(approval.broadcast, await self.broadcasts.report(broadcast_id)))
             return _card(cards.notice(cards.decided(approval.broadcast, None)))
         if verb == "approve":
             approval = await self.broadcasts.approve(who, broadcast_id, where=_where(activity))
             broadcast = approval.broadcast
             if approval.sent and broadcast.origin == ORIGIN and self.config.policy.same_person(who, broadcast.author):
-                return _card(cards.report(broadcast, await self.broadcasts.deliveries(broadcast.id)))
+                return _card(cards.report(broadcast, await self.broadcasts.report(broadcast.id)))
             by = "you" if approval.sent else None
             return _card(cards.notice(cards.decided(broadcast, by)))
         return _message("This button is not known to the relay any more.")
@@ -409,9 +409,9 @@ class TeamsSurface:
         sent = broadcast.state in (BroadcastState.APPROVED, BroadcastState.RETRACTED)
         if broadcast.origin != ORIGIN or not sent or not where:
             return 0
-        deliveries = await self.broadcasts.deliveries(broadcast_id)
-        await self._replace(where, cards.report(broadcast, deliveries))
-        return len(deliveries)
+        now = await self.broadcasts.report(broadcast_id)
+        await self._replace(where, cards.report(broadcast, now))
+        return len(now.lines)
 
     async def _replace(self, where: dict[str, Any], card: cards.Card) -> None:
         reference = ConversationReference.model_validate(where["reference"])

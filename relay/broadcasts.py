@@ -25,6 +25,7 @@ from relay.config import Config
 from relay.destination import Destination
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering, clean, render
+from relay.reports import LISTED, Report, needs_rows
 from relay.store import Store, Unwritable
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,10 @@ class Broadcasts:
 
     async def deliveries(self, broadcast_id: str) -> list[Delivery]:
         return await outbox.for_broadcast(self.store, broadcast_id)
+
+    async def report(self, broadcast_id: str) -> Report:
+        """What the broadcast's live report shows now."""
+        return Report.of(await outbox.alike(self.store, broadcast_id, LISTED, needs_rows))
 
     async def history(self, actor: str, limit: int) -> list[tuple[Broadcast, list[Delivery]]]:
         """Recent broadcasts with their deliveries, for the people allowed to see them."""

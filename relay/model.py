@@ -115,6 +115,15 @@ class Delivery:
         )
 
 
+@dataclass(frozen=True)
+class Alike:
+    """Deliveries a report shows the same way but for their names: one of them, and how many there are.
+    A live report of thousands of destinations is loaded as a few of these (see `outbox.alike`)."""
+
+    sample: Delivery
+    count: int = 1
+
+
 def _texts(stored: str) -> tuple[str, ...]:
     """A JSON list of strings; the empty one, most common by far (reports load it for every line), unparsed."""
     return () if stored == "[]" else tuple(json.loads(stored))

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from relay import audit
 from relay.destination import Sent
-from relay.model import Delivery, DeliveryState
+from relay.model import Alike, Delivery, DeliveryState
 from relay.render import Rendering
 from relay.store import Store
 
@@ -326,23 +326,57 @@ async def _update(
 
 _SHOWN = (
     "id, broadcast_id, destination, action, kind, dry_run, link, state, attempts, check_first, next_attempt_at,"
-    " first_attempt_at, attempt_started_at, last_error, updated_at"
+    " first_attempt_at, attempt_started_at, last_error, updated_at, '[]' AS parts, '[]' AS posted"
 )
+
+# All a report shows of a delivery but its name (see `reports.line`): deliveries equal in these are shown alike.
+_LOOK = ("action", "kind", "state", "dry_run", "attempts > 0", "next_attempt_at > updated_at + 1")
 
 
 async def for_broadcast(store: Store, broadcast_id: str) -> list[Delivery]:
     """A broadcast's deliveries, to show: without the texts they carry (`parts` and `posted` come back
-    empty). A live report of two thousand destinations is redrawn again and again as it goes out, and
-    decoding every copy of the message each time cost more than the posts themselves."""
+    empty)."""
+    return await store.call(lambda conn: _shown(conn, "broadcast_id = ?", (broadcast_id,)))
 
-    def run(conn: sqlite3.Connection) -> list[Delivery]:
-        rows = conn.execute(
-            f"SELECT {_SHOWN}, '[]' AS parts, '[]' AS posted FROM deliveries WHERE broadcast_id = ? ORDER BY id",
-            (broadcast_id,),
+
+async def alike(store: Store, broadcast_id: str, listed: int, one_by_one: Callable[[Delivery], bool]) -> list[Alike]:
+    """A broadcast's deliveries as its live report needs them, in order: each alone while there are at
+    most `listed`. Past that, one of each group that looks alike (`_LOOK`) with how many there are, but
+    the groups `one_by_one` picks out, alone. A report of two thousand destinations is redrawn again and
+    again as it goes out: SQLite counts them, instead of each being decoded every time, which cost more
+    than the posts themselves."""
+
+    def run(conn: sqlite3.Connection) -> list[Alike]:
+        where, values = "broadcast_id = ?", (broadcast_id,)
+        (count,) = conn.execute(f"SELECT COUNT(*) FROM deliveries WHERE {where}", values).fetchone()
+        if count <= listed:
+            return [Alike(d) for d in _shown(conn, where, values)]
+        look = ", ".join(_LOOK)
+        keys = ", ".join(f"{expression} AS look{n}" for n, expression in enumerate(_LOOK))
+        # SQLite takes the bare columns of a group from the row where MIN() found its minimum: the first.
+        groups = conn.execute(
+            f"SELECT {_SHOWN}, {keys}, MIN(id), COUNT(*) AS alike FROM deliveries WHERE {where} GROUP BY {look}",
+            values,
         ).fetchall()
-        return [Delivery.from_row(r) for r in rows]
+        found: list[Alike] = []
+        for group in groups:
+            sample = Delivery.from_row(group)
+            if not one_by_one(sample):
+                found.append(Alike(sample, group["alike"]))
+                continue
+            same = tuple(group[f"look{n}"] for n in range(len(_LOOK)))
+            found += [
+                Alike(d)
+                for d in _shown(conn, f"{where} AND ({look}) IS ({', '.join('?' * len(same))})", (*values, *same))
+            ]
+        return sorted(found, key=lambda each: each.sample.id)
 
     return await store.call(run)
+
+
+def _shown(conn: sqlite3.Connection, where: str, values: tuple[object, ...]) -> list[Delivery]:
+    rows = conn.execute(f"SELECT {_SHOWN} FROM deliveries WHERE {where} ORDER BY id", values).fetchall()
+    return [Delivery.from_row(row) for row in rows]
 
 
 def _load(conn: sqlite3.Connection, delivery_id: int) -> Delivery:

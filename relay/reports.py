@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 
-from relay.model import Broadcast, Delivery, DeliveryState
+from relay.model import Alike, Broadcast, Delivery, DeliveryState
 
 log = logging.getLogger(__name__)
 
 
 # A report is redrawn at most every `spacing` seconds, and no more often than it takes to redraw this many
-# destinations a second: loading and rendering a report of thousands of lines every second would cost more
-# than the posts themselves.
+# lines a second: a report listing thousands of destinations (thousands failed) is redrawn less often.
 REDRAWN_PER_SECOND = 500
 
 
@@ -114,25 +113,42 @@ def line(delivery: Delivery) -> Line:
     return Line(delivery.destination, status, status.value)
 
 
-LISTED = 25  # destinations a report lists one by one; past this, it condenses (see `condensed`)
+LISTED = 25  # destinations a report lists one by one; past this, it condenses (see `Report`)
 NEEDS_A_LOOK = (Status.FAILED, Status.UNKNOWN, Status.RETRYING)
 
 
-def condensed(deliveries: Sequence[Delivery]) -> tuple[list[Line], list[tuple[Status, str]]]:
-    """What a report shows: every destination's line while there are few. Past `LISTED`, a line for each
-    one that needs the reader's eye (failed, unknown, retrying) and, for the rest, a count per kind of
-    network and state ("998 slack destinations: posted"): a thousand links help nobody in a chat message,
-    and redrawing them every second would cost more than the posts (the status page lists them all)."""
-    lines = [line(d) for d in deliveries]
-    if len(lines) <= LISTED:
-        return lines, []
-    counts = Counter((d.kind, shown.status) for d, shown in zip(deliveries, lines, strict=True))
-    tallies = [
-        (status, f"{count} {kind} destination{'s' if count > 1 else ''}: {status.value}")
-        for (kind, status), count in sorted(counts.items(), key=lambda item: (item[0][0], item[0][1].value))
-        if status not in NEEDS_A_LOOK
-    ]
-    return [shown for shown in lines if shown.status in NEEDS_A_LOOK], tallies
+def needs_rows(sample: Delivery) -> bool:
+    """Whether a report lists each delivery like `sample` by name, rather than counting them."""
+    return line(sample).status in NEEDS_A_LOOK
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a live report shows: its progress, then every destination's line while there are few. Past
+    `LISTED`, a line for each one that needs the reader's eye (failed, unknown, retrying) and, for the
+    rest, a count per kind of network and state ("998 slack destinations: posted"): a thousand links help
+    nobody in a chat message (the status page lists them all)."""
+
+    progress: str
+    lines: list[Line]
+    tallies: list[tuple[Status, str]]
+
+    @classmethod
+    def of(cls, groups: Sequence[Alike]) -> Report:
+        """`groups` as `outbox.alike` loads them: one by one up to `LISTED`, else counted but for those
+        `needs_rows` picks out."""
+        lines = [(group, line(group.sample)) for group in groups]
+        if sum(group.count for group in groups) <= LISTED:
+            return cls(progress(groups), [shown for _, shown in lines], [])
+        counts: Counter[tuple[str, Status]] = Counter()
+        for group, shown in lines:
+            counts[(group.sample.kind, shown.status)] += group.count
+        tallies = [
+            (status, f"{count} {kind} destination{'s' if count > 1 else ''}: {status.value}")
+            for (kind, status), count in sorted(counts.items(), key=lambda item: (item[0][0], item[0][1].value))
+            if status not in NEEDS_A_LOOK
+        ]
+        return cls(progress(groups), [shown for _, shown in lines if shown.status in NEEDS_A_LOOK], tallies)
 
 
 def _scheduled(delivery: Delivery) -> bool:
@@ -165,18 +181,24 @@ def _deletion(delivery: Delivery) -> Line:
     return Line(name, Status.SENDING, "deleting")
 
 
-def progress(deliveries: Sequence[Delivery]) -> str:
+def progress(deliveries: Sequence[Delivery] | Sequence[Alike]) -> str:
     """ "2 of 3 delivered, in progress…", with the retraction's progress if there is one, and a full stop
     once every delivery is final."""
-    posts = [d for d in deliveries if d.action == "post"]
-    deletions = [d for d in deliveries if d.action == "delete"]
-    corrections = [d for d in deliveries if d.action.startswith("edit-")]
-    text = f"{sum(d.state is DeliveryState.SENT for d in posts)} of {len(posts)} delivered"
+    groups = [d if isinstance(d, Alike) else Alike(d) for d in deliveries]
+
+    def done(action: Callable[[str], bool]) -> tuple[int, int]:
+        mine = [g for g in groups if action(g.sample.action)]
+        return sum(g.count for g in mine if g.sample.state is DeliveryState.SENT), sum(g.count for g in mine)
+
+    sent, posts = done(lambda action: action == "post")
+    text = f"{sent} of {posts} delivered"
+    corrected, corrections = done(lambda action: action.startswith("edit-"))
     if corrections:
-        text += f"; corrected: {sum(d.state is DeliveryState.SENT for d in corrections)} of {len(corrections)}"
+        text += f"; corrected: {corrected} of {corrections}"
+    deleted, deletions = done(lambda action: action == "delete")
     if deletions:
-        text += f"; retracted: {sum(d.state is DeliveryState.SENT for d in deletions)} of {len(deletions)} deleted"
-    return text + ("." if all(d.state.final for d in deliveries) else ", in progress…")
+        text += f"; retracted: {deleted} of {deletions} deleted"
+    return text + ("." if all(g.sample.state.final for g in groups) else ", in progress…")
 
 
 def excerpt(text: str, limit: int = 300) -> str:
