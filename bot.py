@@ -186,6 +186,9 @@ async def _healthz(request: web.Request) -> web.Response:
         await store.call(lambda conn: conn.execute("SELECT 1").fetchone())
     except Exception:
         return web.json_response({"status": "error", "database": "unavailable"}, status=503)
+    if store.refusing_writes:
+        refusing = {"status": "error", "database": "refusing writes (disk full or read-only)"}
+        return web.json_response(refusing, status=503)
     return web.json_response({"status": "ok", "dry_run": request.app[CONFIG].dry_run, "slack": SURFACE in request.app})
 
 

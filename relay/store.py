@@ -243,6 +243,12 @@ class Store:
         """Run `fn(connection)` on the database thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn)
 
+    @property
+    def refusing_writes(self) -> bool:
+        """The disk refused the last write and has taken none since: the bot is up, and can neither take
+        a person's action nor record an outcome, which a health check must say."""
+        return self._refusing
+
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in a transaction, answered once it is on disk; raises Unwritable, having changed nothing,
         if the disk refuses it. Writes that arrive while a commit is under way are committed together next,

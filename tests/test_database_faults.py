@@ -139,6 +139,12 @@ async def running(process: BotProcess, slack: FakeSlack) -> AsyncIterator[Relay]
             await process.stop()
 
 
+async def health(relay: Relay) -> tuple[int, str | None]:
+    """What `/healthz` answers, and what it says of the database."""
+    async with relay.http.get(f"{relay.url}/healthz") as answer:
+        return answer.status, (await answer.json()).get("database")
+
+
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time the process has used so far (/proc/<pid>/stat, fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -196,6 +202,7 @@ async def test_a_full_disk_sends_nothing_unapproved_answers_clearly_and_catches_
         assert "could not save" in ack and "nothing was sent" in ack, ack
         approval = text_of(await relay.answer(await relay.click(LEADER, "approve", drafted)))
         assert "could not save" in approval and "nothing was sent" in approval, approval
+        assert await health(relay) == (503, "refusing writes (disk full or read-only)")  # for the operator's probe
 
         # Waiting for space, it neither spins nor floods its log, and stays up.
         cpu, lines = cpu_seconds(process.pid), len(process.log)
@@ -209,6 +216,7 @@ async def test_a_full_disk_sends_nothing_unapproved_answers_clearly_and_catches_
         assert "2 of 2 delivered." in await report_of(relay, in_flight)
         await relay.click(LEADER, "approve", drafted)  # the refused approval can simply be given again
         assert "2 of 2 delivered." in await report_of(relay, drafted)
+        assert await health(relay) == (200, None)
 
     for text in ("In flight when the disk fills.", "Drafted before the disk fills."):
         assert posts(slack, x, STAFF_CHANNEL, text) == (1, 1), text
