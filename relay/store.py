@@ -315,7 +315,7 @@ class Store:
         try:
             return fn(self._conn)
         except sqlite3.Error as error:
-            cause = _UNWRITABLE.get(error.sqlite_errorcode & 0xFF)
+            cause = _disk_refusal(error)
             if cause is None:
                 raise
             raise Unwritable(self.path, error, cause) from error
@@ -347,7 +347,7 @@ def _together(
             try:
                 outcomes.append((fn(conn), None))
             except Exception as error:
-                if isinstance(error, sqlite3.Error) and error.sqlite_errorcode & 0xFF in _UNWRITABLE:
+                if _disk_refusal(error) is not None:
                     raise
                 conn.execute("ROLLBACK TO one_write")
                 outcomes.append((None, error))
@@ -357,6 +357,11 @@ def _together(
         _roll_back(conn)
         raise
     return outcomes
+
+
+def _disk_refusal(error: BaseException) -> str | None:
+    """The disk's refusal behind `error`, in a person's words (see `_UNWRITABLE`); None for any other error."""
+    return _UNWRITABLE.get(error.sqlite_errorcode & 0xFF) if isinstance(error, sqlite3.Error) else None
 
 
 def _roll_back(conn: sqlite3.Connection) -> None:
