@@ -26,7 +26,7 @@ from relay.broadcasts import Broadcasts
 from relay.config import TEAMS_SETTINGS, Config, ConfigError, Settings, load_config, settings_from_env
 from relay.dispatcher import Dispatcher
 from relay.status_page import MIN_SECRET, StatusPage
-from relay.store import Store, StoreError
+from relay.store import Store, StoreError, store_for
 
 log = logging.getLogger("relay")
 
@@ -101,7 +101,7 @@ def build_app(settings: Settings, config: Config, clock: Callable[[], float] = t
 async def _relay(app: web.Application) -> AsyncIterator[None]:
     """Open everything the server needs, run the dispatcher while it serves, and close it all after."""
     settings, config = app[SETTINGS], app[CONFIG]
-    store = Store(settings.db_path)
+    store = store_for(settings)
     await store.open()
     app[STORE] = store
     digest = hashlib.sha256(settings.config_path.read_bytes()).hexdigest()[:16]

@@ -9,7 +9,6 @@ lost can never be proven and is reported as unknown, never sent twice.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,7 @@ from relay.destination import (
     Sent,
     Unprovable,
 )
-from relay.store import Store
+from relay.store import Connection, Row, Store
 from relay.transport import LazySession, PerLoop, client_timeout, server_hint, transport_outcome
 
 
@@ -192,7 +191,7 @@ class Directory:
             time.time(),
         )
 
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: Connection) -> None:
             conn.execute(
                 "INSERT INTO teams_conversations (id, kind, name, team_id, team_name, user_id, reference, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET kind = excluded.kind,"
@@ -204,7 +203,7 @@ class Directory:
         await self.store.write(run)
 
     async def forget(self, conversation_id: str | None = None, team_id: str | None = None) -> None:
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: Connection) -> None:
             conn.execute("DELETE FROM teams_conversations WHERE id = ? OR team_id = ?", (conversation_id, team_id))
 
         await self.store.write(run)
@@ -218,15 +217,15 @@ class Directory:
     async def teams(self) -> list[str]:
         """Names of the teams the bot is in, for telling an operator where it can post."""
 
-        def run(conn: sqlite3.Connection) -> list[str]:
+        def run(conn: Connection) -> list[str]:
             rows = conn.execute("SELECT DISTINCT team_name FROM teams_conversations WHERE kind = 'channel'")
             return [str(row[0]) for row in rows.fetchall()]
 
         return await self.store.call(run)
 
     async def _one(self, where: str, value: str) -> Place | None:
-        def run(conn: sqlite3.Connection) -> sqlite3.Row | None:
-            row: sqlite3.Row | None = conn.execute(
+        def run(conn: Connection) -> Row | None:
+            row: Row | None = conn.execute(
                 f"SELECT * FROM teams_conversations WHERE {where} ORDER BY updated_at DESC LIMIT 1", (value,)
             ).fetchone()
             return row

@@ -23,7 +23,7 @@ from relay.broadcasts import Broadcasts, Refused
 from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
 from relay.render import InputError
 from relay.reports import line
-from relay.store import Store, StoreError
+from relay.store import StoreError, store_for
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _preview(settings: Settings, config: Config, message: str, audience: str | None) -> int:
-    store = Store(settings.db_path)  # never opened: a preview reads and writes nothing
+    store = store_for(settings)  # never opened: a preview reads and writes nothing
     destinations = build_destinations(config, settings, store)
     broadcasts = Broadcasts(store, config, destinations)
     chosen = audience or config.policy.default_audience
@@ -96,14 +96,19 @@ async def _reach(settings: Settings, config: Config) -> list[str]:
     """Where the bot cannot post yet, as far as the database knows (Teams channels it was never added to)."""
     if not any(d.kind == "teams" for d in config.destinations.values()):
         return []
-    if not settings.db_path.exists():
+    if not _has_database(settings):
         return ["Teams: the bot has not run yet, so it has not been added to any team; start it and add the app"]
-    store = Store(settings.db_path)
+    store = store_for(settings)
     await store.open(exclusive=False)
     try:
         return await unreachable_channels(config, store)
     finally:
         await store.close()
+
+
+def _has_database(settings: Settings) -> bool:
+    """PostgreSQL is always there to ask; a SQLite file only once the bot has run."""
+    return bool(settings.reveal("DATABASE_URL")) or settings.db_path.exists()
 
 
 def _day(text: str) -> float:
@@ -115,10 +120,10 @@ def _day(text: str) -> float:
 
 
 async def _audit(settings: Settings, since: float, form: str) -> int:
-    if not settings.db_path.exists():
+    if not _has_database(settings):
         print(f"No audit trail yet ({settings.db_path} does not exist).", file=sys.stderr)
         return 1
-    store = Store(settings.db_path)
+    store = store_for(settings)
     await store.open(exclusive=False)
     try:
         print(audit.export(await audit.entries(store, since), form), end="")
@@ -128,10 +133,10 @@ async def _audit(settings: Settings, since: float, form: str) -> int:
 
 
 async def _list(settings: Settings, config: Config, limit: int) -> int:
-    if not settings.db_path.exists():
+    if not _has_database(settings):
         print(f"No broadcasts yet ({settings.db_path} does not exist).")
         return 0
-    store = Store(settings.db_path)
+    store = store_for(settings)
     await store.open(exclusive=False)
     try:
         broadcasts = Broadcasts(store, config, {})

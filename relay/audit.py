@@ -9,12 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from relay.store import Store
+from relay.store import Connection, Store
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class Entry:
 
 
 def record(
-    conn: sqlite3.Connection,
+    conn: Connection,
     at: float,
     actor: str,
     action: str,
@@ -57,7 +56,7 @@ def record(
 
 
 async def entries(store: Store, since: float = 0.0) -> list[Entry]:
-    def run(conn: sqlite3.Connection) -> list[Entry]:
+    def run(conn: Connection) -> list[Entry]:
         rows = conn.execute(
             "SELECT at, actor, action, broadcast_id, surface, place, detail FROM audit WHERE at >= ? ORDER BY id",
             (since,),

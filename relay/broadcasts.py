@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -26,7 +25,7 @@ from relay.destination import Destination
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering, clean, render
 from relay.reports import LISTED, Report, needs_rows
-from relay.store import Store, Unwritable
+from relay.store import Connection, Row, Store, Unwritable
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +121,7 @@ class Broadcasts:
             "report_ref": "{}",
         }
 
-        def insert(conn: sqlite3.Connection) -> None:
+        def insert(conn: Connection) -> None:
             conn.execute(
                 f"INSERT INTO broadcasts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()),
@@ -134,8 +133,8 @@ class Broadcasts:
         return Broadcast.from_row({**row, **unset})  # as written: no need to read it back
 
     async def get(self, broadcast_id: str) -> Broadcast:
-        def run(conn: sqlite3.Connection) -> sqlite3.Row | None:
-            row: sqlite3.Row | None = conn.execute("SELECT * FROM broadcasts WHERE id = ?", (broadcast_id,)).fetchone()
+        def run(conn: Connection) -> Row | None:
+            row: Row | None = conn.execute("SELECT * FROM broadcasts WHERE id = ?", (broadcast_id,)).fetchone()
             return row
 
         row = await self.store.call(run)
@@ -156,7 +155,7 @@ class Broadcasts:
         return [(b, await self.deliveries(b.id)) for b in await self.recent(limit)]
 
     async def recent(self, limit: int = 20) -> list[Broadcast]:
-        def run(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+        def run(conn: Connection) -> list[Row]:
             return conn.execute("SELECT * FROM broadcasts ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
 
         return [Broadcast.from_row(r) for r in await self.store.call(run)]
@@ -278,7 +277,7 @@ class Broadcasts:
         _check(policy.may_reschedule(self.config.policy, actor, current))
         now = self.clock()
 
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: Connection) -> int:
             moved = outbox.reschedule(conn, broadcast_id, send_at, now)
             if moved:
                 conn.execute("UPDATE broadcasts SET send_at = ? WHERE id = ?", (send_at, broadcast_id))
@@ -391,7 +390,7 @@ class Broadcasts:
         """Keep one surface handle (where its report or approval requests are), merged with the others'
         so two surfaces writing at once cannot erase each other's."""
 
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: Connection) -> None:
             row = conn.execute("SELECT report_ref FROM broadcasts WHERE id = ?", (broadcast_id,)).fetchone()
             refs = {**json.loads(row["report_ref"] or "{}"), key: value}
             conn.execute("UPDATE broadcasts SET report_ref = ? WHERE id = ?", (json.dumps(refs), broadcast_id))
@@ -408,7 +407,7 @@ class Broadcasts:
                 log.exception("a chat surface failed to hear of broadcast %s", broadcast_id)
         return await self.get(broadcast_id)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[Connection], T]) -> T:
         """One transaction for a person's action. A disk that refuses it (full) is told to them as a refusal
         at once, on every surface: nothing was changed, so nothing unapproved can go out, and they may
         simply try again once it is fixed."""
@@ -427,7 +426,7 @@ class Broadcasts:
         assignments: str,
         values: tuple[Any, ...],
         trail: tuple[str, str, Where, str],
-        then: Callable[[sqlite3.Connection], None] | None = None,
+        then: Callable[[Connection], None] | None = None,
         expiry: bool = True,
     ) -> None:
         """Compare-and-set: change the row only if it is still in one of `from_states` and, for a
@@ -436,7 +435,7 @@ class Broadcasts:
         not_after = now if expiry else 0.0
         placeholders = ", ".join("?" * len(from_states))
 
-        def run(conn: sqlite3.Connection) -> str:
+        def run(conn: Connection) -> str:
             cursor = conn.execute(
                 f"UPDATE broadcasts SET {assignments} WHERE id = ? AND state IN ({placeholders}) AND expires_at > ?",
                 (*values, current.id, *(s.value for s in from_states), not_after),

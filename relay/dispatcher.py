@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 DRY_RUN_ID = "dry-run"
 REPORTS_REFRESHED_AT_START = 24 * 3600.0  # seconds of recent activity whose reports are redrawn at start-up
 MAX_IN_FLIGHT = 64  # deliveries worked on at once for destinations of no named kind
+# How often this process renews the leases it holds and takes back those another let run out: well within
+# a lease, so a live process never loses one, and a dead one's deliveries wait at most a lease and this.
+LEASE_CHECK_EVERY = outbox.LEASE_SECONDS / 4
 
 
 class Dispatcher:
@@ -56,6 +59,7 @@ class Dispatcher:
             if name in destinations:
                 self._networks[kind][destinations[name].limit_key()] = destinations[name]
         self._in_flight: Counter[str] = Counter()  # deliveries being worked on, per kind ("" for the rest)
+        self._held: dict[int, str] = {}  # delivery id → the token of this process's lease on it
 
     def poke(self) -> None:
         """New work was committed: look now instead of at the next timer."""
@@ -68,6 +72,7 @@ class Dispatcher:
             log.warning("resuming %d deliveries that were in flight when the bot stopped", recovered)
         for broadcast_id in await outbox.recently_active(self.store, self.clock() - REPORTS_REFRESHED_AT_START):
             self.on_change(broadcast_id)
+        leases = asyncio.create_task(self._keep_leases(), name="leases")
         try:
             while True:
                 self._wake.clear()
@@ -79,9 +84,19 @@ class Dispatcher:
                         self._start(delivery)
                 await self._sleep_until(due, reopens)
         finally:
+            leases.cancel()
             for task in list(self._tasks):
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(leases, *self._tasks, return_exceptions=True)
+
+    async def _keep_leases(self) -> None:
+        """Renew what this process holds; take back what another process (a dead instance) let run out."""
+        while True:
+            await asyncio.sleep(LEASE_CHECK_EVERY)
+            await outbox.renew(self.store, self._held.values(), self.clock())
+            if await outbox.recover(self.store, self.clock()):
+                log.warning("took back deliveries whose lease ran out (another instance stopped mid-way)")
+                self.poke()
 
     def _room(self) -> tuple[dict[str, int], int, float | None]:
         """How many more deliveries each kind of network can take now: its concurrency less what is in
@@ -101,11 +116,14 @@ class Dispatcher:
     def _start(self, delivery: Delivery) -> None:
         lane = delivery.kind if delivery.kind in self._networks else ""
         self._in_flight[lane] += 1
+        if delivery.lease_owner is not None:
+            self._held[delivery.id] = delivery.lease_owner
         task = asyncio.create_task(self._deliver(delivery))
         self._tasks.add(task)
 
         def done(task: asyncio.Task[None]) -> None:
             self._tasks.discard(task)
+            self._held.pop(delivery.id, None)
             self._in_flight[lane] -= 1
             self.poke()  # its room is free: only now can the loop see it
 
@@ -125,6 +143,10 @@ class Dispatcher:
     async def _deliver(self, delivery: Delivery) -> None:
         try:
             await self._attempt(delivery)
+        except outbox.LeaseLost:
+            log.warning(
+                "delivery %s to %s: another instance took it over; this one stops", delivery.id, delivery.destination
+            )
         except Exception:  # a bug must not kill the worker; the lease makes the row come back
             log.exception("delivery %s to %s crashed", delivery.id, delivery.destination)
             await outbox.retry_at(
@@ -151,7 +173,7 @@ class Dispatcher:
             return
         if delivery.dry_run:
             for _ in delivery.parts[len(delivery.posted) :]:
-                await outbox.record_part(self.store, delivery.id, DRY_RUN_ID, None, self.clock())
+                await outbox.record_part(self.store, delivery, DRY_RUN_ID, None, self.clock())
             await self._finish(delivery, DeliveryState.SENT, None)
             return
         await self._post(delivery, destination)
@@ -183,7 +205,7 @@ class Dispatcher:
                         await self._retry(delivery, destination, found, check_first=True)
                         return
                     if isinstance(found, Sent):
-                        await outbox.record_part(self.store, delivery.id, found.remote_id, found.link, self.clock())
+                        await outbox.record_part(self.store, delivery, found.remote_id, found.link, self.clock())
                         posted.append(found.remote_id)
                         check_first = False
                         continue
@@ -199,7 +221,7 @@ class Dispatcher:
                     await self._finish(delivery, DeliveryState.SENT, None, last_part=outcome)
                     return
                 if isinstance(outcome, Sent):
-                    await outbox.record_part(self.store, delivery.id, outcome.remote_id, outcome.link, self.clock())
+                    await outbox.record_part(self.store, delivery, outcome.remote_id, outcome.link, self.clock())
                     posted.append(outcome.remote_id)
                 elif isinstance(outcome, Permanent):
                     await self._finish(delivery, DeliveryState.FAILED, outcome.reason)
@@ -243,7 +265,7 @@ class Dispatcher:
             async with self._limits[destination.limit_key()], self._pacer.call(destination):
                 outcome = await destination.delete(remote_id)
             if isinstance(outcome, Sent):
-                await outbox.record_part(self.store, delivery.id, remote_id, None, self.clock())
+                await outbox.record_part(self.store, delivery, remote_id, None, self.clock())
             elif isinstance(outcome, Permanent):
                 await self._finish(delivery, DeliveryState.FAILED, outcome.reason)
                 return

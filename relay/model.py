@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from relay.store.base import Row
 
 
 class BroadcastState(Enum):
@@ -53,7 +55,7 @@ class Broadcast:
     pending_text: str | None = None  # a correction waiting for an approver
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row | Mapping[str, Any]) -> Broadcast:
+    def from_row(cls, row: Row | Mapping[str, Any]) -> Broadcast:
         return cls(
             id=row["id"],
             author=row["author"],
@@ -91,9 +93,10 @@ class Delivery:
     attempt_started_at: float | None
     last_error: str | None
     updated_at: float | None = None
+    lease_owner: str | None = None  # the token of the claim that holds it: only that claim writes its outcome
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Delivery:
+    def from_row(cls, row: Row) -> Delivery:
         return cls(
             id=row["id"],
             broadcast_id=row["broadcast_id"],
@@ -112,6 +115,7 @@ class Delivery:
             attempt_started_at=row["attempt_started_at"],
             last_error=row["last_error"],
             updated_at=row["updated_at"],
+            lease_owner=row["lease_owner"],
         )
 
 

@@ -11,9 +11,9 @@ until it can, so a post that went out is written down once space returns, and ne
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -21,7 +21,7 @@ from relay import audit
 from relay.destination import Sent
 from relay.model import Alike, Delivery, DeliveryState
 from relay.render import Rendering
-from relay.store import Store
+from relay.store import Connection, Store
 
 LEASE_SECONDS = 120.0  # longer than a whole thread of timed-out calls; renewed after every part
 
@@ -49,7 +49,7 @@ DEFAULT_RETRY = RetryPolicy()
 
 
 def insert_deliveries(
-    conn: sqlite3.Connection,
+    conn: Connection,
     broadcast_id: str,
     renderings: Iterable[tuple[Rendering, str, bool]],
     due: float,
@@ -67,7 +67,7 @@ def insert_deliveries(
     )
 
 
-def insert_retractions(conn: sqlite3.Connection, broadcast_id: str, now: float) -> None:
+def insert_retractions(conn: Connection, broadcast_id: str, now: float) -> None:
     """Inside the retraction's transaction: stop posts that have not gone out, and add one deletion per
     destination where something may have been posted."""
     conn.execute(
@@ -85,7 +85,7 @@ def insert_retractions(conn: sqlite3.Connection, broadcast_id: str, now: float) 
     )
 
 
-def reschedule(conn: sqlite3.Connection, broadcast_id: str, when: float, now: float) -> int:
+def reschedule(conn: Connection, broadcast_id: str, when: float, now: float) -> int:
     """Move deliveries that have not been tried yet; returns how many were left untried."""
     return conn.execute(
         "UPDATE deliveries SET next_attempt_at = ?, updated_at = ? WHERE broadcast_id = ? AND action = 'post'"
@@ -98,7 +98,7 @@ class Started(Exception):
     """A scheduled broadcast began going out before it could be cancelled."""
 
 
-def unschedule(conn: sqlite3.Connection, broadcast_id: str, now: float) -> None:
+def unschedule(conn: Connection, broadcast_id: str, now: float) -> None:
     """Inside the cancellation's transaction; raises Started (rolling it back) if anything was tried."""
     tried = conn.execute(
         "SELECT COUNT(*) FROM deliveries WHERE broadcast_id = ? AND NOT (state = 'pending' AND attempts = 0)",
@@ -113,7 +113,7 @@ def unschedule(conn: sqlite3.Connection, broadcast_id: str, now: float) -> None:
     )
 
 
-def insert_edits(conn: sqlite3.Connection, broadcast_id: str, texts: dict[str, str], now: float) -> None:
+def insert_edits(conn: Connection, broadcast_id: str, texts: dict[str, str], now: float) -> None:
     """Inside the correction's transaction: a post that has not gone out simply takes the new text; one
     that has (or is going) gets an edit delivery, numbered so a later correction never overwrites one."""
     for destination, text in texts.items():
@@ -141,7 +141,7 @@ def insert_edits(conn: sqlite3.Connection, broadcast_id: str, texts: dict[str, s
 async def twin(store: Store, delivery: Delivery) -> Delivery:
     """The post a deletion takes back."""
 
-    def run(conn: sqlite3.Connection) -> Delivery:
+    def run(conn: Connection) -> Delivery:
         row = conn.execute(
             "SELECT * FROM deliveries WHERE broadcast_id = ? AND destination = ? AND action = 'post'",
             (delivery.broadcast_id, delivery.destination),
@@ -152,18 +152,47 @@ async def twin(store: Store, delivery: Delivery) -> Delivery:
 
 
 async def recover(store: Store, now: float) -> int:
-    """At start-up: deliveries left 'sending' by a dead process go back to the queue. Those whose
-    request had gone out keep the mark `going_out` gave them, and are looked for before posting."""
+    """At start-up, and from time to time: deliveries whose process stopped, or whose lease ran out (their
+    process stalled past it), go back to the queue. Those whose request had gone out keep the mark
+    `going_out` gave them, and are looked for before posting."""
+    holders = await store.call(
+        lambda conn: [
+            row[0] for row in conn.execute("SELECT DISTINCT lease_owner FROM deliveries WHERE state = 'sending'")
+        ]
+    )
+    others = {holder.split("-")[0] for holder in holders if holder} - {store.instance}
+    gone = sorted(await store.gone(others))
+    unowned = " OR lease_owner IS NULL" if store.sole else ""  # claimed by a release before leases had owners
+    of_gone = "".join(" OR lease_owner LIKE ?" for _ in gone)
 
-    def run(conn: sqlite3.Connection) -> int:
+    def run(conn: Connection) -> int:
         cursor = conn.execute(
-            "UPDATE deliveries SET state = 'pending', lease_until = NULL,"
-            " next_attempt_at = ?, updated_at = ? WHERE state = 'sending'",
-            (now, now),
+            "UPDATE deliveries SET state = 'pending', lease_until = NULL, lease_owner = NULL, next_attempt_at = ?,"
+            f" updated_at = ? WHERE state = 'sending' AND (lease_until < ?{unowned}{of_gone})",
+            (now, now, now, *(f"{instance}-%" for instance in gone)),
         )
         return cursor.rowcount
 
     return await store.persist(run)
+
+
+async def renew(store: Store, owners: Iterable[str], now: float) -> None:
+    """Extend the leases this process holds (`owners`, its claims' tokens): a delivery waiting its turn
+    behind a network's pause stays this process's, however long the pause."""
+    held = list(owners)
+    if not held:
+        return
+    marks = ", ".join("?" * len(held))
+    await store.persist(
+        lambda conn: conn.execute(
+            f"UPDATE deliveries SET lease_until = ? WHERE state = 'sending' AND lease_owner IN ({marks})",
+            (now + LEASE_SECONDS, *held),
+        )
+    )
+
+
+class LeaseLost(Exception):
+    """Another process holds this delivery now (this one's lease ran out): this one must stop, unwritten."""
 
 
 async def going_out(store: Store, delivery: Delivery) -> bool:
@@ -171,13 +200,19 @@ async def going_out(store: Store, delivery: Delivery) -> bool:
     Only this mark makes a restart look first. A delivery claimed but still waiting its turn (behind a
     network's pace or concurrency) when the process died never left: it is sent, not called unknown
     where the network cannot be searched (Teams). False, and nothing marked, if the broadcast has been
-    retracted in the meantime: the part must not go out at all."""
+    retracted in the meantime: the part must not go out at all. Raises LeaseLost, and nothing goes out,
+    if another process has taken the delivery over."""
 
-    def run(conn: sqlite3.Connection) -> bool:
+    def run(conn: Connection) -> bool:
         row = conn.execute("SELECT state FROM broadcasts WHERE id = ?", (delivery.broadcast_id,)).fetchone()
         if row is not None and row["state"] == "retracted":
             return False
-        conn.execute("UPDATE deliveries SET check_first = 1 WHERE id = ? AND state = 'sending'", (delivery.id,))
+        marked = conn.execute(
+            "UPDATE deliveries SET check_first = 1 WHERE id = ? AND state = 'sending' AND lease_owner = ?",
+            (delivery.id, delivery.lease_owner),
+        ).rowcount
+        if not marked:
+            raise LeaseLost(delivery.id)
         return True
 
     return await store.persist(run)
@@ -187,7 +222,7 @@ async def recently_active(store: Store, since: float) -> list[str]:
     """Broadcasts whose deliveries changed since `since`: their reports are refreshed at start-up, in
     case the last process died between recording an outcome and showing it."""
 
-    def run(conn: sqlite3.Connection) -> list[str]:
+    def run(conn: Connection) -> list[str]:
         rows = conn.execute("SELECT DISTINCT broadcast_id FROM deliveries WHERE updated_at >= ?", (since,)).fetchall()
         return [str(row[0]) for row in rows]
 
@@ -205,7 +240,12 @@ _CLAIMABLE = (
 
 
 def _unnamed(room: Mapping[str, int]) -> str:
-    return f"kind NOT IN ({', '.join('?' * len(room))})"
+    return f"kind NOT IN ({', '.join('?' * len(room))})" if room else "1 = 1"  # PostgreSQL refuses `IN ()`
+
+
+# A lease's owner is the process (`Store.instance`) and which of its claims: a process that outlived its own
+# lease and claimed the delivery again must not be mistaken for the first claim.
+_claims = itertools.count(1)
 
 
 async def claim_due(
@@ -215,9 +255,12 @@ async def claim_due(
     of network named, and up to `others` of kinds not named (destinations gone from relay.toml). Also
     when the earliest one the room left over could take falls due (None: none waiting), so that the
     dispatcher sleeps exactly that long (it is woken when room frees up): one trip to the database a turn."""
-    due = "SELECT id " + _CLAIMABLE + " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?"
+    due = (
+        "SELECT id " + _CLAIMABLE + " AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?" + store.skip_locked
+    )
+    claim = f"{store.instance}-{next(_claims)}"
 
-    def run(conn: sqlite3.Connection) -> tuple[list[Delivery], float | None]:
+    def run(conn: Connection) -> tuple[list[Delivery], float | None]:
         taken = {
             kind: [row["id"] for row in conn.execute(due.format(kind="kind = ?"), (kind, now, limit))]
             for kind, limit in room.items()
@@ -228,10 +271,10 @@ async def claim_due(
             unnamed = [row["id"] for row in conn.execute(due.format(kind=_unnamed(room)), (*room, now, others))]
         ids = [i for claimed in taken.values() for i in claimed] + unnamed
         conn.executemany(
-            "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, lease_until = ?,"
+            "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, lease_until = ?, lease_owner = ?,"
             " attempt_started_at = ?, first_attempt_at = COALESCE(first_attempt_at, ?), updated_at = ?"
             " WHERE id = ? AND state = 'pending'",
-            [(now + LEASE_SECONDS, now, now, now, i) for i in ids],
+            [(now + LEASE_SECONDS, f"{claim}-{i}", now, now, now, i) for i in ids],
         )
         left = {kind: limit - len(taken.get(kind, ())) for kind, limit in room.items()}
         return [_load(conn, i) for i in ids], _next_due(conn, left, others - len(unnamed))
@@ -239,11 +282,11 @@ async def claim_due(
     return await store.persist(run)
 
 
-def _next_due(conn: sqlite3.Connection, room: Mapping[str, int], others: int) -> float | None:
+def _next_due(conn: Connection, room: Mapping[str, int], others: int) -> float | None:
     open_kinds = [kind for kind, limit in room.items() if limit > 0]
     if not open_kinds and others <= 0:
         return None
-    kinds = f"kind IN ({', '.join('?' * len(open_kinds))})"
+    kinds = f"kind IN ({', '.join('?' * len(open_kinds))})" if open_kinds else "1 = 0"
     if others > 0:
         kinds = f"({kinds} OR {_unnamed(room)})"
     query = "SELECT MIN(next_attempt_at) " + _CLAIMABLE.format(kind=kinds)
@@ -251,17 +294,24 @@ def _next_due(conn: sqlite3.Connection, room: Mapping[str, int], others: int) ->
     return float(row[0]) if row[0] is not None else None
 
 
-async def record_part(store: Store, delivery_id: int, remote_id: str, link: str | None, now: float) -> None:
+async def record_part(store: Store, delivery: Delivery, remote_id: str, link: str | None, now: float) -> None:
     """A part landed: remember its id at once, so a crash before the next part cannot repost it."""
-    await store.persist(lambda conn: _record_part(conn, delivery_id, remote_id, link, now))
+    await store.persist(lambda conn: _record_part(conn, delivery, remote_id, link, now))
 
 
-def _record_part(conn: sqlite3.Connection, delivery_id: int, remote_id: str, link: str | None, now: float) -> None:
-    row = conn.execute("SELECT posted FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+def _record_part(conn: Connection, delivery: Delivery, remote_id: str, link: str | None, now: float) -> None:
+    row = conn.execute("SELECT posted FROM deliveries WHERE id = ?", (delivery.id,)).fetchone()
     conn.execute(
         "UPDATE deliveries SET posted = ?, link = COALESCE(link, ?), check_first = 0, lease_until = ?,"
-        " updated_at = ? WHERE id = ? AND state = 'sending'",
-        (json.dumps([*json.loads(row["posted"]), remote_id]), link, now + LEASE_SECONDS, now, delivery_id),
+        " updated_at = ? WHERE id = ? AND state = 'sending' AND lease_owner = ?",
+        (
+            json.dumps([*json.loads(row["posted"]), remote_id]),
+            link,
+            now + LEASE_SECONDS,
+            now,
+            delivery.id,
+            delivery.lease_owner,
+        ),
     )
 
 
@@ -277,13 +327,14 @@ async def finish(
     just landed (`last_part`) is recorded in the same transaction: one write per message, not two."""
     action = state.value if delivery.action == "post" else f"{delivery.action} {state.value}"
 
-    def run(conn: sqlite3.Connection) -> None:
+    def run(conn: Connection) -> None:
         if last_part is not None:
-            _record_part(conn, delivery.id, last_part.remote_id, last_part.link, now)
+            _record_part(conn, delivery, last_part.remote_id, last_part.link, now)
         row = conn.execute(
-            "UPDATE deliveries SET state = ?, last_error = ?, lease_until = NULL, next_attempt_at = NULL,"
-            " updated_at = ? WHERE id = ? AND state = 'sending' RETURNING link",
-            (state.value, error, now, delivery.id),
+            "UPDATE deliveries SET state = ?, last_error = ?, lease_until = NULL, lease_owner = NULL,"
+            " next_attempt_at = NULL, updated_at = ? WHERE id = ? AND state = 'sending' AND lease_owner = ?"
+            " RETURNING link",
+            (state.value, error, now, delivery.id, delivery.lease_owner),
         ).fetchone()
         if row is not None:
             link = row["link"] if state is DeliveryState.SENT else None
@@ -297,7 +348,8 @@ async def retry_at(store: Store, delivery: Delivery, when: float, reason: str, c
     """Put the delivery back in the queue for `when`; `check_first` when the last try may have landed."""
     await _update(
         store,
-        "state = 'pending', next_attempt_at = ?, last_error = ?, check_first = ?, lease_until = NULL, updated_at = ?",
+        "state = 'pending', next_attempt_at = ?, last_error = ?, check_first = ?, lease_until = NULL,"
+        " lease_owner = NULL, updated_at = ?",
         (when, reason, int(check_first), now),
         delivery,
         ("retrying", f"{delivery.destination}: {reason} (next try in {when - now:.0f} s)"),
@@ -313,10 +365,10 @@ async def _update(
     trail: tuple[str, str],
     now: float,
 ) -> None:
-    def run(conn: sqlite3.Connection) -> None:
+    def run(conn: Connection) -> None:
         cursor = conn.execute(
-            f"UPDATE deliveries SET {assignments} WHERE id = ? AND state = 'sending'",
-            (*values, delivery.id),
+            f"UPDATE deliveries SET {assignments} WHERE id = ? AND state = 'sending' AND lease_owner = ?",
+            (*values, delivery.id, delivery.lease_owner),
         )
         if cursor.rowcount:
             audit.record(conn, now, "relay", trail[0], delivery.broadcast_id, audit.RELAY, trail[1])
@@ -326,7 +378,7 @@ async def _update(
 
 _SHOWN = (
     "id, broadcast_id, destination, action, kind, dry_run, link, state, attempts, check_first, next_attempt_at,"
-    " first_attempt_at, attempt_started_at, last_error, updated_at, '[]' AS parts, '[]' AS posted"
+    " first_attempt_at, attempt_started_at, last_error, updated_at, lease_owner, '[]' AS parts, '[]' AS posted"
 )
 
 # All a report shows of a delivery but its name (see `reports.line`): deliveries equal in these are shown alike.
@@ -343,41 +395,40 @@ async def alike(store: Store, broadcast_id: str, listed: int, one_by_one: Callab
     """A broadcast's deliveries as its live report needs them, in order: each alone while there are at
     most `listed`. Past that, one of each group that looks alike (`_LOOK`) with how many there are, but
     the groups `one_by_one` picks out, alone. A report of two thousand destinations is redrawn again and
-    again as it goes out: SQLite counts them, instead of each being decoded every time, which cost more
+    again as it goes out: the database counts them, instead of each being decoded every time, which cost more
     than the posts themselves."""
 
-    def run(conn: sqlite3.Connection) -> list[Alike]:
+    def run(conn: Connection) -> list[Alike]:
         where, values = "broadcast_id = ?", (broadcast_id,)
         (count,) = conn.execute(f"SELECT COUNT(*) FROM deliveries WHERE {where}", values).fetchone()
         if count <= listed:
             return [Alike(d) for d in _shown(conn, where, values)]
         look = ", ".join(_LOOK)
         keys = ", ".join(f"{expression} AS look{n}" for n, expression in enumerate(_LOOK))
-        # SQLite takes the bare columns of a group from the row where MIN() found its minimum: the first.
         groups = conn.execute(
-            f"SELECT {_SHOWN}, {keys}, MIN(id), COUNT(*) AS alike FROM deliveries WHERE {where} GROUP BY {look}",
+            f"SELECT {keys}, MIN(id) AS first, COUNT(*) AS alike FROM deliveries WHERE {where} GROUP BY {look}",
             values,
         ).fetchall()
+        firsts = [group["first"] for group in groups]
+        samples = {d.id: d for d in _shown(conn, f"id IN ({', '.join('?' * len(firsts))})", tuple(firsts))}
+        same = " AND ".join(f"{expression} IS NOT DISTINCT FROM ?" for expression in _LOOK)
         found: list[Alike] = []
         for group in groups:
-            sample = Delivery.from_row(group)
+            sample = samples[group["first"]]
             if not one_by_one(sample):
                 found.append(Alike(sample, group["alike"]))
                 continue
-            same = tuple(group[f"look{n}"] for n in range(len(_LOOK)))
-            found += [
-                Alike(d)
-                for d in _shown(conn, f"{where} AND ({look}) IS ({', '.join('?' * len(same))})", (*values, *same))
-            ]
+            look_of_group = tuple(group[f"look{n}"] for n in range(len(_LOOK)))
+            found += [Alike(d) for d in _shown(conn, f"{where} AND {same}", (*values, *look_of_group))]
         return sorted(found, key=lambda each: each.sample.id)
 
     return await store.call(run)
 
 
-def _shown(conn: sqlite3.Connection, where: str, values: tuple[object, ...]) -> list[Delivery]:
+def _shown(conn: Connection, where: str, values: tuple[object, ...]) -> list[Delivery]:
     rows = conn.execute(f"SELECT {_SHOWN} FROM deliveries WHERE {where} ORDER BY id", values).fetchall()
     return [Delivery.from_row(row) for row in rows]
 
 
-def _load(conn: sqlite3.Connection, delivery_id: int) -> Delivery:
+def _load(conn: Connection, delivery_id: int) -> Delivery:
     return Delivery.from_row(conn.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone())

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from bot import SURFACE, build_app
 from relay.config import load_config, settings_from_env
 from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX
 from tests.fakes.teams import FakeConnector
+from tests.postgres.cluster import Cluster, fresh_database
 from tests.proof import COUNTS
 from tests.slack_requests import action_body, command_body, signed_headers, view_submission_body
 from tests.teams_activities import ANNOUNCEMENTS, APPROVALS, CEO, TEAM, TENANT
@@ -38,6 +40,64 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("proof: what was tried, all with nothing lost")
         for what, count in sorted(COUNTS.items()):
             terminalreporter.write_line(f"{count:>8,}  {what}")
+
+
+# Modules whose tests touch no database, or SQLite's own file (its disk, its lock): run once, on SQLite.
+# Every other test runs on both backends.
+ONE_BACKEND = {
+    "test_render",
+    "test_policy",
+    "test_schedule_times",
+    "test_teams_package",
+    "test_config",
+    "test_database_faults",
+    "test_fakes_selftest",
+    "test_mastodon_linkedin_selftest",
+    "test_pds_selftest",
+}
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        module = metafunc.module.__name__.rpartition(".")[2]
+        sqlite_only = module in ONE_BACKEND or metafunc.definition.get_closest_marker("sqlite_only")
+        metafunc.parametrize("backend", BACKENDS[:1] if sqlite_only else BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The PostgreSQL server the suite uses: RELAY_TEST_DATABASE_URL's, or a throwaway cluster."""
+    given = os.environ.get("RELAY_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    cluster = Cluster()
+    cluster.start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+# The database the bots of the running test use: None for SQLite (`RELAY_DB` in the test's folder), or the
+# URL of a PostgreSQL database of its own. Set by the `backend` fixture, read by `bot_env`.
+DATABASE: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Which database this test's bots use (see `pytest_generate_tests`)."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
+        yield kind
+        return
+    for url in fresh_database(request.getfixturevalue("postgres_server")):
+        DATABASE["DATABASE_URL"] = url
+        try:
+            yield kind
+        finally:
+            DATABASE.clear()
 
 
 @pytest.fixture
@@ -91,6 +151,7 @@ def bot_env(tmp_path: Path, slack: FakeSlack, x: FakeX, config: str) -> dict[str
         "X_API_URL": x.api_url,
         "RELAY_CONFIG": str(path),
         "RELAY_DB": str(tmp_path / "relay.db"),
+        **DATABASE,
     }
 
 

@@ -8,9 +8,10 @@ import json
 import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from tests.conftest import APPROVER, LEADER, STAFF_CHANNEL, config_text, preview_id
+from tests.conftest import APPROVER, DATABASE, LEADER, STAFF_CHANNEL, config_text, preview_id
 from tests.fakes import FakeSlack
 from tests.test_terminal import cli_env, relay_cli
 
@@ -47,14 +48,19 @@ async def test_every_step_is_in_the_trail_and_exports_as_csv_and_json(
     assert list(csv.DictReader(io.StringIO(later.stdout))) == []
 
 
-async def test_the_trail_cannot_be_edited(start_relay, tmp_path: Path) -> None:
+async def test_the_trail_cannot_be_edited(start_relay, tmp_path: Path, backend: str) -> None:
     relay = await start_relay()
     await relay.command(LEADER, "Cannot be unsaid")
-    with sqlite3.connect(tmp_path / "relay.db") as conn:
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            conn.execute("UPDATE audit SET actor = 'someone else'")
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            conn.execute("DELETE FROM audit")
+    for edit in ("UPDATE audit SET actor = 'someone else'", "DELETE FROM audit"):
+        if backend == "sqlite":
+            with (
+                sqlite3.connect(tmp_path / "relay.db") as conn,
+                pytest.raises(sqlite3.IntegrityError, match="append-only"),
+            ):
+                conn.execute(edit)
+        else:
+            with psycopg.connect(DATABASE["DATABASE_URL"]) as pg, pytest.raises(psycopg.Error, match="append-only"):
+                pg.execute(edit.encode())
 
 
 def test_a_bad_since_date_says_what_it_expects(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from relay.config import load_config, settings_from_env
 from relay.dispatcher import Dispatcher
 from relay.model import Delivery, DeliveryState
 from relay.outbox import RetryPolicy
-from relay.store import Store
+from relay.store import Store, store_for
 from tests.conftest import bot_env
 from tests.fakes import FakeSlack, FakeX, Fault
 
@@ -75,7 +75,7 @@ async def world(tmp_path: Path, slack: FakeSlack, x: FakeX) -> AsyncIterator[Cal
     async def make(retry: RetryPolicy = FAST) -> World:
         settings = settings_from_env(bot_env(tmp_path, slack, x, CONFIG))
         config = load_config(settings, SPECS)
-        store = Store(settings.db_path)
+        store = store_for(settings)
         await store.open()
         destinations = build_destinations(config, settings, store)
         changed: asyncio.Queue[str] = asyncio.Queue()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import LEADER, preview_id
+from tests.conftest import DATABASE, LEADER, preview_id
 from tests.fakes import FakeSlack
 from tests.test_restart import ROOT, BotProcess, free_port
 
@@ -28,7 +28,7 @@ def relay_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 def cli_env(tmp_path: Path) -> dict[str, str]:
     """The environment of a bot the test started, for the terminal to read the same config and database."""
-    env = {"RELAY_CONFIG": str(tmp_path / "relay.toml"), "RELAY_DB": str(tmp_path / "relay.db")}
+    env = {"RELAY_CONFIG": str(tmp_path / "relay.toml"), "RELAY_DB": str(tmp_path / "relay.db"), **DATABASE}
     names = (
         "SLACK_BOT_TOKEN",
         "SLACK_SIGNING_SECRET",
@@ -91,7 +91,7 @@ async def test_check_names_teams_channels_the_bot_cannot_reach_yet(start_relay, 
 
     relay = await start_relay(teams_config().replace(ANNOUNCEMENTS, "19:elsewhere@thread.tacv2"), **TEAMS_ENV)
     await TeamsClient(relay.url, relay.http).send(installed_in_team(connector.service_url))
-    env = {"RELAY_CONFIG": str(tmp_path / "relay.toml"), "RELAY_DB": str(tmp_path / "relay.db"), **TEAMS_ENV}
+    env = {**cli_env(tmp_path), **TEAMS_ENV}
     env |= {
         k: "set" for k in ("SLACK_BOT_TOKEN", "X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
     }

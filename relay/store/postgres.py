@@ -1,0 +1,260 @@
+"""PostgreSQL, for several instances and for hosts whose disk does not survive a restart (`DATABASE_URL`).
+
+The driver is psycopg 3, used as SQLite is here: blocking calls on threads of their own, the core's
+functions of a connection run unchanged (`?` placeholders are turned into psycopg's). It has a maintained
+connection pool (psycopg_pool) that replaces connections broken by a server restart, works behind PgBouncer
+in transaction mode once server-side prepared statements are off (`prepare_threshold=None`), and gives
+LISTEN/NOTIFY on an ordinary connection; asyncpg is faster per query, but the relay spends its time on the
+networks, not here, and would need a second, async copy of every query.
+
+Every write transaction is SERIALIZABLE: the core's read-then-write steps (a compare-and-set, "has anything
+been tried yet?") were written for SQLite's one writer at a time, and PostgreSQL's serializable isolation
+keeps them exactly as safe with several writers, failing one of two conflicting transactions, which is then
+run again. Claims skip rows another instance is taking (`FOR UPDATE SKIP LOCKED`) instead of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from relay.store.base import Connection, Outcomes, Store, StoreError, Unwritable, in_savepoints
+from relay.store.schema import POSTGRES_FIRST, SHARED, VERSION
+
+T = TypeVar("T")
+
+log = logging.getLogger("relay.store")
+
+POOL_SIZE = 4  # reads run side by side; writes are grouped into one transaction at a time per instance
+CONNECT_TIMEOUT = 10.0  # seconds to open a connection, or to wait for one from the pool
+# A serializable transaction that lost a conflict is run again: soon, with jitter so two that collided do
+# not collide again, and a bounded number of times.
+CONFLICT_RETRIES = 20
+MIGRATION_LOCK = 7_310_001  # pg_advisory_xact_lock key: one instance migrates, the others wait for it
+
+# Errors after which the transaction is run again from the start (PostgreSQL docs, "Serialization Failure
+# Handling"): nothing of it was written.
+_CONFLICTS = (errors.SerializationFailure, errors.DeadlockDetected)
+# Errors that mean the database took nothing and may take it later, in a person's words.
+_REFUSALS: tuple[tuple[type[Exception], str], ...] = (
+    (errors.DiskFull, "the relay's database server is out of disk space"),
+    (errors.ReadOnlySqlTransaction, "the relay's database is read-only (a standby, or being failed over)"),
+    (psycopg.OperationalError, "the relay's database cannot be reached"),
+    (PoolTimeout, "the relay's database cannot be reached"),
+)
+
+
+def described(url: str) -> str:
+    """The database's address without its password, for messages and logs."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or 'localhost'}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+class PostgresStore(Store):
+    """A pool of connections (through PgBouncer where `pool_url` is given), and the direct address for what
+    needs a session of its own (migrations)."""
+
+    skip_locked = " FOR UPDATE OF d SKIP LOCKED"
+
+    def __init__(self, url: str, pool_url: str | None = None, pool_size: int = POOL_SIZE) -> None:
+        super().__init__()
+        self.url = url
+        self._pool = ConnectionPool(
+            pool_url or url,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            timeout=CONNECT_TIMEOUT,
+            kwargs={"autocommit": True, "prepare_threshold": None, "connect_timeout": int(CONNECT_TIMEOUT)},
+            name="relay",
+        )
+        self._executor = ThreadPoolExecutor(max_workers=pool_size + 1, thread_name_prefix="postgres")
+        self._session: psycopg.Connection[Any] | None = None  # direct, for what lasts a session (below)
+
+    def __str__(self) -> str:
+        return described(self.url)
+
+    async def open(self, exclusive: bool = True) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+
+    def _open(self) -> None:
+        try:
+            self._session = self._connect_session()
+            _migrate(self._session)
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except (psycopg.Error, PoolTimeout) as error:
+            raise StoreError(
+                f"cannot use the database {self}: {_first_line(error)}; check DATABASE_URL (and "
+                "DATABASE_CONNECTION_POOL_URL), that the server is up and that its user may create tables"
+            ) from error
+
+    def _connect_session(self) -> psycopg.Connection[Any]:
+        """A direct connection (never through PgBouncer) that holds this process's advisory lock for as long
+        as the process lives: PostgreSQL releases it the moment the process dies, however it died, which
+        is how another instance knows at once that the leases it held can be taken back (`gone`)."""
+        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT))
+        conn.execute("SELECT pg_advisory_lock(%s)", (_key(self.instance),))
+        return conn
+
+    async def gone(self, instances: set[str]) -> set[str]:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._gone, instances)
+
+    def _gone(self, instances: set[str]) -> set[str]:
+        """An instance whose lock can be taken has no session left: it stopped. The lock is let go at once."""
+        try:
+            if self._session is None or self._session.broken or self._session.closed:
+                self._session = self._connect_session()
+            stopped = set()
+            for instance in instances:
+                [(taken,)] = self._session.execute("SELECT pg_try_advisory_lock(%s)", (_key(instance),)).fetchall()
+                if taken:
+                    self._session.execute("SELECT pg_advisory_unlock(%s)", (_key(instance),))
+                    stopped.add(instance)
+            return stopped
+        except psycopg.OperationalError:
+            return set()  # the leases still run out: what a stopped instance held waits a little longer
+
+    async def call(self, fn: Callable[[Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._read, fn)
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        try:
+            with self._pool.connection() as conn:
+                return fn(_Translated(conn))
+        except (psycopg.OperationalError, PoolTimeout) as error:
+            raise StoreError(f"cannot read from the database {self}: {_first_line(error)}") from error
+
+    async def _on_commit_thread(self, fn: Callable[[], Outcomes]) -> Outcomes:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _commit(self, fns: list[Callable[[Connection], Any]]) -> Outcomes:
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                with self._pool.connection() as raw:
+                    conn = _Translated(raw)
+                    conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                    try:
+                        outcomes = in_savepoints(conn, fns, fatal=_whole)
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if not raw.broken:
+                            raw.execute("ROLLBACK")
+                        raise
+                return outcomes
+            except _CONFLICTS:
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+            except Exception as error:
+                cause = _refusal(error)
+                if cause is None:
+                    raise
+                raise Unwritable(f"cannot write to the database {self}: {_first_line(error)}", cause) from error
+        raise Unwritable(
+            f"cannot write to the database {self}: {CONFLICT_RETRIES} conflicting tries in a row",
+            "the relay's database is too busy",
+        )
+
+    async def close(self) -> None:
+        def shut() -> None:
+            self._pool.close()
+            if self._session is not None:
+                self._session.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
+        self._executor.shutdown(wait=True)
+
+
+def _migrate(conn: psycopg.Connection[Any]) -> None:
+    """In one transaction under an advisory lock: instances starting together migrate once, the others
+    wait and then find nothing left to do."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS relay_schema (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM relay_schema").fetchone()
+        version = row[0] if row else 0
+        if version > VERSION:
+            raise StoreError(
+                f"{described(conn.info.dsn)} was written by a newer release (schema {version}); run that release"
+            )
+        for number in range(version + 1, VERSION + 1):
+            first = len(POSTGRES_FIRST)
+            for statement in POSTGRES_FIRST[number - 1] if number <= first else SHARED[number - first - 1]:
+                conn.execute(statement.encode())
+        if row is None:
+            conn.execute("INSERT INTO relay_schema (version) VALUES (%s)", (VERSION,))
+        else:
+            conn.execute("UPDATE relay_schema SET version = %s", (VERSION,))
+
+
+def _key(instance: str) -> int:
+    """An instance's advisory lock: its id (12 hex digits) is a number that fits PostgreSQL's bigint."""
+    return int(instance, 16)
+
+
+def _whole(error: Exception) -> bool:
+    """Errors that undo the whole transaction, not one savepoint: a conflict (the whole is run again), or
+    the database's refusal."""
+    return isinstance(error, _CONFLICTS) or _refusal(error) is not None
+
+
+def _refusal(error: BaseException) -> str | None:
+    return next((cause for kind, cause in _REFUSALS if isinstance(error, kind)), None)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+class _Row(tuple[Any, ...]):
+    """A row read by name or by position, as `sqlite3.Row` is."""
+
+    names: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        return super().__getitem__(self.names[key] if isinstance(key, str) else key)
+
+    def keys(self) -> list[str]:
+        return list(self.names)
+
+
+def _rows(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], _Row]:
+    names = {column.name: n for n, column in enumerate(cursor.description or ())}
+    kind = type("Row", (_Row,), {"names": names})
+    return lambda values: kind(values)
+
+
+_SQL: dict[str, bytes] = {}
+
+
+def _psycopg_sql(sql: str) -> bytes:
+    """The core's `?` placeholders as psycopg's `%s` (a literal `%` doubled), remembered: the same few dozen
+    statements come again and again."""
+    translated = _SQL.get(sql)
+    if translated is None:
+        translated = _SQL[sql] = sql.replace("%", "%%").replace("?", "%s").encode()
+    return translated
+
+
+class _Translated:
+    """A psycopg connection that speaks the core's SQL (see `_psycopg_sql`) and returns rows by name."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
+        cursor = self._conn.cursor(row_factory=_rows)
+        return cursor.execute(_psycopg_sql(sql), parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
+        cursor = self._conn.cursor(row_factory=_rows)
+        cursor.executemany(_psycopg_sql(sql), parameters)
+        return cursor

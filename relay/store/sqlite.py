@@ -1,0 +1,185 @@
+"""SQLite, the default: one file, one process, one connection on one thread, `BEGIN IMMEDIATE` for every write.
+
+Every call runs on a single dedicated thread so the connection is never shared between threads.
+Read-then-write work runs inside `BEGIN IMMEDIATE`, which takes the write lock up front: a deferred
+transaction (what sqlite-utils' `atomic()` starts) can fail half-way under contention, and a compare-and-set
+must not.
+
+A write the disk refuses (full, failing, read-only) rolls its transaction back whole and raises
+`Unwritable`: a person's action is refused at once, with the reason; what the bot itself must write down
+(an outcome of a post that went out) waits in `persist` until the disk takes it, without spinning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlite_utils import Database
+
+from relay.store.base import Connection, Outcomes, Store, StoreError, Unwritable, in_savepoints
+from relay.store.schema import SHARED, SQLITE_FIRST, VERSION
+
+T = TypeVar("T")
+
+# SQLite's primary result codes for a write the disk refused (sqlite.org/rescode.html), in a person's words.
+# A full disk gives SQLITE_FULL, or SQLITE_IOERR where the kernel's error is not ENOSPC (EFBIG, EIO, EROFS).
+_UNWRITABLE = {
+    sqlite3.SQLITE_FULL: "the relay's disk is full",
+    sqlite3.SQLITE_IOERR: "the relay's disk refused the write (it is full or failing)",
+    sqlite3.SQLITE_READONLY: "the relay's database file is read-only",
+}
+
+
+class SqliteStore(Store):
+    """Owns the connection; `call` runs a function with it on the database thread."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    async def open(self, exclusive: bool = True) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._open, exclusive)
+        self.sole = exclusive
+
+    def _open(self, exclusive: bool) -> None:
+        """Refuses with one line naming the file and the fix when the file cannot be written (a read-only
+        mount, another owner, a full disk): the bot cannot keep its promises without writing."""
+        try:
+            if exclusive:
+                self._lock_fd = _lock(self.path)
+            _create_private(self.path)
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # an acknowledged outbox row survives a power cut
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._conn = conn
+            self._migrate(conn)
+        except (OSError, sqlite3.Error) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise StoreError(
+                f"cannot use the database {self.path} ({reason}): make it and its folder writable by the bot's "
+                "user (SQLite keeps its -wal, -shm and .lock files beside it) on a disk with free space, "
+                "or point RELAY_DB at another file"
+            ) from error
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer release (schema {version}); run that release, "
+                "or point RELAY_DB at another file"
+            )
+        db = Database(conn)
+        for number in range(version + 1, VERSION + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if number <= len(SQLITE_FIRST):
+                    SQLITE_FIRST[number - 1](db)
+                else:
+                    for statement in SHARED[number - len(SQLITE_FIRST) - 1]:
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={number}")
+                conn.execute("COMMIT")
+            except BaseException:
+                _roll_back(conn)
+                raise
+
+    async def call(self, fn: Callable[[Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn)
+
+    async def _on_commit_thread(self, fn: Callable[[], Outcomes]) -> Outcomes:
+        return await self.call(lambda _: fn())
+
+    def _run(self, fn: Callable[[Connection], T]) -> T:
+        if self._conn is None:
+            raise StoreError("the database is not open")
+        try:
+            return fn(self._conn)
+        except sqlite3.Error as error:
+            cause = _disk_refusal(error)
+            if cause is None:
+                raise
+            raise Unwritable(
+                f"cannot write {self.path}: {error}; free space on its disk, or make it writable", cause
+            ) from error
+
+    def _commit(self, fns: list[Callable[[Connection], Any]]) -> Outcomes:
+        """One BEGIN IMMEDIATE … COMMIT. A disk's refusal, or a failed COMMIT, rolls back the whole
+        transaction and raises: after such an error SQLite may already have undone more than the savepoint."""
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            outcomes = in_savepoints(conn, fns, fatal=lambda error: _disk_refusal(error) is not None)
+            conn.execute("COMMIT")
+        except BaseException:
+            _roll_back(conn)
+            raise
+        return outcomes
+
+    async def close(self) -> None:
+        def shut() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
+        self._executor.shutdown(wait=True)
+
+
+def _disk_refusal(error: BaseException) -> str | None:
+    """The disk's refusal behind `error`, in a person's words (see `_UNWRITABLE`); None for any other error."""
+    return _UNWRITABLE.get(error.sqlite_errorcode & 0xFF) if isinstance(error, sqlite3.Error) else None
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    """After a disk or I/O error SQLite may already have rolled back (sqlite.org/lang_transaction.html,
+    "Response To Errors Within A Transaction"): a second ROLLBACK would fail and hide the first error, and a
+    transaction left open would make every later BEGIN fail."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _create_private(path: Path) -> None:
+    """Create the database owner-only (0600) before SQLite does; SQLite gives its -wal and -shm
+    files the database's permissions."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o600)
+
+
+def _lock(path: Path) -> int:
+    """Refuse a second bot on the same database: two dispatchers would race for the same deliveries,
+    and only one process can know which in-flight posts are its own after a crash. The lock sits beside
+    the real file, so a second bot reaching it through a symbolic link is refused too. (Several instances
+    need PostgreSQL: `DATABASE_URL`.)"""
+    lock_path = Path(f"{path.resolve()}.lock")
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(
+            f"another bot is already running on {path} (it holds {lock_path}); stop it first, "
+            "give this one its own RELAY_DB, or run several on PostgreSQL (DATABASE_URL)"
+        ) from None
+    return fd
