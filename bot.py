@@ -113,7 +113,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     kinds = {name: destination.kind for name, destination in config.destinations.items()}
     dispatcher = Dispatcher(store, destinations, clock=app[CLOCK], kinds=kinds)
     app[DISPATCHER] = dispatcher
-    broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.poke, clock=app[CLOCK])
+    broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.new_work, clock=app[CLOCK])
     socket_mode = None
     if settings.slack_ready:
         surface = SlackSurface(settings, broadcasts)

@@ -19,7 +19,7 @@ from relay import outbox
 from relay.destination import Ambiguous, Destination, Part, Permanent, Retry, Sent, Unprovable
 from relay.model import Delivery, DeliveryState
 from relay.pacing import Pacer
-from relay.store import Store
+from relay.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,9 @@ REPORTS_REFRESHED_AT_START = 24 * 3600.0  # seconds of recent activity whose rep
 MAX_IN_FLIGHT = 64  # deliveries worked on at once for destinations of no named kind
 # How often this process renews the leases it holds and takes back those another let run out: well within
 # a lease, so a live process never loses one, and a dead one's deliveries wait at most a lease and this.
-LEASE_CHECK_EVERY = outbox.LEASE_SECONDS / 4
+# It is also the timed look for work where other processes share the database: announcements (`new_work`)
+# are hints, and a process that missed one finds the work at its next look.
+LEASE_CHECK_EVERY = 10.0
 
 
 class Dispatcher:
@@ -62,8 +64,16 @@ class Dispatcher:
         self._held: dict[int, str] = {}  # delivery id → the token of this process's lease on it
 
     def poke(self) -> None:
-        """New work was committed: look now instead of at the next timer."""
+        """Look now instead of at the next timer: work or room arrived."""
         self._wake.set()
+
+    def new_work(self) -> None:
+        """New work was committed here: look now, and tell the other processes on the database."""
+        self.poke()
+        if not self.store.sole:
+            task = asyncio.create_task(self.store.announce())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def run(self) -> None:
         """Until cancelled: resume what a previous process left, then serve the queue."""
@@ -72,6 +82,7 @@ class Dispatcher:
             log.warning("resuming %d deliveries that were in flight when the bot stopped", recovered)
         for broadcast_id in await outbox.recently_active(self.store, self.clock() - REPORTS_REFRESHED_AT_START):
             self.on_change(broadcast_id)
+        self.store.listen(self.poke)
         leases = asyncio.create_task(self._keep_leases(), name="leases")
         try:
             while True:
@@ -93,9 +104,13 @@ class Dispatcher:
         """Renew what this process holds; take back what another process (a dead instance) let run out."""
         while True:
             await asyncio.sleep(LEASE_CHECK_EVERY)
-            await outbox.renew(self.store, self._held.values(), self.clock())
-            if await outbox.recover(self.store, self.clock()):
-                log.warning("took back deliveries whose lease ran out (another instance stopped mid-way)")
+            try:
+                await outbox.renew(self.store, self._held.values(), self.clock())
+                if await outbox.recover(self.store, self.clock()):
+                    log.warning("took back deliveries whose process stopped or whose lease ran out")
+            except StoreError as error:  # the database is away: the next look tries again
+                log.warning("could not look at leases: %s", error)
+            if not self.store.sole:
                 self.poke()
 
     def _room(self) -> tuple[dict[str, int], int, float | None]:

@@ -61,8 +61,12 @@ BACKENDS = ("sqlite", "postgres")
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         module = metafunc.module.__name__.rpartition(".")[2]
-        sqlite_only = module in ONE_BACKEND or metafunc.definition.get_closest_marker("sqlite_only")
-        metafunc.parametrize("backend", BACKENDS[:1] if sqlite_only else BACKENDS, indirect=True)
+        kinds = BACKENDS
+        if module in ONE_BACKEND or metafunc.definition.get_closest_marker("sqlite_only"):
+            kinds = ("sqlite",)
+        elif metafunc.definition.get_closest_marker("postgres_only"):
+            kinds = ("postgres",)
+        metafunc.parametrize("backend", kinds, indirect=True)
 
 
 @pytest.fixture(scope="session")

@@ -118,6 +118,14 @@ class Store(ABC):
         rather than when its lease runs out. The sole process on a database knows every other one stopped."""
         return instances if self.sole else set()
 
+    @abstractmethod
+    async def announce(self) -> None:
+        """New work was committed: wake the other processes on this database."""
+
+    @abstractmethod
+    def listen(self, wake: Callable[[], None]) -> None:
+        """Call `wake` (on the event loop) whenever another process announces new work."""
+
     @property
     def refusing_writes(self) -> bool:
         """The database refused the last write and has taken none since: the bot is up, and can neither take

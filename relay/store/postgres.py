@@ -16,8 +16,10 @@ run again. Claims skip rows another instance is taking (`FOR UPDATE SKIP LOCKED`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +42,7 @@ CONNECT_TIMEOUT = 10.0  # seconds to open a connection, or to wait for one from 
 # A serializable transaction that lost a conflict is run again: soon, with jitter so two that collided do
 # not collide again, and a bounded number of times.
 CONFLICT_RETRIES = 20
+CHANNEL = "relay_outbox"  # NOTIFY'd when work is committed, so idle instances look at once
 MIGRATION_LOCK = 7_310_001  # pg_advisory_xact_lock key: one instance migrates, the others wait for it
 
 # Errors after which the transaction is run again from the start (PostgreSQL docs, "Serialization Failure
@@ -80,6 +83,8 @@ class PostgresStore(Store):
         )
         self._executor = ThreadPoolExecutor(max_workers=pool_size + 1, thread_name_prefix="postgres")
         self._session: psycopg.Connection[Any] | None = None  # direct, for what lasts a session (below)
+        self._closing = threading.Event()
+        self._listener: threading.Thread | None = None
 
     def __str__(self) -> str:
         return described(self.url)
@@ -124,6 +129,30 @@ class PostgresStore(Store):
         except psycopg.OperationalError:
             return set()  # the leases still run out: what a stopped instance held waits a little longer
 
+    async def announce(self) -> None:
+        with contextlib.suppress(StoreError):  # a hint only: the others' timed look finds the work all the same
+            await self.call(lambda conn: conn.execute(f"NOTIFY {CHANNEL}"))
+
+    def listen(self, wake: Callable[[], None]) -> None:
+        loop = asyncio.get_running_loop()
+        self._listener = threading.Thread(target=self._listen, args=(loop, wake), name="postgres-listen", daemon=True)
+        self._listener.start()
+
+    def _listen(self, loop: asyncio.AbstractEventLoop, wake: Callable[[], None]) -> None:
+        """On a direct connection of its own (LISTEN needs a session, which PgBouncer's transaction mode does
+        not keep). A listener that loses its connection misses what was announced meanwhile: it wakes the
+        loop once it is back, and the dispatcher's timed look covers the gap."""
+        while not self._closing.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    loop.call_soon_threadsafe(wake)
+                    while not self._closing.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            loop.call_soon_threadsafe(wake)
+            except (psycopg.OperationalError, RuntimeError):  # RuntimeError: the loop closed under us
+                self._closing.wait(1.0)
+
     async def call(self, fn: Callable[[Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._read, fn)
 
@@ -164,6 +193,10 @@ class PostgresStore(Store):
         )
 
     async def close(self) -> None:
+        self._closing.set()
+        if self._listener is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._listener.join, 5.0)
+
         def shut() -> None:
             self._pool.close()
             if self._session is not None:

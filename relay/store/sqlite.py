@@ -99,6 +99,12 @@ class SqliteStore(Store):
                 _roll_back(conn)
                 raise
 
+    async def announce(self) -> None:
+        """The only process on the file has nobody to tell."""
+
+    def listen(self, wake: Callable[[], None]) -> None:
+        """Nobody else writes to the file."""
+
     async def call(self, fn: Callable[[Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn)
 

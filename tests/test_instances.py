@@ -1,0 +1,85 @@
+"""Several bots on one PostgreSQL, as behind a load balancer: a person's clicks may reach any of them, and
+one may die mid-fan-out. Every destination still ends with exactly one post."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.bot_process import BotProcess, free_port
+from tests.conftest import APPROVER, LEADER, STAFF_CHANNEL, Relay, bot_env, config_text, preview_id
+from tests.fakes import FakeSlack, FakeX, Fault
+from tests.fleet import final_report, fleet
+
+pytestmark = pytest.mark.postgres_only
+
+
+@asynccontextmanager
+async def instances(env: dict[str, str], slack: FakeSlack, count: int) -> AsyncIterator[list[tuple[BotProcess, Relay]]]:
+    """`count` bots sharing `env`'s database, each on its own port, started together."""
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)))
+        bots = []
+        for _ in range(count):
+            port = free_port()
+            process = BotProcess({**env, "PORT": str(port)})
+            stack.push_async_callback(process.stop)
+            bots.append((process, Relay(f"http://127.0.0.1:{port}", slack, http)))
+        await asyncio.gather(*(process.start() for process, _ in bots))
+        yield bots
+
+
+async def test_a_double_click_that_lands_on_two_instances_posts_once(
+    tmp_path: Path, slack: FakeSlack, x: FakeX
+) -> None:
+    async with instances(bot_env(tmp_path, slack, x, config_text()), slack, 2) as [(_, first), (_, second)]:
+        broadcast = preview_id(await first.command(LEADER, "Clicked twice, on two machines."))
+        await asyncio.gather(first.click(LEADER, "approve", broadcast), second.click(LEADER, "approve", broadcast))
+        assert "2 of 2 delivered." in await first.final_report()
+        assert len(slack.messages(STAFF_CHANNEL)) == 1
+        assert len(x.tweets) == 1
+
+
+async def test_four_eyes_across_instances_the_approval_on_another_instance_sends_once(
+    tmp_path: Path, slack: FakeSlack, x: FakeX
+) -> None:
+    env = bot_env(tmp_path, slack, x, config_text([f"slack:{APPROVER}"]))
+    async with instances(env, slack, 3) as [(_, first), (_, second), (_, third)]:
+        broadcast = preview_id(await first.command(LEADER, "Two people, three machines."))
+        await first.click(LEADER, "approve", broadcast)
+        await slack.wait_for(lambda: slack.messages(f"D{APPROVER}"))
+        block = f"approval:{broadcast}"
+        await asyncio.gather(
+            second.click(APPROVER, "approve", broadcast, block_id=block),
+            third.click(APPROVER, "approve", broadcast, block_id=block),
+        )
+        assert "2 of 2 delivered." in await first.final_report()
+        assert len(slack.messages(STAFF_CHANNEL)) == 1 and len(x.tweets) == 1
+
+
+async def test_an_instance_killed_mid_fan_out_the_other_finishes_and_nothing_is_doubled(
+    tmp_path: Path, slack: FakeSlack, x: FakeX
+) -> None:
+    latency = random.Random("instances")
+    async with fleet(slack, slack_channels=60, teams_channels=0, x=0, mastodon=0, linkedin=0) as f:
+        for endpoint in f.endpoints():
+            mix = [(None, 2), (Fault.delay(0.05), 2), (Fault.delay(0.2), 1)]
+            endpoint.fake.faults.storm(endpoint.name, mix, latency, when=endpoint.when)
+        env = {**bot_env(tmp_path, slack, x, f.config()), **f.env(), "RELAY_HTTP_TIMEOUT": "5"}
+        async with instances(env, slack, 2) as [(doomed, first), (survivor, _)]:
+            text = "Killed half-way: the other instance finishes."
+            broadcast = preview_id(await first.command(LEADER, text))
+            await first.click(LEADER, "approve", broadcast)
+            await slack.wait_for(lambda: sum(bool(slack.messages(p.where)) for p in f.places) >= 10)
+            await doomed.kill()
+            report = await final_report(slack, broadcast, timeout=60)
+            assert f"{len(f.places)} of {len(f.places)} delivered." in report.head
+            doubled = [p.name for p in f.places if len(slack.messages(p.where)) != 1]
+            assert doubled == [], f"not exactly one post in {doubled}"
+            assert any("took back deliveries" in line for line in survivor.log)
