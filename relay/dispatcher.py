@@ -55,7 +55,7 @@ class Dispatcher:
         self._limits = {
             d.limit_key(): asyncio.Semaphore(d.limits.concurrency) for d in destinations.values()
         }  # one per workspace, tenant or account
-        self._pacer = Pacer(clock)
+        self._pacer = Pacer(store, clock)
         self._networks: defaultdict[str, dict[str, Destination]] = defaultdict(dict)  # kind → limit key → one
         for name, kind in (kinds or {}).items():
             if name in destinations:
@@ -82,7 +82,10 @@ class Dispatcher:
             log.warning("resuming %d deliveries that were in flight when the bot stopped", recovered)
         for broadcast_id in await outbox.recently_active(self.store, self.clock() - REPORTS_REFRESHED_AT_START):
             self.on_change(broadcast_id)
-        self.store.listen(self.poke)
+        self.store.listen(self.poke, self._pacer.held)
+        self._pacer.instances = await self.store.alive(self.clock())
+        for key, until in (await self.store.pauses(self.clock())).items():
+            self._pacer.held(key, until)
         leases = asyncio.create_task(self._keep_leases(), name="leases")
         try:
             while True:
@@ -105,6 +108,7 @@ class Dispatcher:
         while True:
             await asyncio.sleep(LEASE_CHECK_EVERY)
             try:
+                self._pacer.instances = await self.store.alive(self.clock())
                 await outbox.renew(self.store, self._held.values(), self.clock())
                 if await outbox.recover(self.store, self.clock()):
                     log.warning("took back deliveries whose process stopped or whose lease ran out")
@@ -298,7 +302,7 @@ class Dispatcher:
 
     async def _retry(self, delivery: Delivery, destination: Destination, outcome: Retry, check_first: bool) -> None:
         if outcome.after:
-            self._pacer.hold(destination, outcome.after)
+            await self._pacer.hold(destination, outcome.after)
         now = self.clock()
         delay = self.retry.delay(delivery.attempts, outcome.after)
         if self.retry.exhausted(delivery.attempts, delivery.first_attempt_at or now, now + delay):

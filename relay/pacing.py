@@ -12,6 +12,11 @@ Three rules, each from the platforms' own limits:
   sharing that key waits until then, instead of each one in flight finding out with its own 429.
 Slack publishes no workspace-wide figure ("several hundred messages per minute"), so there the
 third rule alone keeps a large fan-out to the pace the workspace allows.
+
+Where several instances share a PostgreSQL database, each rule holds across them (`Store` shares it): a post
+to a place also reserves its start in the database after the last one any instance reserved; a pause one
+instance is asked for reaches the others at once (NOTIFY); and a published rate is shared out among the
+instances alive, so that together they never go faster than one may.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from relay.destination import Destination
+from relay.store import Store
 
 # `limits.rate` is per second. Counted from answers, calls of two windows reach the network more than a
 # second apart whatever the latency, so the window needs nothing to spare.
@@ -44,18 +50,26 @@ class _Call:
 
 
 class Pacer:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
         self.clock = clock
+        self.instances = 1  # how many processes share the networks' rates (see `Store.alive`)
         self._place_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last_post: dict[str, float] = {}
         self._counting: dict[str, list[_Call]] = {}  # per network, the calls its rate still counts
         self._queues: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # per network, for its rate
         self._held_until: dict[str, float] = {}
 
-    def hold(self, destination: Destination, seconds: float) -> None:
-        """The network asked for a pause: no call sharing this destination's key starts before it ends."""
-        key = destination.limit_key()
-        self._held_until[key] = max(self._held_until.get(key, 0.0), self.clock() + seconds)
+    async def hold(self, destination: Destination, seconds: float) -> None:
+        """The network asked for a pause: no call sharing this destination's key starts before it ends, in
+        any process."""
+        until = self.clock() + seconds
+        self.held(destination.limit_key(), until)
+        await self.store.pause(destination.limit_key(), until)
+
+    def held(self, key: str, until: float) -> None:
+        """A pause asked for here or heard of from another process."""
+        self._held_until[key] = max(self._held_until.get(key, 0.0), until)
 
     def held_until(self, destination: Destination) -> float:
         """When the network's last asked-for pause ends (in the past: no pause)."""
@@ -84,6 +98,9 @@ class Pacer:
             wait = self._last_post.get(key, 0.0) + interval - self.clock()
             if wait > 0:
                 await asyncio.sleep(wait)
+            start = await self.store.reserve(key, interval, self.clock())
+            if (wait := start - self.clock()) > 0:  # another process posted there just now
+                await asyncio.sleep(wait)
             try:
                 async with self.call(destination):
                     yield
@@ -95,7 +112,7 @@ class Pacer:
         Callers wait their turn in order: only the first looks, instead of every one of them recounting
         the window each time any call is answered."""
         key = destination.limit_key()
-        rate = int(destination.limits.rate)
+        rate = max(1, int(destination.limits.rate / self.instances)) if destination.limits.rate else 0
         counting = self._counting.setdefault(key, [])
         async with self._queues[key]:
             while True:

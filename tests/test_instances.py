@@ -83,3 +83,22 @@ async def test_an_instance_killed_mid_fan_out_the_other_finishes_and_nothing_is_
             doubled = [p.name for p in f.places if len(slack.messages(p.where)) != 1]
             assert doubled == [], f"not exactly one post in {doubled}"
             assert any("took back deliveries" in line for line in survivor.log)
+
+
+async def test_a_pause_x_asks_of_one_instance_holds_the_other(tmp_path: Path, slack: FakeSlack, x: FakeX) -> None:
+    x.faults.add("POST /2/tweets", x.rate_limited(reset_in=3))
+    async with instances(bot_env(tmp_path, slack, x, config_text()), slack, 2) as [(_, first), (_, second)]:
+        broadcast = preview_id(await first.command(LEADER, "Rate limited here."))
+        await first.click(LEADER, "choose_audience", broadcast, selected="public")
+        await first.click(LEADER, "approve", broadcast)
+        [refused] = await x.wait_for(lambda: x.calls_to("POST /2/tweets"))
+        assert refused.fault is not None
+        reset = int(dict(refused.fault.headers)["x-rate-limit-reset"])
+
+        later = preview_id(await second.command(LEADER, "Sent from the other instance."))
+        await second.click(LEADER, "choose_audience", later, selected="public")
+        await second.click(LEADER, "approve", later)
+        await x.wait_for(lambda: len(x.tweets) == 2, timeout=20)
+        calls = x.calls_to("POST /2/tweets")
+        assert len(calls) == 3, "one refusal, then each broadcast once"
+        assert all(call.wall >= reset for call in calls[1:]), "no instance called X before the pause ended"

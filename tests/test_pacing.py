@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import cast
 
 from adapters.slack import LIMITS as SLACK_LIMITS
 from relay.destination import Counting, Destination, Limits, Markup
 from relay.pacing import Pacer
+from relay.store.sqlite import SqliteStore
 from tests.conftest import LEADER, TEAMS_ENV, preview_id
 from tests.fakes import FakeSlack, FakeX, Fault
 from tests.fakes.limits import Limit, RateLimits, Window
@@ -110,15 +112,15 @@ class _Tenant:
         return "channel"
 
 
-async def test_a_pause_asked_for_while_a_call_waits_for_the_rate_holds_that_call_too() -> None:
-    pacer, tenant = Pacer(), cast(Destination, _Tenant())
+async def test_a_pause_asked_for_while_a_call_waits_for_the_rate_holds_that_call_too(tmp_path: Path) -> None:
+    pacer, tenant = Pacer(SqliteStore(tmp_path / "relay.db")), cast(Destination, _Tenant())
     first, second = pacer.call(tenant), pacer.call(tenant)
     await first.__aenter__()
     await second.__aenter__()
     third = asyncio.create_task(_started(pacer, tenant))  # the rate is full: it waits for room
     await asyncio.sleep(0)
     # The first answer is a 429 asking for 1.5 s; by the rate alone the third could go 1 s after the answers.
-    pacer.hold(tenant, 1.5)
+    await pacer.hold(tenant, 1.5)
     asked_until = time.time() + 1.5
     await first.__aexit__(None, None, None)
     await second.__aexit__(None, None, None)

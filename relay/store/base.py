@@ -123,8 +123,27 @@ class Store(ABC):
         """New work was committed: wake the other processes on this database."""
 
     @abstractmethod
-    def listen(self, wake: Callable[[], None]) -> None:
-        """Call `wake` (on the event loop) whenever another process announces new work."""
+    def listen(self, wake: Callable[[], None], paused: Callable[[str, float], None]) -> None:
+        """Call `wake` (on the event loop) whenever another process announces new work, and `paused(key,
+        until)` when one was asked by a network to pause."""
+
+    # What paces calls to a network across processes (see `relay.pacing`).
+
+    @abstractmethod
+    async def reserve(self, key: str, interval: float, now: float) -> float:
+        """When a post to place `key` may start, `interval` after the last one any process reserved."""
+
+    @abstractmethod
+    async def pause(self, key: str, until: float) -> None:
+        """A network asked every call sharing `key` to wait until `until`: tell the other processes."""
+
+    @abstractmethod
+    async def pauses(self, now: float) -> dict[str, float]:
+        """The pauses still running, for a process that starts in the middle of one."""
+
+    @abstractmethod
+    async def alive(self, now: float) -> int:
+        """Say this process is alive; how many are (a rate a network publishes is shared out among them)."""
 
     @property
     def refusing_writes(self) -> bool:

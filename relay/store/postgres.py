@@ -43,6 +43,8 @@ CONNECT_TIMEOUT = 10.0  # seconds to open a connection, or to wait for one from 
 # not collide again, and a bounded number of times.
 CONFLICT_RETRIES = 20
 CHANNEL = "relay_outbox"  # NOTIFY'd when work is committed, so idle instances look at once
+PAUSES = "relay_pause"  # NOTIFY'd with "until key" when a network asked for a pause: every instance holds
+ALIVE_FOR = 30.0  # seconds an instance counts as alive after it last said so (it says so every 10)
 MIGRATION_LOCK = 7_310_001  # pg_advisory_xact_lock key: one instance migrates, the others wait for it
 
 # Errors after which the transaction is run again from the start (PostgreSQL docs, "Serialization Failure
@@ -133,12 +135,16 @@ class PostgresStore(Store):
         with contextlib.suppress(StoreError):  # a hint only: the others' timed look finds the work all the same
             await self.call(lambda conn: conn.execute(f"NOTIFY {CHANNEL}"))
 
-    def listen(self, wake: Callable[[], None]) -> None:
+    def listen(self, wake: Callable[[], None], paused: Callable[[str, float], None]) -> None:
         loop = asyncio.get_running_loop()
-        self._listener = threading.Thread(target=self._listen, args=(loop, wake), name="postgres-listen", daemon=True)
+        self._listener = threading.Thread(
+            target=self._listen, args=(loop, wake, paused), name="postgres-listen", daemon=True
+        )
         self._listener.start()
 
-    def _listen(self, loop: asyncio.AbstractEventLoop, wake: Callable[[], None]) -> None:
+    def _listen(
+        self, loop: asyncio.AbstractEventLoop, wake: Callable[[], None], paused: Callable[[str, float], None]
+    ) -> None:
         """On a direct connection of its own (LISTEN needs a session, which PgBouncer's transaction mode does
         not keep). A listener that loses its connection misses what was announced meanwhile: it wakes the
         loop once it is back, and the dispatcher's timed look covers the gap."""
@@ -146,12 +152,61 @@ class PostgresStore(Store):
             try:
                 with psycopg.connect(self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {PAUSES}")
                     loop.call_soon_threadsafe(wake)
                     while not self._closing.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            loop.call_soon_threadsafe(wake)
+                        for notice in conn.notifies(timeout=1.0, stop_after=1):
+                            if notice.channel == PAUSES:
+                                until, _, key = notice.payload.partition(" ")
+                                loop.call_soon_threadsafe(paused, key, float(until))
+                            else:
+                                loop.call_soon_threadsafe(wake)
             except (psycopg.OperationalError, RuntimeError):  # RuntimeError: the loop closed under us
                 self._closing.wait(1.0)
+
+    async def reserve(self, key: str, interval: float, now: float) -> float:
+        """One statement, atomic across instances: the slot after the last one reserved, or now."""
+        row = await self._shared(
+            "INSERT INTO pace (key, next_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+            " SET next_at = GREATEST(pace.next_at, ?) + ? RETURNING next_at",
+            (key, now + interval, now, interval),
+        )
+        return float(row[0]) - interval if row else now
+
+    async def pause(self, key: str, until: float) -> None:
+        await self._shared(
+            "INSERT INTO pauses (key, until) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+            " SET until = GREATEST(pauses.until, excluded.until) RETURNING until",
+            (key, until),
+        )
+        await self._shared("SELECT pg_notify(?, ?)", (PAUSES, f"{until} {key}"))
+
+    async def pauses(self, now: float) -> dict[str, float]:
+        try:
+            rows = await self.call(
+                lambda conn: conn.execute("SELECT key, until FROM pauses WHERE until > ?", (now,)).fetchall()
+            )
+        except StoreError:
+            return {}
+        return {row[0]: float(row[1]) for row in rows}
+
+    async def alive(self, now: float) -> int:
+        row = await self._shared(
+            "WITH seen AS (INSERT INTO instances (id, seen_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE"
+            " SET seen_at = excluded.seen_at RETURNING 1), forgotten AS (DELETE FROM instances WHERE seen_at < ?)"
+            " SELECT COUNT(*) + 1 FROM instances WHERE seen_at > ? AND id != ?",
+            (self.instance, now, now - 86400, now - ALIVE_FOR, self.instance),
+        )
+        return int(row[0]) if row else 1
+
+    async def _shared(self, sql: str, values: Sequence[Any]) -> Any:
+        """One statement of shared pacing, on its own (autocommit): a database that is away costs the pace
+        its sharing, never a post (each process keeps its own pace meanwhile)."""
+        try:
+            return await self.call(lambda conn: conn.execute(sql, values).fetchone())
+        except StoreError as error:
+            log.warning("pacing is not shared while the database is away: %s", error)
+            return None
 
     async def call(self, fn: Callable[[Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._read, fn)

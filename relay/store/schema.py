@@ -180,9 +180,17 @@ POSTGRES_FIRST: tuple[tuple[str, ...], ...] = (
 
 # From version 8 on: each migration, statements both databases run as they are.
 SHARED: tuple[tuple[str, ...], ...] = (
-    # Several instances: an outcome is written only by the claim that holds the lease (its token here),
-    # so a delivery another instance took over once its lease ran out is never written by both.
-    ("ALTER TABLE deliveries ADD COLUMN lease_owner TEXT",),
+    (
+        # Several instances: an outcome is written only by the claim that holds the lease (its token here),
+        # so a delivery another instance took over once its lease ran out is never written by both.
+        "ALTER TABLE deliveries ADD COLUMN lease_owner TEXT",
+        # A network's pace, shared by the instances: when the next post to a place may start, and until
+        # when a network asked everyone sharing its key to wait (a 429).
+        "CREATE TABLE pace (key TEXT PRIMARY KEY, next_at DOUBLE PRECISION NOT NULL)",
+        "CREATE TABLE pauses (key TEXT PRIMARY KEY, until DOUBLE PRECISION NOT NULL)",
+        # The instances alive, seen every few seconds: a published rate is shared out among them.
+        "CREATE TABLE instances (id TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)",
+    ),
 )
 
 VERSION = len(SQLITE_FIRST) + len(SHARED)

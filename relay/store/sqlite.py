@@ -102,8 +102,22 @@ class SqliteStore(Store):
     async def announce(self) -> None:
         """The only process on the file has nobody to tell."""
 
-    def listen(self, wake: Callable[[], None]) -> None:
+    def listen(self, wake: Callable[[], None], paused: Callable[[str, float], None]) -> None:
         """Nobody else writes to the file."""
+
+    # The sole process keeps its pace in memory (relay.pacing): nothing to share.
+
+    async def reserve(self, key: str, interval: float, now: float) -> float:
+        return now
+
+    async def pause(self, key: str, until: float) -> None:
+        return None
+
+    async def pauses(self, now: float) -> dict[str, float]:
+        return {}
+
+    async def alive(self, now: float) -> int:
+        return 1
 
     async def call(self, fn: Callable[[Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn)
