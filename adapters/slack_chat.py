@@ -15,7 +15,6 @@ import functools
 import json
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -190,8 +189,7 @@ class SlackSurface:
         )
         self._handlers: set[asyncio.Task[None]] = set()
         self.replays = ReplayGuard(settings.reveal("SLACK_SIGNING_SECRET"))
-        self.reports = ReportRefresher(self._draw_report, REPORT_SPACING)
-        self._report_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.reports = ReportRefresher(self._draw_report, REPORT_SPACING, broadcasts.store.exclusive)
         self._register()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -659,7 +657,7 @@ class SlackSurface:
     async def _report_message(self, broadcast_id: str) -> tuple[str, str] | None:
         """Where the live report is: as recorded; else, if a crash may have come between posting it and
         recording it, found in the DM by its metadata; else posted now."""
-        async with self._report_locks[broadcast_id]:
+        async with self.broadcasts.store.exclusive(f"first report:{broadcast_id}"):
             broadcast = await self.broadcasts.get(broadcast_id)
             ref = broadcast.report_ref.get("slack_report")
             if ref:

@@ -94,7 +94,7 @@ class TeamsSurface:
         self.config = broadcasts.config
         self.connection = shared_connection(settings)  # the channels' own: one token cache, one pool
         self.directory = Directory(store)
-        self.reports = ReportRefresher(self._draw_report, REPORT_SPACING)
+        self.reports = ReportRefresher(self._draw_report, REPORT_SPACING, store.exclusive)
         self.agent = AgentApplication[TurnState](
             ApplicationOptions(storage=MemoryStorage(), start_typing_timer=False),
             connection_manager=self.connection.connections,

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -25,9 +26,17 @@ REDRAWN_PER_SECOND = 500
 
 
 class ReportRefresher:
-    def __init__(self, draw: Callable[[str], Awaitable[int]], spacing: float) -> None:
+    def __init__(
+        self,
+        draw: Callable[[str], Awaitable[int]],
+        spacing: float,
+        exclusive: Callable[[str], AbstractAsyncContextManager[None]],
+    ) -> None:
         self.draw = draw  # redraws one broadcast's report from the database; returns how many lines it drew
         self.spacing = spacing
+        # Instances that share a database draw one report one at a time (`Store.exclusive`): each draws what
+        # the database says once it has the report, so the last drawing is of the last state.
+        self.exclusive = exclusive
         self._dirty: set[str] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
 
@@ -44,7 +53,8 @@ class ReportRefresher:
             self._dirty.discard(broadcast_id)
             drawn = 0
             try:
-                drawn = await self.draw(broadcast_id)
+                async with self.exclusive(f"report:{broadcast_id}"):
+                    drawn = await self.draw(broadcast_id)
             except Exception:  # a report that fails to draw must not stop the next one
                 log.exception("could not redraw the report of broadcast %s", broadcast_id)
             await asyncio.sleep(max(self.spacing, drawn / REDRAWN_PER_SECOND))

@@ -13,11 +13,13 @@ records hundreds of outcomes a second, and one commit for each cost more CPU tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -90,6 +92,8 @@ class Store(ABC):
         # so a restarted process never mistakes what its previous life held for its own.
         self.instance = uuid.uuid4().hex[:12]
         self._refusing = False  # the last write was refused: said once in the log, until one succeeds
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._lockers: Counter[str] = Counter()
         self._queued: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
         self._committing: asyncio.Task[None] | None = None
 
@@ -117,6 +121,24 @@ class Store(ABC):
         """Which of these other processes have stopped, so that what they held can be taken back at once
         rather than when its lease runs out. The sole process on a database knows every other one stopped."""
         return instances if self.sole else set()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """One at a time, in this process and in every other on the database: for what two instances must
+        not do at once (draw the same live report, post it for the first time)."""
+        self._lockers[name] += 1
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        try:
+            async with lock, self._across(name):
+                yield
+        finally:
+            self._lockers[name] -= 1
+            if not self._lockers[name]:
+                del self._lockers[name], self._locks[name]
+
+    @abstractmethod
+    def _across(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """The other processes' part of `exclusive`."""
 
     @abstractmethod
     async def announce(self) -> None:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, LiteralString, TypeVar
 from urllib.parse import urlsplit
 
 import psycopg
@@ -46,6 +47,8 @@ CHANNEL = "relay_outbox"  # NOTIFY'd when work is committed, so idle instances l
 PAUSES = "relay_pause"  # NOTIFY'd with "until key" when a network asked for a pause: every instance holds
 ALIVE_FOR = 30.0  # seconds an instance counts as alive after it last said so (it says so every 10)
 MIGRATION_LOCK = 7_310_001  # pg_advisory_xact_lock key: one instance migrates, the others wait for it
+NAMED_LOCKS = 7_310  # the first half of the two-number advisory locks `exclusive` takes (the second: the name's)
+LOCK_POLL = 0.02  # seconds between asks for a lock another instance holds (held for one redraw at most)
 
 # Errors after which the transaction is run again from the start (PostgreSQL docs, "Serialization Failure
 # Handling"): nothing of it was written.
@@ -119,13 +122,10 @@ class PostgresStore(Store):
     def _gone(self, instances: set[str]) -> set[str]:
         """An instance whose lock can be taken has no session left: it stopped. The lock is let go at once."""
         try:
-            if self._session is None or self._session.broken or self._session.closed:
-                self._session = self._connect_session()
             stopped = set()
             for instance in instances:
-                [(taken,)] = self._session.execute("SELECT pg_try_advisory_lock(%s)", (_key(instance),)).fetchall()
-                if taken:
-                    self._session.execute("SELECT pg_advisory_unlock(%s)", (_key(instance),))
+                if self._session_query("SELECT pg_try_advisory_lock(%s)", (_key(instance),)):
+                    self._session_query("SELECT pg_advisory_unlock(%s)", (_key(instance),))
                     stopped.add(instance)
             return stopped
         except psycopg.OperationalError:
@@ -163,6 +163,31 @@ class PostgresStore(Store):
                                 loop.call_soon_threadsafe(wake)
             except (psycopg.OperationalError, RuntimeError):  # RuntimeError: the loop closed under us
                 self._closing.wait(1.0)
+
+    @contextlib.asynccontextmanager
+    async def _across(self, name: str) -> AsyncIterator[None]:
+        """An advisory lock of the session connection, asked for again until it is free (never waited for
+        on the connection, which `gone` and the other locks share); PostgreSQL lets it go if this process
+        dies holding it."""
+        key = (NAMED_LOCKS, int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True))
+        loop = asyncio.get_running_loop()
+        while not await loop.run_in_executor(
+            self._executor, self._session_query, "SELECT pg_try_advisory_lock(%s, %s)", key
+        ):
+            await asyncio.sleep(LOCK_POLL)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(psycopg.OperationalError):  # a lost session let go of it already
+                await loop.run_in_executor(
+                    self._executor, self._session_query, "SELECT pg_advisory_unlock(%s, %s)", key
+                )
+
+    def _session_query(self, sql: LiteralString, values: tuple[Any, ...]) -> Any:
+        if self._session is None or self._session.broken or self._session.closed:
+            self._session = self._connect_session()
+        [(answer,)] = self._session.execute(sql, values).fetchall()
+        return answer
 
     async def reserve(self, key: str, interval: float, now: float) -> float:
         """One statement, atomic across instances: the slot after the last one reserved, or now."""

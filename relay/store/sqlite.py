@@ -13,6 +13,7 @@ A write the disk refuses (full, failing, read-only) rolls its transaction back w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -104,6 +105,9 @@ class SqliteStore(Store):
 
     def listen(self, wake: Callable[[], None], paused: Callable[[str, float], None]) -> None:
         """Nobody else writes to the file."""
+
+    def _across(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()  # no other process
 
     # The sole process keeps its pace in memory (relay.pacing): nothing to share.
 
