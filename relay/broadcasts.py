@@ -155,6 +155,12 @@ class Broadcasts:
         _check(policy.may_view(self.config.policy, actor))
         return [(b, await self.deliveries(b.id)) for b in await self.recent(limit)]
 
+    async def status(self, actor: str, broadcast_id: str) -> tuple[Broadcast, list[Delivery]]:
+        """One broadcast with its deliveries, for the people allowed to see them."""
+        _check(policy.may_view(self.config.policy, actor))
+        broadcast = await self.get(broadcast_id)
+        return broadcast, await self.deliveries(broadcast.id)
+
     async def recent(self, limit: int = 20) -> list[Broadcast]:
         def run(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             return conn.execute("SELECT * FROM broadcasts ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()

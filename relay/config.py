@@ -357,10 +357,31 @@ def teams_channel_problem(channel: str) -> str | None:
     )
 
 
+# Every audience is an option of Slack's audience menus (the preview's and the composer's): a menu holds at
+# most 100 options, and an option's text at most 75 characters (docs.slack.dev/reference/block-kit:
+# block-elements/select-menu-element, composition-objects/option-object). Past either, Slack refuses every
+# preview and the composer, so the bot refuses to start instead.
+AUDIENCE_NAME_MAX = 75
+AUDIENCES_MAX = 100
+
+
 def _audiences(problems: _Problems, raw: Any, destinations: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
     found: dict[str, tuple[str, ...]] = {}
-    for name, members in _table(problems, raw, "audiences").items():
+    table = _table(problems, raw, "audiences")
+    if len(table) > AUDIENCES_MAX:
+        problems.add(
+            "audiences",
+            f"{len(table)} audiences; Slack's audience menu holds at most {AUDIENCES_MAX}: merge or remove "
+            f"{len(table) - AUDIENCES_MAX}",
+        )
+    for name, members in table.items():
         key = f"audiences.{name}"
+        if len(name) > AUDIENCE_NAME_MAX:
+            problems.add(
+                key,
+                f"the name is {len(name)} characters; Slack's audience menu shows at most {AUDIENCE_NAME_MAX}: "
+                "shorten it",
+            )
         if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
             problems.add(key, 'must be a non-empty list of destination names, like ["all-staff"]')
             continue
