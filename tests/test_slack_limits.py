@@ -152,7 +152,8 @@ async def test_correcting_a_post_longer_than_the_form_says_so_and_cuts_nothing(s
     broadcast_id = await sent(relay, text)
     key = await relay.click(LEADER, "correct", broadcast_id, block_id=f"report:{broadcast_id}")
     answer = await relay.answer(key)
-    assert f"{len(text):,} characters" in answer["text"] and "cannot be corrected here without cutting it" in answer["text"]
+    assert f"is {len(text):,} characters" in answer["text"]
+    assert "cannot be corrected here without cutting it" in answer["text"]
     assert [e["action_id"] for e in answer["blocks"][1]["elements"]] == ["retract"]
     assert not slack.calls_to("views.open"), "no form holding a cut text"
 
