@@ -67,12 +67,14 @@ def _context(text: str) -> Block:
 
 def split(text: str, size: int = SECTION_MAX) -> list[str]:
     """`text` in pieces of at most `size` characters, cut after the last space or line break that leaves the
-    piece at least half full, and never inside a link, a mention, an entity, an emoji or a grapheme."""
+    piece at least half full, and never inside a link, a mention, an entity, an emoji or a grapheme. Each
+    piece is shown as its own section, so a piece that would hold only white space is left out."""
     pieces: list[str] = []
     atoms: list[str] = []
     length = 0
-    for atom in _ATOM.findall(text):
-        if length + len(atom) > size and atoms:
+    # an atom longer than a piece (thousands of combining marks) is the one thing cut where it falls
+    for atom in (a[i : i + size] for a in _ATOM.findall(text) for i in range(0, len(a), size)):
+        while atoms and length + len(atom) > size:
             breaks = [i for i, a in enumerate(atoms) if a.isspace()]
             cut = breaks[-1] + 1 if breaks and sum(map(len, atoms[: breaks[-1] + 1])) >= size // 2 else len(atoms)
             pieces.append("".join(atoms[:cut]))
