@@ -227,9 +227,10 @@ class SlackSurface:
     async def _own_workspace_only(
         self, context: AsyncBoltContext, body: dict[str, Any], next: Callable[[], Awaitable[None]]
     ) -> BoltResponse | None:
-        """Only people of the workspace the app is installed in may act. Slack member ids are unique within
-        a workspace, not across workspaces, and people from another organisation can press buttons in a
-        shared (Slack Connect) channel: without this, a namesake id elsewhere would count as an approver."""
+        """Only people of the workspace the app is installed in (or, on Enterprise Grid, of its organisation)
+        may act. Slack member ids are unique within a workspace, not across workspaces, and people from another
+        organisation can press buttons in a shared (Slack Connect) channel: without this, a namesake id
+        elsewhere would count as an approver. See `ours`."""
         authorized = context.authorize_result
         if ours(body, authorized.team_id if authorized else None, authorized.enterprise_id if authorized else None):
             await next()
