@@ -30,8 +30,8 @@ TOO_BIG = {"error": {"code": "MessageSizeTooBig", "message": "Message size too l
 
 @dataclass
 class ConnectorCall:
-    """One request: `endpoint` is "POST activities", "POST reply", "PUT activity", "DELETE activity" or
-    "GET channels"."""
+    """One request: `endpoint` is "POST activities", "POST reply", "PUT activity", "DELETE activity",
+    "POST conversations" or "GET channels"."""
 
     endpoint: str
     conversation: str
@@ -53,6 +53,7 @@ class FakeConnector(LoopbackServer[ConnectorCall]):
         self.cards_checker = CardChecker()
         self.refused: list[tuple[str, Payload]] = []  # (why, body) of every message refused as Teams would
         router = self.app.router
+        router.add_post("/v3/conversations", self._create)
         router.add_post("/v3/conversations/{conversation}/activities", self._post)
         router.add_post("/v3/conversations/{conversation}/activities/{activity}", self._post)
         router.add_put("/v3/conversations/{conversation}/activities/{activity}", self._put)
@@ -131,6 +132,21 @@ class FakeConnector(LoopbackServer[ConnectorCall]):
             return web.json_response({"id": activity_id})
 
         return await self._handle(request, endpoint, conversation, reply_to, body, apply)
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
+        """Create Conversation: a 1:1 chat is one per person and bot, so the same id comes back each time
+        (here `a:personal-<AAD id>`, as tests.teams_activities.personal names it)."""
+        body = await request.json()
+
+        async def apply() -> web.StreamResponse:
+            members = body.get("members") or []
+            person = str(members[0].get("id", "")) if len(members) == 1 and isinstance(members[0], dict) else ""
+            if not person.startswith("29:") or not body.get("tenantId") or body.get("isGroup"):
+                error = {"code": "BadArgument", "message": "a 1:1 chat needs one member (29:…) and the tenant"}
+                return web.json_response({"error": error}, status=400)
+            return web.json_response({"id": f"a:personal-{person.removeprefix('29:')}"}, status=201)
+
+        return await self._handle(request, "POST conversations", "", None, body, apply)
 
     async def _put(self, request: web.Request) -> web.StreamResponse:
         conversation = request.match_info["conversation"]
