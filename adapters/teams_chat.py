@@ -60,8 +60,9 @@ _BREAK = re.compile(r"<br\s*/?>|</p>|</div>", re.IGNORECASE)
 _FORMATTING = re.compile(
     r"</?(?:p|div|span|b|strong|i|em|u|s|strike|code|pre|blockquote|ol|ul|li|h[1-6]|img)\b[^>]*>", re.IGNORECASE
 )
-# A Slack-style link typed as text, `<https://…|label>`, once escaped: the README tells leaders to write it.
-_TYPED_LINK = re.compile(r"&lt;((?:https?://|mailto:)[^\s|<>]+?)(?:\|(.*?))?&gt;", re.DOTALL)
+# Slack markup typed as text, once escaped: a link `<https://…|label>` (the README tells leaders to write
+# it), or a special mention such as `<!here>`, read as in Slack (and held back as there).
+_TYPED_LINK = re.compile(r"&lt;((?:https?://|mailto:|[!@#])[^\s|<>]+?)(?:\|(.*?))?&gt;", re.DOTALL)
 _HELD = re.compile("\ue000(\\d+)\ue001")  # a labelled link set aside while the text around it is read
 
 

@@ -56,15 +56,20 @@ async def start(start_relay, connector: FakeConnector, config: str | None = None
     return teams
 
 
+def card_id(words: str) -> str:
+    """The broadcast id a Teams card names (in bold: Adaptive Cards do not render code spans)."""
+    match = re.search(r"\*\*(b[0-9a-f]{8})\*\*", words)
+    assert match, words
+    return match.group(1)
+
+
 async def ask(teams: TeamsClient, connector: FakeConnector, user: str, text: str) -> tuple[str, str]:
     """`broadcast …` in a personal chat: returns the broadcast id and the preview card's message id."""
     status, _ = await teams.send(message(connector.service_url, user, text))
     assert status in (200, 202)
     chat = personal(user)["id"]
     card = await connector.wait_for(lambda: connector.cards(chat))
-    match = re.search(r"\*\*(b[0-9a-f]{8})\*\*", card_text(card[-1]))
-    assert match, card_text(card[-1])
-    return match.group(1), connector.posted(chat)[-1]["id"]
+    return card_id(card_text(card[-1])), connector.posted(chat)[-1]["id"]
 
 
 async def click(
