@@ -562,7 +562,9 @@ async def test_no_secret_reaches_a_log_line_an_error_or_the_database(tmp_path: P
                 stale = signed_headers(SIGNING_SECRET, late, timestamp=int(time.time()) - 600)
                 assert (await relay.post_signed(late, stale)).status == 401
                 assert (await relay.post_signed(late, signed_headers("not-the-secret", late))).status == 401
-                login = await http.post(f"{relay.url}/status/login", data={"secret": "a wrong guess at it"})
+                login = await http.post(
+                    f"{relay.url}/status/login", data={"secret": "a wrong guess at it"}, headers={"Origin": relay.url}
+                )
                 assert login.status == 401
             finally:
                 await process.stop()

@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from adapters import SPECS
-from bot import startup_warnings
+from relay.startup import startup_warnings
 from relay.config import ConfigError, load_config, settings_from_env
 from tests.conftest import LEADER, Relay, bot_env, config_text, preview_id
 from tests.fakes import FakeSlack, FakeX

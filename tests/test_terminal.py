@@ -93,7 +93,15 @@ async def test_check_names_teams_channels_the_bot_cannot_reach_yet(start_relay, 
     await TeamsClient(relay.url, relay.http).send(installed_in_team(connector.service_url))
     env = {"RELAY_CONFIG": str(tmp_path / "relay.toml"), "RELAY_DB": str(tmp_path / "relay.db"), **TEAMS_ENV}
     env |= {
-        k: "set" for k in ("SLACK_BOT_TOKEN", "X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
+        k: "set"
+        for k in (
+            "SLACK_BOT_TOKEN",
+            "SLACK_SIGNING_SECRET",
+            "X_API_KEY",
+            "X_API_SECRET",
+            "X_ACCESS_TOKEN",
+            "X_ACCESS_TOKEN_SECRET",
+        )
     }
     result = relay_cli("check", env=env)
     assert result.returncode == 1
