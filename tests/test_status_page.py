@@ -10,8 +10,8 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from adapters import SPECS
-from relay.startup import startup_warnings
 from relay.config import ConfigError, load_config, settings_from_env
+from relay.startup import startup_warnings
 from tests.conftest import LEADER, Relay, bot_env, config_text, preview_id
 from tests.fakes import FakeSlack, FakeX
 
