@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 HEADER_SECONDS = 10.0  # Slack and Teams send a request's head in one packet; a person's browser, nearly so
 BODY_SECONDS = 10.0  # Slack's bodies are a few kilobytes, Teams' activities tens of kilobytes
+LINGER_SECONDS = 2.0
 MAX_CONNECTIONS = 1000
 BACKLOG = 128  # asyncio accepts up to this many connections in one go, each a file descriptor, before any closes
 QUIET_SECONDS = 60.0
@@ -256,7 +257,9 @@ async def bounded_body(
             async with asyncio.timeout(BODY_SECONDS):
                 await request.read()  # aiohttp keeps it for the handler's own read
         except TimeoutError:
-            raise web.HTTPRequestTimeout(text="the request's body did not arrive in time") from None
+            late = web.HTTPRequestTimeout(text="the request's body did not arrive in time")
+            late.force_close()  # the rest of the body may still come: the connection cannot carry another request
+            raise late from None
     return await handler(request)
 
 
@@ -277,8 +280,12 @@ async def serve(app: web.Application, sock: socket.socket, announce: Callable[[]
     guard = ConnectionGuard(limit)
     app.middlewares.insert(0, guard.middleware)
     quiet_client_noise()
-    # The keep-alive timer starts with each connection and closes it while no whole request head has come.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=HEADER_SECONDS)
+    # The keep-alive timer starts with each connection and closes it while no whole request head has come;
+    # after an answer given before its request's body was all read (a 408, a 413), the rest is read and
+    # dropped for LINGER_SECONDS at most (aiohttp's default, 10 s, would double a slow body's hold).
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, keepalive_timeout=HEADER_SECONDS, lingering_time=LINGER_SECONDS
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
