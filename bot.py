@@ -1,7 +1,9 @@
 """The broadcast relay's server: one aiohttp app serving Slack (`POST /slack/events`) and `GET /healthz`.
 
-This file only wires: configuration in, the database opened, adapters built, the dispatcher started and
-stopped with the app (aiohttp's `cleanup_ctx`), and Slack's requests handed to the Slack surface.
+This file only wires: configuration in, the start-up checks (`relay.startup`, shared with `relay check`), the
+port bound before anything starts, the database opened, adapters built, the dispatcher started and stopped
+with the app (aiohttp's `cleanup_ctx`), Slack's requests handed to the Slack surface, and the whole served
+within the limits of `relay.server`.
 """
 
 from __future__ import annotations

@@ -87,19 +87,19 @@ class ConnectionGuard:
     def protocol(self, inner: asyncio.Protocol) -> asyncio.Protocol:
         return _Guarded(inner, self)
 
-    def _admit(self, connection: _Guarded, transport: asyncio.BaseTransport) -> bool:
+    def admit(self, connection: _Guarded, transport: asyncio.BaseTransport) -> bool:
         if len(self._open) >= self.limit:
             idle = next((c for c in self._open.values() if not c.busy), None)
             if idle is None:
                 self._quiet.say(f"refusing connections: all {self.limit} are busy with requests")
                 return False
             self._quiet.say(f"{self.limit} connections open: closing those idle longest to make room")
-            self._forget(idle)
+            self.forget(idle)
             idle.transport_abort()
         self._open[transport] = connection
         return True
 
-    def _forget(self, connection: _Guarded) -> None:
+    def forget(self, connection: _Guarded) -> None:
         if connection.transport is not None:
             self._open.pop(connection.transport, None)
 
@@ -136,7 +136,7 @@ class _Guarded(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
-        self.admitted = self.guard._admit(self, transport)
+        self.admitted = self.guard.admit(self, transport)
         if self.admitted:
             self.inner.connection_made(transport)
         else:
@@ -144,7 +144,7 @@ class _Guarded(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.admitted:
-            self.guard._forget(self)
+            self.guard.forget(self)
             self.inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
