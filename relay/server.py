@@ -33,6 +33,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from relay.config import ConfigError
+from relay.printable import printable
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ class _QuietRecords(logging.Filter):
 def _malformed(record: logging.LogRecord) -> str | None:
     error = record.exc_info[1] if record.exc_info else None
     if isinstance(error, HttpProcessingError):
-        reason = " ".join(str(error.message).split())[:120]
+        reason = printable(" ".join(str(error.message).split())[:120])  # a client's bytes, for a terminal
         return f"refused a malformed request ({error.code}: {reason})"
     return None
 
