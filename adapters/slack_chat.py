@@ -36,14 +36,14 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters import slack_blocks as blocks
 from adapters.slack import explain, web_client, whole_seconds
-from relay import policy, schedule
+from relay import policy, replays, schedule
 from relay.audit import Where
 from relay.broadcasts import BROADCAST_ID, Broadcasts, Refused
 from relay.config import Settings
 from relay.model import Broadcast, BroadcastState
 from relay.render import InputError
 from relay.reports import ReportRefresher
-from relay.store import Unwritable
+from relay.store import Store, Unwritable
 from relay.transport import client_timeout
 
 log = logging.getLogger(__name__)
@@ -104,16 +104,15 @@ class ReplayGuard:
     as failed; typed again, it is signed anew), so a signature seen twice is a copy: someone replaying a
     captured request. Approving twice is harmless already (a compare-and-set), but a replayed audience
     choice or edit would quietly undo the leader's later change to a draft, and a replayed command would
-    make drafts nobody wrote. Only valid signatures are kept, for REPLAY_WINDOW and at most `capacity` at
-    once (the oldest go first), so memory stays bounded whoever calls.
+    make drafts nobody wrote. Only valid signatures are kept, in the database, for REPLAY_WINDOW: a restart
+    or a second instance does not forget them.
     """
 
-    def __init__(self, secret: str, capacity: int = 10_000) -> None:
+    def __init__(self, secret: str, store: Store) -> None:
         self._verifier = SignatureVerifier(secret)
-        self._capacity = capacity
-        self._seen: dict[str, float] = {}  # signature → when first accepted, oldest first
+        self._store = store
 
-    def refusal(self, body: str, headers: Mapping[str, str]) -> str | None:
+    async def refusal(self, body: str, headers: Mapping[str, str]) -> str | None:
         """Why this request is refused before Bolt sees it: a timestamp that is not a number (Bolt would
         fail on it with a 500), or a copy of a request already accepted. A bad signature is Bolt's to refuse."""
         stamp = headers.get("X-Slack-Request-Timestamp", "0")
@@ -122,15 +121,9 @@ class ReplayGuard:
         signature = headers.get("X-Slack-Signature", "")
         if not self._verifier.is_valid(body, stamp, signature):
             return None
-        now = time.monotonic()
-        while self._seen and (
-            len(self._seen) >= self._capacity or next(iter(self._seen.values())) < now - REPLAY_WINDOW
-        ):
-            del self._seen[next(iter(self._seen))]
-        if signature in self._seen:
+        if not await replays.first_time(self._store, signature, time.time(), REPLAY_WINDOW):
             log.warning("refused a copy of a Slack request already received")
             return "replayed request"
-        self._seen[signature] = now
         return None
 
 
@@ -204,7 +197,7 @@ class SlackSurface:
             client=self.client, signing_secret=secret.value if secret else None, process_before_response=True
         )
         self._handlers: set[asyncio.Task[None]] = set()
-        self.replays = ReplayGuard(settings.reveal("SLACK_SIGNING_SECRET"))
+        self.replays = ReplayGuard(settings.reveal("SLACK_SIGNING_SECRET"), broadcasts.store)
         self.reports = ReportRefresher(self._draw_report, REPORT_SPACING)
         self._report_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._register()
@@ -217,7 +210,7 @@ class SlackSurface:
             body = await request.text()
         except UnicodeDecodeError:
             return web.json_response({"error": "the body is not UTF-8"}, status=400)
-        refusal = self.replays.refusal(body, request.headers)
+        refusal = await self.replays.refusal(body, request.headers)
         if refusal is not None:
             return web.json_response({"error": refusal}, status=401)
         if not well_formed(body):

@@ -162,10 +162,7 @@ class Broadcasts:
         return broadcast, await self.deliveries(broadcast.id)
 
     async def recent(self, limit: int = 20) -> list[Broadcast]:
-        def run(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            return conn.execute("SELECT * FROM broadcasts ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
-
-        return [Broadcast.from_row(r) for r in await self.store.call(run)]
+        return await recent(self.store, limit)
 
     async def for_change(self, actor: str, broadcast_id: str) -> Broadcast:
         """The broadcast, if `actor` may edit it now (to open an editor on it)."""
@@ -476,3 +473,12 @@ def _utc(moment: float) -> str:
 def _check(decision: policy.Decision) -> None:
     if not decision.allowed:
         raise Refused(decision.reason)
+
+
+async def recent(store: Store, limit: int = 20) -> list[Broadcast]:
+    """The latest broadcasts, newest first; needs no configuration (`relay list` reads a copy without it)."""
+
+    def run(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+        return conn.execute("SELECT * FROM broadcasts ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+
+    return [Broadcast.from_row(r) for r in await store.call(run)]

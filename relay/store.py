@@ -179,7 +179,19 @@ def _v7(db: Database) -> None:
     db.table("deliveries").create_index(["kind", "state", "next_attempt_at"])
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7)
+def _v8(db: Database) -> None:
+    """What must outlive a restart and be shared by every instance on one database: the signatures of Slack
+    requests already accepted (a captured request replayed after a restart is still a copy), and the
+    status page's sign-ins (logout revokes one everywhere). Plain SQL, the same in PostgreSQL."""
+    db.execute("CREATE TABLE seen_requests (signature TEXT PRIMARY KEY, seen_at REAL NOT NULL)")
+    db.execute("CREATE INDEX seen_requests_at ON seen_requests (seen_at)")
+    db.execute(
+        "CREATE TABLE status_sessions (token_hash TEXT PRIMARY KEY, created_at REAL NOT NULL, expires_at REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX status_sessions_expiry ON status_sessions (expires_at)")
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8)
 
 
 class Store:
@@ -220,6 +232,35 @@ class Store:
                 "user (SQLite keeps its -wal, -shm and .lock files beside it) on a disk with free space, "
                 "or point RELAY_DB at another file"
             ) from error
+
+    async def open_read_only(self) -> None:
+        """Open for reading only (`list`, `audit`): nothing is created, migrated or locked, so an auditor can
+        read a copy on a read-only disk, or a file they may not write."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._open_read_only)
+
+    def _open_read_only(self) -> None:
+        uri = self.path.resolve().as_uri()
+        try:
+            conn = _read_only(f"{uri}?mode=ro")
+        except sqlite3.Error:
+            # A WAL database opens read-only only where its -shm file exists or can be made
+            # (sqlite.org/wal.html, "Read-Only Databases"); a copy nobody writes can be read as immutable.
+            try:
+                conn = _read_only(f"{uri}?immutable=1")
+            except sqlite3.Error as error:
+                raise StoreError(f"cannot read the database {self.path} ({error}); is it a relay database?") from None
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != len(MIGRATIONS):
+            conn.close()
+            raise StoreError(
+                f"{self.path} has schema {version}, this release reads schema {len(MIGRATIONS)}: "
+                + (
+                    "start this release's bot on it once to bring it up to date"
+                    if version < len(MIGRATIONS)
+                    else "use the release that wrote it"
+                )
+            )
+        self._conn = conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -331,6 +372,17 @@ class Store:
 
         await asyncio.get_running_loop().run_in_executor(self._executor, shut)
         self._executor.shutdown(wait=True)
+
+
+def _read_only(uri: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # SQLite opens the file lazily
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
 
 
 def _together(
