@@ -22,6 +22,7 @@ check: $(STAMP)
 
 test: check
 	bash tests/pds/install.sh
+	bash tests/msteams/install.sh
 	bash tests/postgres/install.sh
 	bash tests/browser/install.sh
 	$(PY) -m pytest -q
@@ -32,6 +33,7 @@ teams-app: $(STAMP)
 # The published reliability figures (docs/RELIABILITY.md): the whole suite with the large crash and fault rounds.
 proof: check
 	bash tests/pds/install.sh
+	bash tests/msteams/install.sh
 	bash tests/postgres/install.sh
 	bash tests/browser/install.sh
 	$(PY) -m pytest -q --proof-scale=large

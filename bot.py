@@ -1,7 +1,9 @@
 """The broadcast relay's server: one aiohttp app serving Slack (`POST /slack/events`) and `GET /healthz`.
 
-This file only wires: configuration in, the database opened, adapters built, the dispatcher started and
-stopped with the app (aiohttp's `cleanup_ctx`), and Slack's requests handed to the Slack surface.
+This file only wires: configuration in, the start-up checks (`relay.startup`, shared with `relay check`), the
+port bound before anything starts, the database opened, adapters built, the dispatcher started and stopped
+with the app (aiohttp's `cleanup_ctx`), Slack's requests handed to the Slack surface, and the whole served
+within the limits of `relay.server`.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from adapters.teams import unreachable_channels
 from adapters.teams_chat import TeamsSurface
 from relay import audit
 from relay.broadcasts import Broadcasts
-from relay.config import TEAMS_SETTINGS, Config, ConfigError, Settings, load_config, settings_from_env
+from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
 from relay.dispatcher import Dispatcher
-from relay.status_page import MIN_SECRET, StatusPage
+from relay.server import bounded_body, listening_socket, security_headers, serve
+from relay.startup import startup_warnings
+from relay.status_page import StatusPage
 from relay.store import Store, StoreError, store_for
 
 log = logging.getLogger("relay")
@@ -40,46 +44,10 @@ STATUS = web.AppKey("status", StatusPage)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 
 
-def startup_warnings(settings: Settings, config: Config) -> list[str]:
-    """The loud lines an operator must not miss; raises ConfigError where the bot cannot run at all."""
-    lines = []
-    if config.dry_run:
-        source = (
-            f"the bundled example config ({settings.config_path.name})"
-            if settings.config_is_bundled_example
-            else str(settings.config_path)
-        )
-        lines.append(
-            f"DRY RUN: nothing will be posted. Using {source}; every destination is rendered and recorded only. "
-            "To go live: copy relay.example.toml to relay.toml, remove `dry_run = true`, and set "
-            "SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET and the X_* credentials."
-        )
-    missing = [name for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET") if settings.secret(name) is None]
-    if len(missing) == 1 or (missing and settings.teams_mode is None and not config.dry_run):
-        raise ConfigError(
-            f"{', '.join(missing)} must be set to receive /broadcast from Slack (see README, 'Create the Slack "
-            "app'), or configure Teams instead; or set dry_run = true at the top of the config to try the bot"
-        )
-    if missing:
-        lines.append(f"Slack is off: set {' and '.join(missing)} to receive /broadcast. /healthz is served.")
-    status_secret = settings.secret("RELAY_STATUS_SECRET")
-    if status_secret is not None and len(status_secret.value) < MIN_SECRET:
-        raise ConfigError(
-            f"RELAY_STATUS_SECRET is shorter than {MIN_SECRET} characters, which is guessable: use a long random "
-            "one (python -c 'import secrets; print(secrets.token_urlsafe(24))')"
-        )
-    if settings.teams_mode == "anonymous":
-        lines.append(
-            "TEAMS ANONYMOUS MODE: /api/messages accepts unsigned requests, for local tries only (Agents "
-            f"Playground). Set {TEAMS_SETTINGS}CLIENTID, CLIENTSECRET and TENANTID, and remove ANONYMOUS_ALLOWED, "
-            "before Teams can reach this bot."
-        )
-    return lines
-
-
 def build_app(settings: Settings, config: Config, clock: Callable[[], float] = time.time) -> web.Application:
     """The server; `clock` is the time the relay lives by (tests move it to cross a scheduled time)."""
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[bounded_body])
+    app.on_response_prepare.append(security_headers)
     app[SETTINGS] = settings
     app[CONFIG] = config
     app[CLOCK] = clock
@@ -211,6 +179,7 @@ def main() -> None:
         settings = settings_from_env(os.environ)
         config = load_config(settings, SPECS)
         warnings = startup_warnings(settings, config)
+        sock = listening_socket(settings.listen_host, settings.port)
     except ConfigError as error:
         print(f"relay cannot start:\n{error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -218,13 +187,9 @@ def main() -> None:
         log.warning("*** %s", line)
     app = build_app(settings, config)
     app.on_startup.append(_freeze_what_lives_forever)  # after the relay has started (cleanup_ctx)
+    where = f"{settings.listen_host} only" if settings.listen_host else "all interfaces"
     try:
-        web.run_app(
-            app,
-            port=settings.port,
-            access_log=None,  # a line per request costs a tenth of answering one; the audit trail says who did what
-            print=lambda _: log.info("listening on port %d", settings.port),
-        )
+        asyncio.run(serve(app, sock, lambda: log.info("listening on port %d (%s)", settings.port, where)))
     except StoreError as error:
         print(f"relay cannot start: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,8 +1,10 @@
 """Block Kit for the Slack surface: the preview, the approval request, the live report, the composer.
 
 Pure functions from the core's data to Slack JSON, kept apart from the handlers so each reads alone.
-Limits quoted from Block Kit's reference (docs.slack.dev/reference/block-kit): a section's text is at
-most 3,000 characters, a message at most 50 blocks, a plain-text input at most 3,000 characters.
+Every message fits Slack whatever it is given (tests/fakes/block_kit.py holds the limits, with their
+sources, and property tests drive each builder against them): a text is shown once for all the
+destinations that receive it alike, long lists show what needs a look first and count the rest, and a
+text is split between sections only where no link, mention, entity or emoji is cut.
 """
 
 from __future__ import annotations
@@ -11,24 +13,40 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import regex
+
 from relay.broadcasts import Approval
 from relay.config import DestinationConfig, Policy
 from relay.destination import Counting
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering
-from relay.reports import Line, Report, Status, excerpt, line, summary
+from relay.reports import NEEDS_A_LOOK, Line, Report, Status, excerpt, line, summary
+from relay.shortlist import shortlist
 
 Block = dict[str, Any]
 
+# Block Kit's reference (docs.slack.dev/reference/block-kit): a section's text is at most 3,000 characters,
+# a message at most 50 blocks, a plain-text input at most 3,000 characters (its max_length "between 1 and
+# 3000, inclusive"), a button's text 75.
 SECTION_MAX = 3000
 MESSAGE_MAX_BLOCKS = 50
 INPUT_MAX = 3000
+# Slack refuses chat.postMessage and chat.update past about 12,000 characters of block text
+# (msg_blocks_too_long; bolt-js issues 2509 and 2867, the latter refused at 11,341): messages keep to this.
+MESSAGE_TEXT_BUDGET = 10_000
+LINE_MAX = 400  # one destination's line in a report: a reason longer than this is cut, the status page has it
+TITLE_NAMES = 5  # destinations named in one title of the preview; the others are counted
+
+# What a split must not cut: a link, mention or channel (`<…>`), an HTML entity (`&amp;`), an emoji code
+# (`:tada:`), and otherwise one user-perceived character (a grapheme: an emoji with its modifiers).
+_ATOM = regex.compile(r"<[^<>\n]{1,2000}>|&#?\w{1,10};|:[\w+'-]{1,100}:|\X")
 
 USAGE = (
     "*How to broadcast*\n"
     "• `/broadcast <message>`: preview your message as each destination will receive it, then *Approve*.\n"
     "• `/broadcast`: open the composer (message and audience).\n"
-    "• `/broadcast status`, `/broadcast history`: what went out, destination by destination.\n"
+    "• `/broadcast status`, `/broadcast status <id>`, `/broadcast history`: what went out, destination by "
+    "destination.\n"
     "• `/broadcast help`: this help.\n"
     "Write in Slack formatting; public networks get plain text, and long posts become numbered threads. "
     "Nothing is sent until you approve"
@@ -47,29 +65,151 @@ def _context(text: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:SECTION_MAX]}]}
 
 
-def _chunks(text: str) -> list[str]:
-    return [text[i : i + SECTION_MAX] for i in range(0, len(text), SECTION_MAX)] or [""]
+def split(text: str, size: int = SECTION_MAX) -> list[str]:
+    """`text` in pieces of at most `size` characters, cut after the last space or line break that leaves the
+    piece at least half full, and never inside a link, a mention, an entity, an emoji or a grapheme. Each
+    piece is shown as its own section, so a piece that would hold only white space is left out."""
+    pieces: list[str] = []
+    atoms: list[str] = []
+    length = 0
+    # an atom longer than a piece (thousands of combining marks) is the one thing cut where it falls
+    for atom in (a[i : i + size] for a in _ATOM.findall(text) for i in range(0, len(a), size)):
+        while atoms and length + len(atom) > size:
+            breaks = [i for i, a in enumerate(atoms) if a.isspace()]
+            cut = breaks[-1] + 1 if breaks and sum(map(len, atoms[: breaks[-1] + 1])) >= size // 2 else len(atoms)
+            pieces.append("".join(atoms[:cut]))
+            atoms = atoms[cut:]
+            length = sum(map(len, atoms))
+        atoms.append(atom)
+        length += len(atom)
+    pieces.append("".join(atoms))
+    return [piece for piece in pieces if piece.strip()] or ["(empty)"]
 
 
-def _shown(rendering: Rendering, kind: str) -> list[Block]:
-    """The exact text(s), as Slack mrkdwn for Slack, verbatim plain text elsewhere."""
+def text_size(blocks: Sequence[Block]) -> int:
+    """Characters of text in `blocks`, counted as Slack counts them against MESSAGE_TEXT_BUDGET."""
+
+    def size(value: Any) -> int:
+        if isinstance(value, list):
+            return sum(size(item) for item in value)
+        if isinstance(value, dict):
+            own = value.get("text")
+            if isinstance(own, str):
+                return len(own) + sum(size(item) for key, item in value.items() if key != "text")
+            return sum(size(item) for item in value.values())
+        return 0
+
+    return size(list(blocks))
+
+
+class _Room:
+    """What is left of one message: blocks and characters of text."""
+
+    def __init__(self, blocks: int, text: int) -> None:
+        self.blocks = blocks
+        self.text = text
+
+    def take(self, wanted: Sequence[Block]) -> bool:
+        """Reserve room for `wanted`, if there is enough."""
+        size = text_size(wanted)
+        if len(wanted) > self.blocks or size > self.text:
+            return False
+        self.blocks -= len(wanted)
+        self.text -= size
+        return True
+
+
+def _shown(rendering: Rendering, kind: str, room: _Room) -> tuple[list[Block], bool]:
+    """The exact text(s), as Slack mrkdwn for Slack, verbatim plain text elsewhere, as far as `room` allows
+    (the counts of every part first, then its text), and whether all of it was shown."""
     blocks: list[Block] = []
     unit = "weighted chars" if rendering.counting is Counting.X_WEIGHTED else "chars"
+    cut = False
     for index, part in enumerate(rendering.parts):
         label = f"Part {index + 1}/{len(rendering.parts)} · " if len(rendering.parts) > 1 else ""
-        blocks.append(_context(f"{label}{rendering.lengths[index]:,}/{rendering.limit:,} {unit}"))
-        for chunk in _chunks(part):
-            if kind == "slack":
-                blocks.append(_mrkdwn(chunk))
-            else:
-                blocks.append({"type": "section", "text": {"type": "plain_text", "text": chunk, "emoji": False}})
-    return blocks
+        counts = _context(f"{label}{rendering.lengths[index]:,}/{rendering.limit:,} {unit}")
+        if not room.take([counts]):
+            break
+        blocks.append(counts)
+        if cut:
+            continue
+        for chunk in split(part):
+            shown = (
+                _mrkdwn(chunk)
+                if kind == "slack"
+                else {"type": "section", "text": {"type": "plain_text", "text": chunk, "emoji": False}}
+            )
+            if not room.take([shown]):
+                cut = True
+                break
+            blocks.append(shown)
+    return blocks, not cut and len(blocks) >= len(rendering.parts)
 
 
 def _destination_title(config: DestinationConfig) -> str:
     where = f" · <#{config.options['channel']}>" if config.kind == "slack" else f" · {config.kind.upper()}"
     dry = " · _dry run: recorded, not posted_" if config.dry_run else ""
-    return f"*{config.name}*{where}{dry}"
+    return f"*{excerpt(config.name, 80)}*{where}{dry}"
+
+
+def _group_title(configs: Sequence[DestinationConfig]) -> str:
+    """The destinations receiving one same text: a few by name, the others counted."""
+    named = [_destination_title(config) for config in configs[:TITLE_NAMES]]
+    more = len(configs) - len(named)
+    return "\n".join(named) + (f"\n… and {more} more destination{'s' if more > 1 else ''}" if more else "")
+
+
+_NOTE_ROOM = 400  # characters kept for the last line saying what did not fit
+
+
+def _destinations(
+    renderings: Sequence[Rendering], destinations: dict[str, DestinationConfig], room: _Room
+) -> list[Block]:
+    """Each distinct text once, under every destination that receives it alike; the ones that cannot take
+    the message first, with why. What does not fit in `room` is said in a last line."""
+    groups: dict[tuple[str, bool, tuple[str, ...]], list[Rendering]] = {}
+    for rendering in sorted(renderings, key=lambda r: r.error is None):
+        slack = destinations[rendering.destination].kind == "slack"
+        groups.setdefault((rendering.error or "", slack, rendering.parts), []).append(rendering)
+    room.blocks -= 1
+    room.text -= _NOTE_ROOM
+    blocks: list[Block] = []
+    unseen = 0  # destinations not even named
+    complete = True
+    for (error, slack, _), members in groups.items():
+        title = _mrkdwn(_group_title([destinations[m.destination] for m in members]))
+        if not room.take([title]):
+            unseen += len(members)
+            continue
+        blocks.append(title)
+        if error:
+            reason = [_mrkdwn(f":no_entry: {excerpt(error, LINE_MAX)}")]
+            if room.take(reason):
+                blocks.extend(reason)
+            continue
+        shown, whole = _shown(members[0], "slack" if slack else "plain", room)
+        blocks.extend(shown)
+        complete = complete and whole
+        replies = {m.replies for m in members if m.replies}
+        warnings = list(dict.fromkeys(w for m in members for w in m.warnings))
+        notes = [_context(f":speech_balloon: Replies: {r}") for r in sorted(replies)]
+        notes += [_context(f":warning: {excerpt(w, LINE_MAX)}") for w in warnings]
+        for note in notes:
+            if not room.take([note]):
+                complete = False
+                break
+            blocks.append(note)
+        if room.take([{"type": "divider"}]):
+            blocks.append({"type": "divider"})
+    if unseen or not complete:
+        missing = f" {unseen} more destination{'s are' if unseen > 1 else ' is'} not shown." if unseen else ""
+        blocks.append(
+            _context(
+                f":scissors: This message is cut to fit Slack.{missing} Every destination gets its text as "
+                "counted above for its network; nothing is sent that is not counted here."
+            )
+        )
+    return blocks
 
 
 def preview(
@@ -79,37 +219,21 @@ def preview(
     audiences: Iterable[str],
     needs_second_person: bool,
 ) -> list[Block]:
-    """What the leader sees after /broadcast: every destination's text, then the choices."""
+    """What the leader sees after /broadcast: every distinct text once, the destinations receiving each,
+    then the choices."""
     count = len(renderings)
-    blocks: list[Block] = [
+    head = [
         _mrkdwn(
             f":mega: *Preview* of broadcast `{broadcast.id}` to *{broadcast.audience}* "
             f"({count} destination{'s' if count != 1 else ''}). Nothing is sent until you approve."
         ),
         {"type": "divider"},
     ]
-    body: list[Block] = []
-    for rendering in renderings:
-        config = destinations[rendering.destination]
-        body.append(_mrkdwn(_destination_title(config)))
-        if rendering.error:  # it cannot be sent as it is: say why, rather than show parts that won't go
-            body.extend([_mrkdwn(f":no_entry: {rendering.error}"), {"type": "divider"}])
-            continue
-        body.extend(_shown(rendering, config.kind))
-        if rendering.replies:
-            body.append(_context(f":speech_balloon: Replies: {rendering.replies}"))
-        body.extend(_context(f":warning: {w}") for w in rendering.warnings)
-        body.append({"type": "divider"})
-    room = MESSAGE_MAX_BLOCKS - len(blocks) - 3
-    if len(body) > room:
-        body = body[: room - 1] + [
-            _context("… the preview is cut here to fit Slack; every part is sent as shown above and below.")
-        ]
-    blocks.extend(body)
-    blocks.append(_actions(broadcast, [r for r in renderings if r.error], audiences, needs_second_person))
+    tail = [_actions(broadcast, [r for r in renderings if r.error], audiences, needs_second_person)]
     if not any(r.error for r in renderings):
-        blocks.append(_scheduling(broadcast, needs_second_person))
-    return blocks
+        tail.append(_scheduling(broadcast, needs_second_person))
+    room = _Room(MESSAGE_MAX_BLOCKS - len(head) - len(tail), MESSAGE_TEXT_BUDGET - text_size(head + tail))
+    return head + _destinations(renderings, destinations, room) + tail
 
 
 def _button(
@@ -189,6 +313,9 @@ def who(person: str, policy: Policy) -> str:
     return f"<@{person.removeprefix('slack:')}>" if person.startswith("slack:") else policy.name(person)
 
 
+_BUTTONS_ROOM = 300  # characters of the approval request's two buttons and their confirmation
+
+
 def approval_request(
     broadcast: Broadcast, renderings: Sequence[Rendering], destinations: dict[str, DestinationConfig], policy: Policy
 ) -> list[Block]:
@@ -200,15 +327,9 @@ def approval_request(
         ask = f":pencil2: {who(broadcast.author, policy)} asks to *correct* the staff posts of `{broadcast.id}` to this"
     else:
         ask = f":mega: {who(broadcast.author, policy)} asks to broadcast `{broadcast.id}` to *{broadcast.audience}*"
-    blocks: list[Block] = [
-        _mrkdwn(f"{ask}. Approve it?"),
-        {"type": "divider"},
-    ]
-    for rendering in renderings:
-        config = destinations[rendering.destination]
-        blocks.append(_mrkdwn(_destination_title(config)))
-        blocks.extend(_shown(rendering, config.kind))
-    blocks = blocks[: MESSAGE_MAX_BLOCKS - 1]
+    head: list[Block] = [_mrkdwn(f"{ask}. Approve it?"), {"type": "divider"}]
+    room = _Room(MESSAGE_MAX_BLOCKS - len(head) - 1, MESSAGE_TEXT_BUDGET - text_size(head) - _BUTTONS_ROOM)
+    blocks = head + _destinations(renderings, destinations, room)
     blocks.append(
         {
             "type": "actions",
@@ -267,7 +388,7 @@ def delivery_line(delivery: Delivery) -> str:
 
 
 def _line_text(shown: Line) -> str:
-    text = f"{_MARKS[shown.status]} *{shown.destination}*: {shown.words}"
+    text = f"{_MARKS[shown.status]} *{excerpt(shown.destination, 80)}*: {excerpt(shown.words, LINE_MAX)}"
     if shown.link:
         text += f" · <{shown.link}|view>"
     if shown.next_try:
@@ -276,15 +397,35 @@ def _line_text(shown: Line) -> str:
     return text
 
 
+def _sections(lines: Sequence[str]) -> list[Block]:
+    """Lines packed into as few sections as their 3,000 characters allow, never splitting a line."""
+    sections: list[list[str]] = [[]]
+    for text in lines:
+        if sections[-1] and len("\n".join([*sections[-1], text])) > SECTION_MAX:
+            sections.append([])
+        sections[-1].append(text[:SECTION_MAX])
+    return [_mrkdwn("\n".join(section)) for section in sections if "".join(section).strip()]
+
+
+def _listed(lines: Sequence[Line], budget: int, pointer: str) -> list[str]:
+    """Report lines, those needing a look first, as many as `budget` characters hold; the rest counted, with
+    where to see them."""
+    listed = shortlist(lines, lambda each: len(_line_text(each)) + 1, budget, lambda each: each.status in NEEDS_A_LOOK)
+    shown = [_line_text(each) for each in listed.shown]
+    if listed.hidden:
+        shown.append(f"… and {listed.hidden} more: {pointer}")
+    return shown
+
+
 def report(broadcast: Broadcast, now: Report) -> tuple[str, list[Block]]:
     """The live report: fallback text for notifications, and the blocks."""
     head = f"Broadcast `{broadcast.id}` to *{broadcast.audience}*: {now.progress}"
-    blocks = [_mrkdwn(f":mega: {head}"), _context("> " + excerpt(broadcast.text).replace("\n", "\n> "))]
-    shown = [_line_text(each) for each in now.lines] + [f"{_MARKS[status]} {words}" for status, words in now.tallies]
-    blocks.extend(_mrkdwn(chunk) for chunk in _chunks("\n".join(shown)))
-    blocks = blocks[: MESSAGE_MAX_BLOCKS - 1]
-    if broadcast.state is BroadcastState.APPROVED:
-        blocks.append(_report_buttons(broadcast))
+    top = [_mrkdwn(f":mega: {head}"), _context("> " + excerpt(broadcast.text).replace("\n", "\n> "))]
+    buttons = [_report_buttons(broadcast)] if broadcast.state is BroadcastState.APPROVED else []
+    tallies = [f"{_MARKS[status]} {words}" for status, words in now.tallies]
+    budget = MESSAGE_TEXT_BUDGET - text_size(top + buttons) - len("\n".join(tallies)) - _NOTE_ROOM
+    pointer = f"`/broadcast status {broadcast.id}` lists them, and the status page has every one."
+    blocks = top + _sections(_listed(now.lines, budget, pointer) + tallies) + buttons
     return head.replace("*", "").replace("`", ""), blocks
 
 
@@ -314,45 +455,79 @@ def corrected(approval: Approval) -> dict[str, Any]:
     }
 
 
+def too_long_to_correct(broadcast: Broadcast) -> dict[str, Any]:
+    """'Correct staff posts…' on a text longer than Slack's form holds: say so, rather than cut it, and
+    offer the way that keeps every word (retract, then broadcast the corrected text)."""
+    text = (
+        f":pencil2: Broadcast `{broadcast.id}` is {len(broadcast.text):,} characters, and Slack's form holds at "
+        f"most {INPUT_MAX:,}: it cannot be corrected here without cutting it. To correct it, retract it "
+        "everywhere, then send the corrected text with `/broadcast <message>`."
+    )
+    return {
+        "text": text,
+        "blocks": [
+            _mrkdwn(text),
+            {"type": "actions", "block_id": f"report:{broadcast.id}", "elements": [_retract_button(broadcast.id)]},
+        ],
+    }
+
+
+def _retract_button(broadcast_id: str) -> Block:
+    return _button(
+        "retract",
+        "Retract everywhere…",
+        broadcast_id,
+        "danger",
+        (
+            "Retract this broadcast?",
+            "Its posts are deleted from every destination that allows it.",
+            "Retract",
+            "Keep it",
+        ),
+    )
+
+
 def _report_buttons(broadcast: Broadcast) -> Block:
     return {
         "type": "actions",
         "block_id": f"report:{broadcast.id}",
         "elements": [
             _button("correct", "Correct staff posts…", broadcast.id),
-            _button(
-                "retract",
-                "Retract everywhere…",
-                broadcast.id,
-                "danger",
-                (
-                    "Retract this broadcast?",
-                    "Its posts are deleted from every destination that allows it.",
-                    "Retract",
-                    "Keep it",
-                ),
-            ),
+            _retract_button(broadcast.id),
         ],
     }
 
 
 def history(shown: Sequence[tuple[Broadcast, Sequence[Delivery]]], detailed: bool) -> dict[str, Any]:
-    """`/broadcast status` (the last few, destination by destination) and `history` (one line each)."""
+    """`/broadcast status` (the last few, destination by destination), `/broadcast status <id>` (one, all of
+    its destinations that fit) and `history` (one line each). Each broadcast gets its share of the message;
+    its destinations needing a look come first."""
     if not shown:
         return {"text": "No broadcasts yet."}
-    parts = []
+    share = (MESSAGE_TEXT_BUDGET - _NOTE_ROOM) // len(shown)
+    lines: list[str] = []
     for broadcast, deliveries in shown:
         head = f"`{summary(broadcast, deliveries)}`"
-        lines = [delivery_line(d) for d in deliveries] if detailed else []
-        parts.append("\n".join([head, *lines]))
-    body = [_mrkdwn(chunk) for chunk in _chunks("\n\n".join(parts))][:MESSAGE_MAX_BLOCKS]
-    return {"text": f"{len(shown)} recent broadcasts", "blocks": body}
+        lines.append(head)
+        if detailed:
+            pointer = (
+                "the status page lists every one."
+                if len(shown) == 1
+                else f"`/broadcast status {broadcast.id}` shows more."
+            )
+            lines.extend(_listed([line(d) for d in deliveries], share - len(head) - 2, pointer))
+        lines.append(" ")
+    body = _sections(lines[:-1])[:MESSAGE_MAX_BLOCKS]
+    return {"text": f"{len(shown)} recent broadcast{'s' if len(shown) > 1 else ''}", "blocks": body}
 
 
 def composer(
     audiences: Iterable[str], audience: str, metadata: dict[str, Any], text: str = "", callback: str = "compose"
 ) -> dict[str, Any]:
-    """The modal for `/broadcast` with no text, and for Edit."""
+    """The modal for `/broadcast` with no text, for Edit and for a correction. A text longer than the form
+    holds is refused (ValueError) rather than cut: the callers offer another way."""
+    if len(text) > INPUT_MAX:
+        raise ValueError(f"a text of {len(text):,} characters does not fit Slack's form ({INPUT_MAX:,})")
     options = [{"text": {"type": "plain_text", "text": name}, "value": name} for name in audiences]
     message_input: Block = {
         "type": "plain_text_input",
@@ -361,7 +536,7 @@ def composer(
         "max_length": INPUT_MAX,
     }
     if text:
-        message_input["initial_value"] = text[:INPUT_MAX]
+        message_input["initial_value"] = text
     return {
         "type": "modal",
         "callback_id": callback,

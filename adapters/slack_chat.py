@@ -24,6 +24,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.internals import extract_enterprise_id, extract_team_id
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -33,15 +34,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters import slack_blocks as blocks
-from adapters.slack import web_client, whole_seconds
-from relay import policy, schedule
+from adapters.slack import explain, web_client, whole_seconds
+from relay import policy, replays, schedule
 from relay.audit import Where
 from relay.broadcasts import BROADCAST_ID, Broadcasts, Refused
 from relay.config import Settings
 from relay.model import Broadcast, BroadcastState
 from relay.render import InputError
 from relay.reports import ReportRefresher
-from relay.store import Unwritable
+from relay.store import Store, Unwritable
 from relay.transport import client_timeout
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,12 @@ FORM = "application/x-www-form-urlencoded"
 # Slack's signature is accepted for five minutes either side of its timestamp (docs.slack.dev, "Verifying
 # requests from Slack"), so a copy can be replayed for at most ten minutes after the original is seen.
 REPLAY_WINDOW = 600.0
+NO_ZONE = "Nothing was scheduled: Slack did not tell the relay your time zone, and a guess could send it hours off."
 OTHER_WORKSPACE = "This relay serves its own Slack workspace only; people from other workspaces cannot use it."
+
+
+class NoZone(Exception):
+    """Slack did not give the person's time zone; the message says why, for them."""
 
 
 class _ClientGivenNotice(logging.Filter):
@@ -97,16 +103,15 @@ class ReplayGuard:
     as failed; typed again, it is signed anew), so a signature seen twice is a copy: someone replaying a
     captured request. Approving twice is harmless already (a compare-and-set), but a replayed audience
     choice or edit would quietly undo the leader's later change to a draft, and a replayed command would
-    make drafts nobody wrote. Only valid signatures are kept, for REPLAY_WINDOW and at most `capacity` at
-    once (the oldest go first), so memory stays bounded whoever calls.
+    make drafts nobody wrote. Only valid signatures are kept, in the database, for REPLAY_WINDOW: a restart
+    or a second instance does not forget them.
     """
 
-    def __init__(self, secret: str, capacity: int = 10_000) -> None:
+    def __init__(self, secret: str, store: Store) -> None:
         self._verifier = SignatureVerifier(secret)
-        self._capacity = capacity
-        self._seen: dict[str, float] = {}  # signature → when first accepted, oldest first
+        self._store = store
 
-    def refusal(self, body: str, headers: Mapping[str, str]) -> str | None:
+    async def refusal(self, body: str, headers: Mapping[str, str]) -> str | None:
         """Why this request is refused before Bolt sees it: a timestamp that is not a number (Bolt would
         fail on it with a 500), or a copy of a request already accepted. A bad signature is Bolt's to refuse."""
         stamp = headers.get("X-Slack-Request-Timestamp", "0")
@@ -115,15 +120,9 @@ class ReplayGuard:
         signature = headers.get("X-Slack-Signature", "")
         if not self._verifier.is_valid(body, stamp, signature):
             return None
-        now = time.monotonic()
-        while self._seen and (
-            len(self._seen) >= self._capacity or next(iter(self._seen.values())) < now - REPLAY_WINDOW
-        ):
-            del self._seen[next(iter(self._seen))]
-        if signature in self._seen:
+        if not await replays.first_time(self._store, signature, time.time(), REPLAY_WINDOW):
             log.warning("refused a copy of a Slack request already received")
             return "replayed request"
-        self._seen[signature] = now
         return None
 
 
@@ -151,17 +150,26 @@ def well_formed(body: str) -> bool:
 
 
 def acting_team(body: Mapping[str, Any]) -> str | None:
-    """The workspace of the person acting: an interaction's `user.team_id` (in a shared channel, the
-    clicker's own) or `team.id`, a command's `team_id`."""
-    user, team = body.get("user"), body.get("team")
-    for candidate in (
-        user.get("team_id") if isinstance(user, dict) else None,
-        team.get("id") if isinstance(team, dict) else None,
-        body.get("team_id"),
-    ):
-        if isinstance(candidate, str) and candidate:
-            return candidate
-    return None
+    """The workspace a request belongs to, read in Bolt's own order (`extract_team_id`): a modal's
+    `view.app_installed_team_id`, then `team.id`, then a command's `team_id`, and only then the person's
+    `user.team_id` (an org-wide install's interactions may come with no team)."""
+    return extract_team_id(dict(body))
+
+
+def ours(body: Mapping[str, Any], team: str | None, enterprise: str | None) -> bool:
+    """Whether the person acting belongs to the app's workspace `team` or, on Enterprise Grid, to its
+    organisation `enterprise`. A person whose own workspace (`user.team_id`) is not the app's is a guest from
+    another organisation in a shared channel, unless the request comes from the app's own organisation: a
+    Grid member whose home is another of its workspaces, or anyone of the org with an org-wide install."""
+    acting = acting_team(body)
+    if acting is None:  # no one acting (Slack's SSL check): well_formed let nothing else by
+        return True
+    same_org = enterprise is not None and extract_enterprise_id(dict(body)) == enterprise
+    if acting != team and not same_org:
+        return False
+    user = body.get("user")
+    own = user.get("team_id") if isinstance(user, dict) else None
+    return own in (None, team) or same_org
 
 
 class SlackSurface:
@@ -188,7 +196,7 @@ class SlackSurface:
             client=self.client, signing_secret=secret.value if secret else None, process_before_response=True
         )
         self._handlers: set[asyncio.Task[None]] = set()
-        self.replays = ReplayGuard(settings.reveal("SLACK_SIGNING_SECRET"))
+        self.replays = ReplayGuard(settings.reveal("SLACK_SIGNING_SECRET"), broadcasts.store)
         self.reports = ReportRefresher(self._draw_report, REPORT_SPACING, broadcasts.store.exclusive)
         self._register()
 
@@ -200,7 +208,7 @@ class SlackSurface:
             body = await request.text()
         except UnicodeDecodeError:
             return web.json_response({"error": "the body is not UTF-8"}, status=400)
-        refusal = self.replays.refusal(body, request.headers)
+        refusal = await self.replays.refusal(body, request.headers)
         if refusal is not None:
             return web.json_response({"error": refusal}, status=401)
         if not well_formed(body):
@@ -210,12 +218,12 @@ class SlackSurface:
     async def _own_workspace_only(
         self, context: AsyncBoltContext, body: dict[str, Any], next: Callable[[], Awaitable[None]]
     ) -> BoltResponse | None:
-        """Only people of the workspace the app is installed in may act. Slack member ids are unique within
-        a workspace, not across workspaces, and people from another organisation can press buttons in a
-        shared (Slack Connect) channel: without this, a namesake id elsewhere would count as an approver."""
-        home = context.authorize_result.team_id if context.authorize_result else None
-        team = acting_team(body)
-        if team is None or team == home:  # no one acting (Slack's SSL check): well_formed let nothing else by
+        """Only people of the workspace the app is installed in (or, on Enterprise Grid, of its organisation)
+        may act. Slack member ids are unique within a workspace, not across workspaces, and people from another
+        organisation can press buttons in a shared (Slack Connect) channel: without this, a namesake id
+        elsewhere would count as an approver. See `ours`."""
+        authorized = context.authorize_result
+        if ours(body, authorized.team_id if authorized else None, authorized.enterprise_id if authorized else None):
             await next()
             return None
         log.warning("refused a Slack request from another workspace")
@@ -314,6 +322,14 @@ class SlackSurface:
             await ack()
             answer = await self._move_or_cancel(who, word.lower(), rest.split(), command)
             await self._respond(command.get("response_url"), command["user_id"], replace=False, text=answer)
+            return
+        if word.lower() == "status" and BROADCAST_ID.match(rest.strip()):
+            try:
+                one = await self.broadcasts.status(who, rest.strip())
+            except Refused as error:
+                await ack(text=str(error), response_type="ephemeral")
+                return
+            await ack(response_type="ephemeral", **blocks.history([one], detailed=True))
             return
         if text.lower() in ("status", "history"):
             try:
@@ -453,7 +469,7 @@ class SlackSurface:
             send_at = schedule.instant(words[1], words[2], zone, self.broadcasts.clock())
             await self.broadcasts.reschedule(who, words[0], send_at, where=where)
             return f"Moved `{words[0]}` to {schedule.shown(send_at, zone)}."
-        except (Refused, schedule.ScheduleError) as error:
+        except (Refused, NoZone, schedule.ScheduleError) as error:
             return str(error)
 
     async def _open_correction(
@@ -465,6 +481,11 @@ class SlackSurface:
             body, lambda who, broadcast_id, _: self.broadcasts.for_correction(who, broadcast_id)
         )
         if broadcast is None:
+            return
+        if len(broadcast.text) > blocks.INPUT_MAX:
+            await self._respond(
+                body.get("response_url"), body["user"]["id"], replace=False, **blocks.too_long_to_correct(broadcast)
+            )
             return
         metadata = {"broadcast_id": broadcast.id, "response_url": body.get("response_url")}
         view = blocks.composer(self.broadcasts.audiences, broadcast.audience, metadata, broadcast.text, "correct")
@@ -519,10 +540,10 @@ class SlackSurface:
         if not date or not clock_time:
             await self._respond(body.get("response_url"), user, replace=False, text="Pick a day and a time first.")
             return
-        zone = await self._zone(user)
         try:
+            zone = await self._zone(user)
             send_at = schedule.instant(date, clock_time, zone, self.broadcasts.clock())
-        except schedule.ScheduleError as error:
+        except (NoZone, schedule.ScheduleError) as error:
             await self._respond(body.get("response_url"), user, replace=False, text=str(error))
             return
         approval = await self._guarded(
@@ -535,9 +556,23 @@ class SlackSurface:
             await self._respond(body.get("response_url"), user, replace=True, text=text)
 
     async def _zone(self, user: str) -> str:
-        """The person's time zone as Slack knows it (users.info), UTC when Slack will not say."""
-        answer = await self._safe(self.client.users_info(user=user))
-        return str((answer or {}).get("user", {}).get("tz") or "UTC")
+        """The person's time zone as Slack knows it (users.info). When Slack will not say, `NoZone` tells the
+        leader why and nothing is scheduled: a guess (UTC) would send a New York leader's 09:00 at 04:00."""
+        try:
+            answer = await self.client.users_info(user=user)
+        except SlackApiError as error:
+            code = str(error.response.get("error", ""))
+            log.warning("Slack would not give a person's time zone: %s", code)
+            if code == "missing_scope":
+                raise NoZone(f"{NO_ZONE} {explain(code)}") from None
+            raise NoZone(f"{NO_ZONE} Slack answered {code}; try again in a moment.") from None
+        except Exception as error:
+            log.warning("could not reach Slack for a person's time zone: %s", type(error).__name__)
+            raise NoZone(f"{NO_ZONE} Slack could not be reached; try again in a moment.") from None
+        zone = (answer.get("user") or {}).get("tz")
+        if not zone:
+            raise NoZone(f"{NO_ZONE} Set your time zone in your Slack profile, then try again.")
+        return str(zone)
 
     async def _retract(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         await ack()

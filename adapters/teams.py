@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import ClientResponseError
-from microsoft_agents.activity import Activity, ConversationReference, load_configuration_from_env
+from microsoft_agents.activity import Activity, ChannelAccount, ConversationReference, load_configuration_from_env
 from microsoft_agents.authentication.msal import MsalConnectionManager
 from microsoft_agents.hosting.aiohttp import CloudAdapter
 from microsoft_agents.hosting.core import ClaimsIdentity, MessageFactory, TurnContext
@@ -70,8 +70,10 @@ LIMITS = Limits(
     rate=50.0,
 )
 
-# Microsoft asks bots to retry these with backoff ("Optimize your bot: rate limiting and best practices").
-_RETRY_STATUSES = {412, 429, 502, 504}
+# Microsoft asks bots to retry these with backoff ("Optimize your bot: rate limiting and best practices");
+# a 500 or 503 is the service failing for now. Any other answer, 501 Not Implemented included, will be
+# the same however often it is asked.
+_RETRY_STATUSES = {412, 429, 500, 502, 503, 504}
 
 
 class TeamsConnection:
@@ -102,6 +104,29 @@ class TeamsConnection:
         """Post a new message into a conversation; returns its id. Bounded by RELAY_HTTP_TIMEOUT."""
         answer = await self._call("POST", reference, "", activity)
         return str(answer.get("id") or "")
+
+    async def create_personal(
+        self, reference: ConversationReference, person: ChannelAccount | None, tenant: str | None
+    ) -> str:
+        """Open (or find: Teams keeps one per person and bot) the bot's 1:1 chat with `person`, whose
+        Teams user id (`29:…`) came in an activity; returns the conversation id (Bot Connector,
+        "Create Conversation": learn.microsoft.com/microsoftteams/platform/bots/how-to/conversations/
+        send-proactive-messages)."""
+        if person is None or not person.id:
+            raise ValueError("no Teams user to open a chat with")
+        body = {
+            "isGroup": False,
+            "bot": {"id": reference.agent.id if reference.agent else ""},
+            "members": [{"id": person.id}],
+            "tenantId": tenant,
+            "channelData": {"tenant": {"id": tenant}},
+        }
+        service = (reference.service_url or "").rstrip("/")
+        headers = await self._authorization(service)
+        async with self._http().post(f"{service}/v3/conversations", json=body, headers=headers) as answer:
+            answer.raise_for_status()
+            found = await answer.json(content_type=None)
+        return str(found["id"])
 
     async def delete(self, reference: ConversationReference, activity_id: str) -> None:
         await self._call("DELETE", reference, f"/{activity_id}", None)
@@ -271,7 +296,7 @@ def classify(error: Exception) -> Outcome:
     """An answer from the Bot Connector service, or a transport failure."""
     if isinstance(error, ClientResponseError):
         status = error.status
-        if status in _RETRY_STATUSES or status >= 500:
+        if status in _RETRY_STATUSES:
             return Retry(f"Teams answered {status}", server_hint(dict(error.headers or {})))
         if status in (401, 403):
             return Permanent(
@@ -280,6 +305,10 @@ def classify(error: Exception) -> Outcome:
             )
         if status == 404:
             return Permanent("Teams does not know this conversation any more: was the channel deleted?")
+        if status == 413:
+            return Permanent("Teams refused the message as too large (over about 28 KB): shorten it.")
+        if status >= 500:
+            return Permanent(f"Teams cannot do this here ({status}): asking again would get the same answer.")
         return Permanent(f"Teams rejected the message ({status}).")
     if isinstance(error, TimeoutError):
         return transport_outcome(TimeoutError(), "Teams")

@@ -8,29 +8,57 @@ reference").
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from relay.config import DestinationConfig
 from relay.destination import Counting
-from relay.model import Broadcast, BroadcastState, Delivery
+from relay.model import Alike, Broadcast, BroadcastState, Delivery
 from relay.render import Rendering
-from relay.reports import MARKS, Line, Report, excerpt, line, summary
+from relay.reports import MARKS, NEEDS_A_LOOK, Line, Report, Status, excerpt, line, summary
 
 Card = dict[str, Any]
 Element = dict[str, Any]
 
 TEXT_MAX = 3000  # the same cap as the Slack composer, so a message fits both
-# Bytes of message text one card shows: Teams refuses a bot message over about 28 KB, envelope included
-# (learn.microsoft.com, "Format your bot messages"), and the card's labels, counts and buttons need the rest.
-CARD_TEXT_MAX = 20_000
+# Teams refuses a bot message over about 28 KB, envelope included, with 413 MessageSizeTooBig
+# (learn.microsoft.com, "Limits and specifications for Microsoft Teams"). A card is measured as the bot
+# sends it (JSON with non-ASCII escaped); the activity around it (ids, service URL, conversation) takes
+# under 2 KB.
+CARD_MAX_BYTES = 24_000
+# How much a card shows, from most to least: (items a list names one by one, bytes of message text).
+# A card is drawn at the first level that fits CARD_MAX_BYTES; the last is small whatever the input.
+LEVELS = ((25, 18_000), (10, 8_000), (5, 3_000), (2, 1_000))
+WORDS_MAX = 400  # characters of one line's reason (a network's error) shown before it is cut
+
+
+def size(card: Card) -> int:
+    """Bytes of `card` as the bot sends it (aiohttp's JSON: non-ASCII as \\u escapes)."""
+    return len(json.dumps(card))
+
+
+def _fit(build: Callable[[int, int], Card]) -> Card:
+    """The most detailed drawing of a card that Teams will take."""
+    for listed, room in LEVELS:
+        card = build(listed, room)
+        if size(card) <= CARD_MAX_BYTES:
+            break
+    return card
+
+
+def _when(moment: float) -> str:
+    """A time each reader sees on their own clock: Adaptive Cards' DATE/TIME functions."""
+    stamp = datetime.fromtimestamp(moment, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{{{{DATE({stamp}, SHORT)}}}} {{{{TIME({stamp})}}}}"
 
 
 def usage(needs_second_person: bool) -> str:
     return (
         "**How to broadcast**: write `broadcast <message>` to see exactly what each destination will receive, "
-        "then **Approve**. `broadcast` alone opens a composer; `status` and `history` show what went out; "
-        "`help` shows this. Nothing is sent until you "
+        "then **Approve**. `broadcast` alone opens a composer; `status` and `history` show what went out, "
+        "`status <id>` one broadcast in full; `help` shows this. Nothing is sent until you "
         "approve" + (", and then another approver must approve it." if needs_second_person else ".")
     )
 
@@ -55,44 +83,118 @@ def _execute(title: str, verb: str, broadcast_id: str, **extra: Any) -> Element:
     return {"type": "Action.Execute", "title": title, "verb": verb, "data": {"broadcast_id": broadcast_id}, **extra}
 
 
+def _cost(text: str) -> int:
+    return len(json.dumps(text)) - 2
+
+
 def _within(text: str, room: int) -> str:
-    """`text`, or as much of it as fits in `room` bytes (Teams measures a message in bytes), saying so."""
-    data = text.encode()
-    if len(data) <= room:
+    """`text`, or as much of it as takes `room` bytes in the card, cut between words, saying so."""
+    if _cost(text) <= room:
         return text
-    shown = data[:room].decode(errors="ignore")
+    low, high = 0, len(text)
+    while low < high:  # the longest prefix that fits
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if _cost(text[:middle]) <= room else (low, middle - 1)
+    space = text.rfind(" ", max(0, low - 200), low)
+    shown = text[: space if space > 0 else low]
     return f"{shown}… (cut here to fit Teams: {len(text) - len(shown):,} more characters are sent as written)"
 
 
-def _destinations(renderings: Sequence[Rendering], destinations: dict[str, DestinationConfig]) -> list[Element]:
-    """Every destination's text, as much as fits in one card (CARD_TEXT_MAX), then its warnings."""
-    body: list[Element] = []
-    room = CARD_TEXT_MAX
+def _names(names: Sequence[str], listed: int) -> str:
+    """Names, or the first `listed` of them and how many more."""
+    if len(names) <= listed:
+        return ", ".join(f"**{n}**" for n in names)
+    return ", ".join(f"**{n}**" for n in names[:listed]) + f" and {len(names) - listed} more"
+
+
+def _looks(rendering: Rendering) -> tuple[Any, ...]:
+    """What a preview says of a destination but its name and text: destinations alike share one line."""
+    return (
+        rendering.lengths,
+        rendering.limit,
+        rendering.counting,
+        rendering.replies,
+        rendering.warnings,
+        rendering.error,
+    )
+
+
+def _needs_a_look(renderings: Sequence[Rendering]) -> tuple[bool, bool, int]:
+    """Sort key: those that cannot take the message first, then those with warnings, then the most."""
+    return (all(r.error is None for r in renderings), all(not r.warnings for r in renderings), -len(renderings))
+
+
+def _destinations(
+    renderings: Sequence[Rendering], destinations: dict[str, DestinationConfig], listed: int, room: int
+) -> list[Element]:
+    """Each different text once, after the destinations that receive it, their counts and warnings:
+    those that cannot take the message first, then those with warnings. Past `listed`, counts."""
+    texts: dict[tuple[str, ...], list[Rendering]] = {}
     for rendering in renderings:
-        config = destinations[rendering.destination]
-        dry = " · dry run: recorded, not posted" if config.dry_run else ""
-        items: list[Element] = [_text(f"**{config.name}** · {config.kind}{dry}", weight="Bolder")]
-        unit = "weighted chars" if rendering.counting is Counting.X_WEIGHTED else "chars"
-        for index, part in enumerate(rendering.parts):
+        texts.setdefault(rendering.parts, []).append(rendering)
+    body: list[Element] = []
+    ordered = sorted(texts.values(), key=_needs_a_look)
+    for receivers in ordered[:listed]:
+        items: list[Element] = []
+        alike: dict[tuple[Any, ...], list[Rendering]] = {}
+        for rendering in receivers:
+            alike.setdefault(_looks(rendering), []).append(rendering)
+        lines = sorted(alike.values(), key=_needs_a_look)
+        for group in lines[:listed]:
+            items.extend(_receivers(group, destinations, listed))
+        if len(lines) > listed:
+            left = sum(len(g) for g in lines[listed:])
+            items.append(
+                _text(f"… and {left} more destination{'s' if left != 1 else ''} with this text.", isSubtle=True)
+            )
+        parts = receivers[0].parts
+        for index, part in enumerate(parts):
             if room <= 0:
-                left = len(rendering.parts) - index
+                left = len(parts) - index
                 items.append(
                     _text(f"… and {left} more part{'s' if left != 1 else ''}, cut here to fit Teams.", isSubtle=True)
                 )
                 break
-            label = f"Part {index + 1}/{len(rendering.parts)} · " if len(rendering.parts) > 1 else ""
-            items.append(
-                _text(f"{label}{rendering.lengths[index]:,}/{rendering.limit:,} {unit}", isSubtle=True, size="Small")
-            )
+            if len(parts) > 1:
+                items.append(_text(f"Part {index + 1}/{len(parts)}", isSubtle=True, size="Small"))
             items.append(_text(_within(part, room)))
-            room -= len(part.encode())
-        if rendering.replies:
-            items.append(_text(f"💬 Replies: {rendering.replies}", isSubtle=True, size="Small"))
-        items.extend(_text(f"⚠️ {w}", color="Warning", size="Small") for w in rendering.warnings)
-        if rendering.error:
-            items.append(_text(f"⛔ {rendering.error}", color="Attention"))
+            room -= _cost(part)
         body.append({"type": "Container", "separator": True, "items": items})
+    hidden = ordered[listed:]
+    if hidden:
+        count = sum(len(g) for g in hidden)
+        body.append(_text(f"… and {count} more destination{'s' if count != 1 else ''}, each fine.", isSubtle=True))
     return body
+
+
+def _receivers(group: Sequence[Rendering], destinations: dict[str, DestinationConfig], listed: int) -> list[Element]:
+    """One line for destinations whose counts and warnings are the same: names, kind, length, notes."""
+    rendering = group[0]
+    configs = [destinations[r.destination] for r in group]
+    kinds = ", ".join(sorted({c.kind for c in configs}))
+    dry = " · dry run: recorded, not posted" if all(c.dry_run for c in configs) else ""
+    unit = "weighted chars" if rendering.counting is Counting.X_WEIGHTED else "chars"
+    lengths = ", ".join(f"{n:,}" for n in rendering.lengths)
+    items = [
+        _text(f"{_names([c.name for c in configs], listed)} · {kinds}{dry}", weight="Bolder"),
+        _text(f"{lengths}/{rendering.limit:,} {unit}", isSubtle=True, size="Small"),
+    ]
+    if rendering.replies:
+        items.append(_text(f"💬 Replies: {rendering.replies}", isSubtle=True, size="Small"))
+    items.extend(_text(f"⚠️ {excerpt(w, WORDS_MAX)}", color="Warning", size="Small") for w in rendering.warnings)
+    if rendering.error:
+        items.append(_text(f"⛔ {excerpt(rendering.error, WORDS_MAX)}", color="Attention"))
+    return items
+
+
+def _audience_choice(audiences: Sequence[str], audience: str) -> Element:
+    return {
+        "type": "Input.ChoiceSet",
+        "id": "audience",
+        "label": "Audience",
+        "value": audience,
+        "choices": [{"title": name, "value": name} for name in audiences],
+    }
 
 
 def preview(
@@ -103,21 +205,8 @@ def preview(
     needs_second_person: bool,
 ) -> Card:
     """What the leader sees after `broadcast <message>`: every destination's text, then the choices."""
+    choices = list(audiences)
     count = len(renderings)
-    body = [
-        _text(
-            f"📣 **Preview** of broadcast `{broadcast.id}` to **{broadcast.audience}** ({count} destination"
-            f"{'s' if count != 1 else ''}). Nothing is sent until you approve."
-        ),
-        *_destinations(renderings, destinations),
-        {
-            "type": "Input.ChoiceSet",
-            "id": "audience",
-            "label": "Audience",
-            "value": broadcast.audience,
-            "choices": [{"title": name, "value": name} for name in audiences],
-        },
-    ]
     verb = "Request approval" if needs_second_person else "Approve and send"
     confirm = (
         f"An approver will be asked to approve this broadcast to **{broadcast.audience}**."
@@ -157,6 +246,7 @@ def preview(
                         {
                             "type": "Input.Text",
                             "id": "text",
+                            "label": "Message",
                             "isMultiline": True,
                             "maxLength": TEXT_MAX,
                             "value": broadcast.text,
@@ -167,7 +257,19 @@ def preview(
             }
         )
     actions.append(_execute("Cancel", "cancel", broadcast.id, style="destructive"))
-    return _card(body, actions)
+
+    def build(listed: int, room: int) -> Card:
+        body = [
+            _text(
+                f"📣 **Preview** of broadcast **{broadcast.id}** to **{broadcast.audience}** ({count} destination"
+                f"{'s' if count != 1 else ''}). Nothing is sent until you approve."
+            ),
+            *_destinations(renderings, destinations, listed, room),
+            _audience_choice(choices, broadcast.audience),
+        ]
+        return _card(body, actions)
+
+    return _fit(build)
 
 
 def composer(audiences: Iterable[str], audience: str) -> Card:
@@ -176,13 +278,7 @@ def composer(audiences: Iterable[str], audience: str) -> Card:
         [
             _text("📣 **New broadcast**"),
             {"type": "Input.Text", "id": "text", "label": "Message", "isMultiline": True, "maxLength": TEXT_MAX},
-            {
-                "type": "Input.ChoiceSet",
-                "id": "audience",
-                "label": "Audience",
-                "value": audience,
-                "choices": [{"title": name, "value": name} for name in audiences],
-            },
+            _audience_choice(list(audiences), audience),
         ],
         [{"type": "Action.Execute", "title": "Preview", "verb": "compose", "data": {}}],
     )
@@ -193,10 +289,6 @@ def approval_request(
 ) -> Card:
     """Sent to approvers in Teams: who asks, what each destination will receive, Approve / Reject."""
     verb = "retract" if broadcast.state is BroadcastState.RETRACT_PENDING else "broadcast"
-    body = [
-        _text(f"📣 **{author}** asks to {verb} `{broadcast.id}` to **{broadcast.audience}**. Approve it?"),
-        *_destinations(renderings, destinations),
-    ]
     actions = [
         {
             "type": "Action.ShowCard",
@@ -208,21 +300,31 @@ def approval_request(
         },
         _execute("Reject", "reject", broadcast.id, style="destructive"),
     ]
-    return _card(body, actions)
+
+    def build(listed: int, room: int) -> Card:
+        body = [
+            _text(f"📣 **{author}** asks to {verb} **{broadcast.id}** to **{broadcast.audience}**. Approve it?"),
+            *_destinations(renderings, destinations, listed, room),
+        ]
+        return _card(body, actions)
+
+    return _fit(build)
 
 
 def decided(broadcast: Broadcast, by: str | None) -> str:
+    """The outcome in one sentence, for a card or a message (no backticks: cards do not render code)."""
     who = f" by {by}" if by else ""
+    name = f"**{broadcast.id}**"
     return {
-        BroadcastState.APPROVED: f"✅ Broadcast `{broadcast.id}` was approved{who} and is going out.",
-        BroadcastState.REJECTED: f"❌ Broadcast `{broadcast.id}` was rejected{who}. Nothing was sent.",
-        BroadcastState.CANCELLED: f"🗑️ Broadcast `{broadcast.id}` was cancelled{who}. Nothing was sent.",
-        BroadcastState.EXPIRED: f"⌛ Broadcast `{broadcast.id}` expired. Nothing was sent.",
-        BroadcastState.PENDING: f"⏳ Broadcast `{broadcast.id}` is waiting for an approver.",
-        BroadcastState.RETRACT_PENDING: f"⏳ Retracting `{broadcast.id}` waits for an approver.",
-        BroadcastState.RETRACTED: f"🗑️ Broadcast `{broadcast.id}` is being retracted everywhere.",
-        BroadcastState.EDIT_PENDING: f"⏳ Correcting `{broadcast.id}` waits for an approver.",
-    }.get(broadcast.state, f"Broadcast `{broadcast.id}` is {broadcast.state.value}.")
+        BroadcastState.APPROVED: f"✅ Broadcast {name} was approved{who} and is going out.",
+        BroadcastState.REJECTED: f"❌ Broadcast {name} was rejected{who}. Nothing was sent.",
+        BroadcastState.CANCELLED: f"🗑️ Broadcast {name} was cancelled{who}. Nothing was sent.",
+        BroadcastState.EXPIRED: f"⌛ Broadcast {name} expired. Nothing was sent.",
+        BroadcastState.PENDING: f"⏳ Broadcast {name} is waiting for an approver.",
+        BroadcastState.RETRACT_PENDING: f"⏳ Retracting {name} waits for an approver.",
+        BroadcastState.RETRACTED: f"🗑️ Broadcast {name} is being retracted everywhere.",
+        BroadcastState.EDIT_PENDING: f"⏳ Correcting {name} waits for an approver.",
+    }.get(broadcast.state, f"Broadcast {name} is {broadcast.state.value}.")
 
 
 def notice(text: str) -> Card:
@@ -235,40 +337,86 @@ def delivery_line(delivery: Delivery) -> str:
 
 
 def _line_text(shown: Line) -> str:
-    text = f"{MARKS[shown.status]} **{shown.destination}**: {shown.words}"
-    return text + (f" · [view]({shown.link})" if shown.link else "")
+    text = f"{MARKS[shown.status]} **{shown.destination}**: {excerpt(shown.words, WORDS_MAX)}"
+    if shown.link:
+        text += f" · [view]({shown.link})"
+    if shown.next_try:
+        text += f" {'for' if shown.status is Status.WAITING else '; next try'} {_when(shown.next_try)}"
+    return text
+
+
+_ATTENTION_FIRST = {status: rank for rank, status in enumerate(NEEDS_A_LOOK)}
+
+
+def _lines(lines: Sequence[Line], tallies: Sequence[tuple[Status, str]], listed: int, more: str) -> list[str]:
+    """A report's lines, those needing a look first; past `listed`, how many more and where to see them."""
+    ordered = sorted(lines, key=lambda shown: _ATTENTION_FIRST.get(shown.status, len(NEEDS_A_LOOK)))
+    shown = [_line_text(each) for each in ordered[:listed]]
+    if len(ordered) > listed:
+        left = len(ordered) - listed
+        shown.append(f"… and {left} more destination{'s' if left != 1 else ''} to look at: {more}.")
+    return shown + [f"{MARKS[status]} {words}" for status, words in tallies]
+
+
+def _pointer(broadcast_id: str) -> str:
+    return f"write **status {broadcast_id}** to me, or open the status page"
 
 
 def history(shown: Sequence[tuple[Broadcast, Sequence[Delivery]]], detailed: bool) -> Card:
     """`status` (the last few, destination by destination) and `history` (one line each)."""
     if not shown:
         return notice("No broadcasts yet.")
-    body: list[Element] = []
-    for broadcast, deliveries in shown:
-        items = [_text(f"`{summary(broadcast, deliveries)}`", weight="Bolder")]
-        if detailed:
-            items.extend(_text(delivery_line(d)) for d in deliveries)
-        body.append({"type": "Container", "separator": True, "items": items})
-    return _card(body)
+
+    def build(listed: int, room: int) -> Card:
+        body: list[Element] = []
+        for broadcast, deliveries in shown:
+            items = [_text(summary(broadcast, deliveries), weight="Bolder")]
+            if detailed:
+                condensed = Report.of([Alike(d) for d in deliveries])
+                texts = _lines(condensed.lines, condensed.tallies, listed, _pointer(broadcast.id))
+                items.extend(_text(text) for text in texts)
+            body.append({"type": "Container", "separator": True, "items": items})
+        return _card(body)
+
+    return _fit(build)
 
 
-def report(broadcast: Broadcast, now: Report) -> Card:
-    """The live report, which replaces the preview card."""
-    head = f"📣 Broadcast `{broadcast.id}` to **{broadcast.audience}**: {now.progress}"
-    body = [_text(head), _text(excerpt(broadcast.text), isSubtle=True)]
+def _head(broadcast: Broadcast, now: Report, at: float) -> str:
+    head = f"📣 Broadcast **{broadcast.id}** to **{broadcast.audience}**: "
+    if broadcast.state is BroadcastState.APPROVED and broadcast.send_at and broadcast.send_at > at:
+        return head + f"scheduled for {_when(broadcast.send_at)} ({now.progress.split(',')[0]} so far)."
+    return head + now.progress
+
+
+def report(broadcast: Broadcast, now: Report, at: float, buttons: bool = True) -> Card:
+    """The live report, which replaces the preview card (`status <id>` shows it without `buttons`).
+    `at`: the time now, to tell a scheduled broadcast (which says when it will go) from one going out."""
     actions = None
-    if broadcast.state is BroadcastState.APPROVED:
+    if broadcast.state is BroadcastState.APPROVED and buttons:
         confirm = _card(
             [_text("Its posts are deleted from every destination that allows it.")],
             [_execute("Retract", "retract", broadcast.id, style="destructive")],
         )
-        correction = _card(
-            [{"type": "Input.Text", "id": "text", "isMultiline": True, "maxLength": TEXT_MAX, "value": broadcast.text}],
-            [_execute("Correct staff posts", "correct", broadcast.id)],
-        )
-        actions = [
-            {"type": "Action.ShowCard", "title": "Correct staff posts…", "card": correction},
-            {"type": "Action.ShowCard", "title": "Retract everywhere…", "card": confirm},
-        ]
-    shown = [_line_text(each) for each in now.lines] + [f"{MARKS[status]} {words}" for status, words in now.tallies]
-    return _card([*body, *(_text(text) for text in shown)], actions)
+        actions = [{"type": "Action.ShowCard", "title": "Retract everywhere…", "card": confirm}]
+        if len(broadcast.text) <= TEXT_MAX:  # a longer text would be cut by the form
+            correction = _card(
+                [
+                    {
+                        "type": "Input.Text",
+                        "id": "text",
+                        "label": "Corrected message",
+                        "isMultiline": True,
+                        "maxLength": TEXT_MAX,
+                        "value": broadcast.text,
+                    }
+                ],
+                [_execute("Correct staff posts", "correct", broadcast.id)],
+            )
+            actions.insert(0, {"type": "Action.ShowCard", "title": "Correct staff posts…", "card": correction})
+
+    def build(listed: int, room: int) -> Card:
+        body = [_text(_head(broadcast, now, at)), _text(excerpt(broadcast.text), isSubtle=True)]
+        texts = _lines(now.lines, now.tallies, listed, _pointer(broadcast.id))
+        return _card([*body, *(_text(text) for text in texts)], actions)
+
+    return _fit(build)

@@ -53,7 +53,17 @@ log = logging.getLogger(__name__)
 ORIGIN = "teams"
 REPORT_SPACING = 1.0  # Teams allows a bot about 7 messages a second per conversation; edits count too
 _MENTION = re.compile(r"<at>.*?</at>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]+>")
+# Teams sends what a person wrote as HTML: a link it shows as a link (a typed URL, or a label with a URL
+# behind it) is an anchor, and `<`, `>` and `&` they typed are escaped.
+_ANCHOR = re.compile(r"<a\s[^>]*?href=\"([^\"]*)\"[^>]*>(.*?)</a>", re.IGNORECASE | re.DOTALL)
+_BREAK = re.compile(r"<br\s*/?>|</p>|</div>", re.IGNORECASE)
+_FORMATTING = re.compile(
+    r"</?(?:p|div|span|b|strong|i|em|u|s|strike|code|pre|blockquote|ol|ul|li|h[1-6]|img)\b[^>]*>", re.IGNORECASE
+)
+# Slack markup typed as text, once escaped: a link `<https://…|label>` (the README tells leaders to write
+# it), or a special mention such as `<!here>`, read as in Slack (and held back as there).
+_TYPED_LINK = re.compile(r"&lt;((?:https?://|mailto:|[!@#])[^\s|<>]+?)(?:\|(.*?))?&gt;", re.DOTALL)
+_HELD = re.compile("\ue000(\\d+)\ue001")  # a labelled link set aside while the text around it is read
 
 
 def actor(activity: Activity) -> str | None:
@@ -61,10 +71,30 @@ def actor(activity: Activity) -> str | None:
     return f"teams:{aad}" if aad else None
 
 
+def _slack_escaped(text: str) -> str:
+    """Literal text as Slack escapes it, which is how the relay reads a message (README: "Write in Slack
+    formatting"): `<` and `>` are only ever markup once escaped this way."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def command_text(activity: Activity) -> str:
-    """What the person wrote, without the @mention of the bot and without Teams' HTML."""
-    text = _MENTION.sub(" ", activity.text or "")
-    return html.unescape(_TAG.sub("", text)).strip()
+    """What the person wrote, in the relay's Slack-style markup: without the @mention of the bot and
+    Teams' formatting tags; links, typed or made with Teams' link button, as `<url|label>`; every other
+    `<`, `>` and `&` as the writer's own text."""
+    held: list[str] = []
+
+    def anchor(match: re.Match[str]) -> str:
+        url = html.unescape(match.group(1))
+        label = html.unescape(_FORMATTING.sub("", match.group(2))).strip()
+        if label in ("", url):
+            return html.escape(url, quote=False)  # read on as typed text, so `<` + URL + `|label>` is a link
+        held.append(f"<{_slack_escaped(url)}|{_slack_escaped(label)}>")
+        return f"\ue000{len(held) - 1}\ue001"
+
+    text = _ANCHOR.sub(anchor, _MENTION.sub(" ", activity.text or ""))
+    text = _slack_escaped(html.unescape(_FORMATTING.sub("", _BREAK.sub("\n", text))))
+    text = _TYPED_LINK.sub(lambda m: f"<{m.group(1)}|{m.group(2)}>" if m.group(2) else f"<{m.group(1)}>", text)
+    return _HELD.sub(lambda m: held[int(m.group(1))], text).strip()
 
 
 class _Request:
@@ -207,12 +237,16 @@ class TeamsSurface:
         if who is None:
             return
         await self._remember_personal(activity)
-        word, _, rest = command_text(activity).partition(" ")
+        said = command_text(activity)
+        word, _, rest = said.partition(" ")
         rest = rest.strip()
-        asked = (rest if word.lower() == "broadcast" else command_text(activity)).lower()
-        verb, *words = asked.split()
+        asked = (rest if word.lower() == "broadcast" else said).lower()
+        verb, *words = asked.split() or [""]  # an empty message, or a bare @mention, says nothing
         if verb in ("retract", "move", "cancel") and words and BROADCAST_ID.match(words[0]):
             await context.send_activity(await self._about_sent(verb, words, who, activity))
+            return
+        if verb == "status" and len(words) == 1 and BROADCAST_ID.match(words[0]):
+            await self._privately(context, who, await self._status(who, words[0]))
             return
         if asked in ("status", "history"):
             try:
@@ -220,7 +254,7 @@ class TeamsSurface:
             except Refused as error:
                 await context.send_activity(str(error))
                 return
-            await context.send_activity(_attachment(cards.history(shown, detailed=asked == "status")))
+            await self._privately(context, who, cards.history(shown, detailed=asked == "status"))
             return
         if word.lower() != "broadcast" or rest.lower() in ("help", "?"):
             await context.send_activity(cards.usage(policy.needs_second_person(self.config.policy)))
@@ -231,18 +265,72 @@ class TeamsSurface:
             return
         if not rest:
             card = cards.composer(self.broadcasts.audiences, self.config.policy.default_audience)
-            await context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(card)))
+            await self._privately(context, who, card)
             return
         try:
             broadcast = await self.broadcasts.request(who, rest, None, ORIGIN, {}, where=_where(activity))
         except (InputError, Refused) as error:
             await context.send_activity(str(error))
             return
-        answer = await context.send_activity(
-            MessageFactory.attachment(CardFactory.adaptive_card(self._preview(broadcast)))
+        posted = await self._privately(context, who, self._preview(broadcast))
+        if posted is not None:
+            await self._keep_card(broadcast.id, *posted)
+
+    async def _privately(
+        self, context: TurnContext, who: str, card: cards.Card
+    ) -> tuple[ConversationReference, str] | None:
+        """Send `card` to `who` in their 1:1 chat with the bot, as Slack shows a draft to its author only.
+        Asked in a channel, the channel is told where the answer went. Returns where the card is."""
+        activity = context.activity
+        if activity.conversation and activity.conversation.conversation_type == "personal":
+            answer = await context.send_activity(_attachment(card))
+            return (activity.get_conversation_reference(), answer.id) if answer and answer.id else None
+        try:
+            reference = await self._personal_chat(who, activity)
+            message_id = await self.connection.send(reference, _attachment(card))
+        except Exception as error:  # no chat could be opened: say so where they asked
+            log.warning("could not open a Teams chat with %s: %s", who, type(error).__name__)
+            await context.send_activity(
+                "I could not open a chat with you to show this. Write to me in a chat (Apps → Broadcast "
+                "Relay), then ask again."
+            )
+            return None
+        await context.send_activity("I sent it to you in our chat, where only you can see it.")
+        return reference, message_id
+
+    async def _personal_chat(self, who: str, activity: Activity) -> ConversationReference:
+        """The person's 1:1 chat with the bot: the one they have used, else a new one (the Bot Connector's
+        Create Conversation, which needs their Teams user id and the tenant)."""
+        known = await self.directory.personal_chat(who)
+        if known is not None:
+            return known.reference
+        here = activity.get_conversation_reference()
+        tenant = activity.conversation.tenant_id if activity.conversation else None
+        conversation_id = await self.connection.create_personal(here, activity.from_property, tenant)
+        reference = here.model_copy(
+            update={
+                "conversation": ConversationAccount(
+                    id=conversation_id, conversation_type="personal", tenant_id=tenant, is_group=False
+                ),
+                "activity_id": None,
+            }
         )
-        if answer is not None:
-            await self._keep_card(broadcast.id, activity.get_conversation_reference(), answer.id)
+        name = activity.from_property.name if activity.from_property else ""
+        await self.directory.remember(reference, "personal", name or "", user=who)
+        return reference
+
+    async def _status(self, who: str, broadcast_id: str) -> cards.Card:
+        """`status <id>`: one broadcast's report, for those who may see broadcasts."""
+        decision = policy.may_view(self.config.policy, who)
+        if not decision.allowed:
+            return cards.notice(decision.reason)
+        try:
+            broadcast = await self.broadcasts.get(broadcast_id)
+        except Refused as error:
+            return cards.notice(str(error))
+        return cards.report(
+            broadcast, await self.broadcasts.report(broadcast_id), self.broadcasts.clock(), buttons=False
+        )
 
     async def _about_sent(self, verb: str, words: list[str], who: str, activity: Activity) -> str:
         """`retract <id>`, `move <id> <YYYY-MM-DD> <HH:MM>` (on the writer's clock), `cancel <id>`."""
@@ -253,11 +341,11 @@ class TeamsSurface:
             if verb == "cancel":
                 return cards.decided(await self.broadcasts.unschedule(who, words[0], where=where), None)
             if len(words) != 3:
-                return "Write it as `broadcast move <id> 2026-12-01 09:00` (your own time)."
+                return "Write it as **broadcast move <id> 2026-12-01 09:00** (your own time)."
             zone = activity.local_timezone or "UTC"
             send_at = schedule.instant(words[1], words[2], zone, self.broadcasts.clock())
             await self.broadcasts.reschedule(who, words[0], send_at, where=where)
-            return f"Moved `{words[0]}` to {schedule.shown(send_at, zone)}."
+            return f"Moved **{words[0]}** to {schedule.shown(send_at, zone)}."
         except (Refused, schedule.ScheduleError) as error:
             return str(error)
 
@@ -274,6 +362,7 @@ class TeamsSurface:
         who = actor(activity)
         if not self._admitted(activity) or who is None:
             return _message("This bot serves another organisation.")
+        await self._remember_personal(activity)
         values = data if isinstance(data, dict) else {}
         value = activity.value if isinstance(activity.value, dict) else {}
         verb = str((value.get("action") or {}).get("verb", ""))
@@ -341,13 +430,19 @@ class TeamsSurface:
         if verb == "retract":
             approval = await self.broadcasts.retract(who, broadcast_id, where=_where(activity))
             if approval.sent and approval.broadcast.origin == ORIGIN:
-                return _card(cards.report(approval.broadcast, await self.broadcasts.report(broadcast_id)))
+                return _card(
+                    cards.report(
+                        approval.broadcast, await self.broadcasts.report(broadcast_id), self.broadcasts.clock()
+                    )
+                )
             return _card(cards.notice(cards.decided(approval.broadcast, None)))
         if verb == "approve":
             approval = await self.broadcasts.approve(who, broadcast_id, where=_where(activity))
             broadcast = approval.broadcast
             if approval.sent and broadcast.origin == ORIGIN and self.config.policy.same_person(who, broadcast.author):
-                return _card(cards.report(broadcast, await self.broadcasts.report(broadcast.id)))
+                return _card(
+                    cards.report(broadcast, await self.broadcasts.report(broadcast.id), self.broadcasts.clock())
+                )
             by = "you" if approval.sent else None
             return _card(cards.notice(cards.decided(broadcast, by)))
         return _message("This button is not known to the relay any more.")
@@ -367,7 +462,7 @@ class TeamsSurface:
         """Ask Teams approvers: in the approval channel, and in the chats they have with the bot."""
         card = cards.approval_request(
             broadcast,
-            self.config.policy.name(broadcast.author),
+            await self._name(broadcast.author),
             self.broadcasts.preview(broadcast.text, broadcast.audience),
             dict(self.config.destinations),
         )
@@ -390,7 +485,7 @@ class TeamsSurface:
         await self.broadcasts.remember(broadcast.id, "teams_approvals", posted)
 
     async def decided(self, broadcast: Broadcast) -> None:
-        by = self.config.policy.name(broadcast.decided_by) if broadcast.decided_by else None
+        by = await self._name(broadcast.decided_by) if broadcast.decided_by else None
         for request in broadcast.report_ref.get("teams_approvals", []):
             await self._replace(request, cards.notice(cards.decided(broadcast, by)))
         if broadcast.origin != ORIGIN:
@@ -399,6 +494,15 @@ class TeamsSurface:
             self.refresh(broadcast.id)
         elif broadcast.state is BroadcastState.REJECTED and "teams_card" in broadcast.report_ref:
             await self._replace(broadcast.report_ref["teams_card"], cards.notice(cards.decided(broadcast, by)))
+
+    async def _name(self, person: str) -> str:
+        """How to call someone: their [people] name, else the name Teams showed for them, else their id.
+        Names are only shown: every decision is made on ids."""
+        declared = self.config.policy.name(person)
+        if declared != person or not person.startswith("teams:"):
+            return declared
+        chat = await self.directory.personal_chat(person)
+        return chat.name if chat is not None and chat.name else person
 
     def refresh(self, broadcast_id: str) -> None:
         self.reports.refresh(broadcast_id)
@@ -410,7 +514,7 @@ class TeamsSurface:
         if broadcast.origin != ORIGIN or not sent or not where:
             return 0
         now = await self.broadcasts.report(broadcast_id)
-        await self._replace(where, cards.report(broadcast, now))
+        await self._replace(where, cards.report(broadcast, now, self.broadcasts.clock()))
         return len(now.lines)
 
     async def _replace(self, where: dict[str, Any], card: cards.Card) -> None:

@@ -18,11 +18,13 @@ from datetime import datetime
 
 from adapters import SPECS, build_destinations
 from adapters.teams import unreachable_channels
-from relay import audit
-from relay.broadcasts import Broadcasts, Refused
+from relay import audit, outbox
+from relay.broadcasts import Broadcasts, Refused, recent
 from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
+from relay.printable import printable
 from relay.render import InputError
 from relay.reports import line
+from relay.startup import check_database, startup_warnings
 from relay.store import StoreError, store_for
 
 
@@ -41,28 +43,46 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = settings_from_env(os.environ)
-        config = load_config(settings, SPECS)
     except ConfigError as error:
         print(f"config error:\n{error}", file=sys.stderr)
         return 2
-    if args.command == "check":
-        print(
-            f"{settings.config_path}: OK, {len(config.destinations)} destinations, "
-            f"audiences: {', '.join(config.audiences)}"
-        )
-        problems = asyncio.run(_reach(settings, config))
-        for line in problems:
-            print(f"!! {line}")
-        return 1 if problems else 0
+    if args.command in ("list", "audit"):  # the database alone: an auditor needs no destination's secret
+        try:
+            if args.command == "audit":
+                return asyncio.run(_audit(settings, args.since, args.format))
+            return asyncio.run(_list(settings, args.limit))
+        except StoreError as error:
+            print(error, file=sys.stderr)
+            return 2
+    try:
+        config = load_config(settings, SPECS)
+        warnings = startup_warnings(settings, config) if args.command == "check" else []
+    except ConfigError as error:
+        print(f"config error:\n{error}", file=sys.stderr)
+        return 2
     if args.command == "preview":
         return _preview(settings, config, args.message, args.audience)
+    return asyncio.run(_check(settings, config, warnings))
+
+
+async def _check(settings: Settings, config: Config, warnings: list[str]) -> int:
+    """Every check the bot makes before it serves (the same code), then what only the database can tell:
+    2 where the bot would refuse to start, 1 where it would start but cannot post everywhere yet."""
+    has_run = _has_database(settings)
     try:
-        if args.command == "audit":
-            return asyncio.run(_audit(settings, args.since, args.format))
-        return asyncio.run(_list(settings, config, args.limit))
+        await check_database(settings)
     except StoreError as error:
-        print(error, file=sys.stderr)
+        print(f"config error:\n{error}", file=sys.stderr)
         return 2
+    print(
+        f"{settings.config_path}: OK, {len(config.destinations)} destinations, audiences: {', '.join(config.audiences)}"
+    )
+    for warning in warnings:
+        print(f"** {warning}")
+    problems = await _reach(settings, config, has_run)
+    for problem in problems:
+        print(f"!! {printable(problem)}")
+    return 1 if problems else 0
 
 
 def _preview(settings: Settings, config: Config, message: str, audience: str | None) -> int:
@@ -92,11 +112,11 @@ def _preview(settings: Settings, config: Config, message: str, audience: str | N
     return 1 if any(r.error for r in renderings) else 0
 
 
-async def _reach(settings: Settings, config: Config) -> list[str]:
+async def _reach(settings: Settings, config: Config, has_run: bool) -> list[str]:
     """Where the bot cannot post yet, as far as the database knows (Teams channels it was never added to)."""
     if not any(d.kind == "teams" for d in config.destinations.values()):
         return []
-    if not _has_database(settings):
+    if not has_run:
         return ["Teams: the bot has not run yet, so it has not been added to any team; start it and add the app"]
     store = store_for(settings)
     await store.open(exclusive=False)
@@ -124,7 +144,7 @@ async def _audit(settings: Settings, since: float, form: str) -> int:
         print(f"No audit trail yet ({settings.db_path} does not exist).", file=sys.stderr)
         return 1
     store = store_for(settings)
-    await store.open(exclusive=False)
+    await store.open_read_only()
     try:
         print(audit.export(await audit.entries(store, since), form), end="")
     finally:
@@ -132,24 +152,29 @@ async def _audit(settings: Settings, since: float, form: str) -> int:
     return 0
 
 
-async def _list(settings: Settings, config: Config, limit: int) -> int:
+async def _list(settings: Settings, limit: int) -> int:
     if not _has_database(settings):
         print(f"No broadcasts yet ({settings.db_path} does not exist).")
         return 0
     store = store_for(settings)
-    await store.open(exclusive=False)
+    await store.open_read_only()
     try:
-        broadcasts = Broadcasts(store, config, {})
-        recent = await broadcasts.recent(limit)
-        if not recent:
+        latest = await recent(store, limit)
+        if not latest:
             print("No broadcasts yet.")
-        for broadcast in recent:
+        for broadcast in latest:
             when = datetime.fromtimestamp(broadcast.created_at).strftime("%Y-%m-%d %H:%M")
-            print(f"{broadcast.id}  {when}  {broadcast.state.value:<9} {broadcast.audience:<12} by {broadcast.author}")
-            print(f"    {broadcast.text[:100]!r}")
-            for delivery in await broadcasts.deliveries(broadcast.id):
+            print(
+                printable(
+                    f"{broadcast.id}  {when}  {broadcast.state.value:<9} {broadcast.audience:<12} by {broadcast.author}"
+                )
+            )
+            print(f"    {printable(broadcast.text[:100])}")
+            for delivery in await outbox.for_broadcast(store, broadcast.id):
                 shown = line(delivery)
-                print(f"    - {shown.destination:<16} {shown.words}{f'  {shown.link}' if shown.link else ''}")
+                print(
+                    printable(f"    - {shown.destination:<16} {shown.words}{f'  {shown.link}' if shown.link else ''}")
+                )
     finally:
         await store.close()
     return 0

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from relay.printable import printable
 from relay.store import Connection, Store
 
 
@@ -74,10 +75,20 @@ def export(rows: Sequence[Entry], form: str) -> str:
     writer = csv.writer(out)
     writer.writerow(["at", "actor", "action", "broadcast_id", "surface", "place", "detail"])
     for row in rows:
-        writer.writerow(
-            [_iso(row.at), row.actor, row.action, row.broadcast_id or "", row.surface, row.place, row.detail]
-        )
+        cells = [_iso(row.at), row.actor, row.action, row.broadcast_id or "", row.surface, row.place, row.detail]
+        writer.writerow([_inert(cell) for cell in cells])
     return out.getvalue()
+
+
+# A spreadsheet evaluates a cell that starts with one of these as a formula (OWASP, "CSV Injection"), and
+# a detail or a place can be anyone's words: such a cell is written after an apostrophe, which spreadsheets
+# take as "text, as typed" and do not show.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(cell: str) -> str:
+    """Neither a formula for a spreadsheet, nor escape sequences for the terminal it may be printed on."""
+    return printable(f"'{cell}" if cell.startswith(_FORMULA_START) else cell)
 
 
 def _iso(at: float) -> str:

@@ -154,11 +154,14 @@ class Broadcasts:
         _check(policy.may_view(self.config.policy, actor))
         return [(b, await self.deliveries(b.id)) for b in await self.recent(limit)]
 
-    async def recent(self, limit: int = 20) -> list[Broadcast]:
-        def run(conn: Connection) -> list[Row]:
-            return conn.execute("SELECT * FROM broadcasts ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+    async def status(self, actor: str, broadcast_id: str) -> tuple[Broadcast, list[Delivery]]:
+        """One broadcast with its deliveries, for the people allowed to see them."""
+        _check(policy.may_view(self.config.policy, actor))
+        broadcast = await self.get(broadcast_id)
+        return broadcast, await self.deliveries(broadcast.id)
 
-        return [Broadcast.from_row(r) for r in await self.store.call(run)]
+    async def recent(self, limit: int = 20) -> list[Broadcast]:
+        return await recent(self.store, limit)
 
     async def for_change(self, actor: str, broadcast_id: str) -> Broadcast:
         """The broadcast, if `actor` may edit it now (to open an editor on it)."""
@@ -469,3 +472,12 @@ def _utc(moment: float) -> str:
 def _check(decision: policy.Decision) -> None:
     if not decision.allowed:
         raise Refused(decision.reason)
+
+
+async def recent(store: Store, limit: int = 20) -> list[Broadcast]:
+    """The latest broadcasts, newest first; needs no configuration (`relay list` reads a copy without it)."""
+
+    def run(conn: Connection) -> list[Row]:
+        return conn.execute("SELECT * FROM broadcasts ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+
+    return [Broadcast.from_row(r) for r in await store.call(run)]

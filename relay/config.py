@@ -10,12 +10,14 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from relay.destination import DestinationSpec
 
@@ -32,6 +34,7 @@ ID_PATTERNS = {
 # read from CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID, …CLIENTSECRET, …TENANTID and so on.
 TEAMS_PREFIXES = ("CONNECTIONS__", "CONNECTIONSMAP__", "AGENTAPPLICATION__")
 TEAMS_SETTINGS = "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__"
+LOOPBACK = "127.0.0.1"
 
 
 class ConfigError(Exception):
@@ -55,6 +58,7 @@ class Settings:
     """What the environment says: where things are, and the secrets."""
 
     port: int
+    host: str | None  # the address to listen on; None: every interface, as a server reachable by Slack needs
     db_path: Path
     config_path: Path
     config_is_bundled_example: bool
@@ -74,6 +78,12 @@ class Settings:
         """The secret's value, for the one place that sends it to its network ("" when unset)."""
         secret = self.secrets.get(name)
         return secret.value if secret else ""
+
+    @property
+    def listen_host(self) -> str | None:
+        """Anonymous Teams mode takes unsigned requests, so it listens on loopback whatever HOST says: a
+        deployment that sets it by mistake is unreachable from Teams rather than open to the internet."""
+        return LOOPBACK if self.teams_mode == "anonymous" else self.host
 
     @property
     def slack_ready(self) -> bool:
@@ -111,12 +121,16 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
             f"{TEAMS_SETTINGS}ANONYMOUS_ALLOWED=true would let unsigned requests in although Teams credentials "
             "are set: remove it (anonymous mode is only for local tries without credentials)"
         )
+    slack_api_url = env.get("SLACK_API_URL", "https://slack.com/api/")
+    if problem := url_problem("SLACK_API_URL", slack_api_url):
+        raise ConfigError(problem)
     return Settings(
         port=int(port_text),
+        host=env.get("HOST", "").strip() or None,
         db_path=Path(env.get("RELAY_DB", "relay.db")),
         config_path=config_path,
         config_is_bundled_example=bundled,
-        slack_api_url=env.get("SLACK_API_URL", "https://slack.com/api/"),
+        slack_api_url=slack_api_url,
         http_timeout=http_timeout,
         # Every variable, masked: a destination may name its own (a second account's token, say).
         secrets={name: Secret(value) for name, value in env.items() if value.strip()},
@@ -220,11 +234,9 @@ def load_config(settings: Settings, kinds: Mapping[str, DestinationSpec], text: 
     path = settings.config_path
     problems = _Problems(path)
     try:
-        raw = tomllib.loads(text if text is not None else path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(text if text is not None else _read(path))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path.name}: not valid TOML ({error}); fix the syntax at that line") from None
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
 
     problems.unknown_keys("", raw, _TOP_KEYS)
     dry_run = _typed(problems, raw, "dry_run", bool, False, "")
@@ -238,6 +250,40 @@ def load_config(settings: Settings, kinds: Mapping[str, DestinationSpec], text: 
     problems.raise_if_any()
     assert policy is not None
     return Config(path, dry_run, policy, destinations, audiences)
+
+
+def _read(path: Path) -> str:
+    """The file's text. TOML is UTF-8 without a byte-order mark (toml.io, "Spec"); editors on Windows may save
+    either way, and tomllib's own complaint ("Invalid statement at line 1, column 1") would not say why."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise ConfigError(f'{path}: starts with a byte-order mark (saved as "UTF-8 with BOM"); save it as plain UTF-8')
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line} is not UTF-8 (byte 0x{data[error.start]:02x}); save the file as UTF-8"
+        ) from None
+
+
+def url_problem(variable: str, value: str) -> str | None:
+    """Why `value` cannot be a network's address, or None. The value itself is not repeated: an address
+    may carry credentials (https://user:password@host)."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https"):
+        shown = f"'{parts.scheme}:'" if parts.scheme.isascii() and parts.scheme.isalnum() else "missing"
+        return f"{variable} is not a web address: its scheme is {shown}; write it like https://host.example"
+    try:
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if not host or any(unicodedata.category(c).startswith(("C", "Z")) for c in host):
+        return f"{variable} is not a web address: it has no valid host; write it like https://host.example"
+    return None
 
 
 def _typed(problems: _Problems, table: Mapping[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
@@ -324,6 +370,10 @@ def _destinations(
                 f"{'them' if len(missing) > 1 else 'it'}, or set dry_run = true on this destination "
                 "to render and record without posting",
             )
+        for role in spec.endpoints:
+            address = settings.reveal(env[role])
+            if address and (problem := url_problem(env[role], address)):
+                problems.add(f"destinations.{name}", problem)
         not_ready = spec.check_ready(settings) if spec.check_ready is not None else None
         if not_ready and not (dry or bot_dry_run):
             problems.add(f"destinations.{name}", f"{not_ready}; or set dry_run = true on this destination")
@@ -357,10 +407,31 @@ def teams_channel_problem(channel: str) -> str | None:
     )
 
 
+# Every audience is an option of Slack's audience menus (the preview's and the composer's): a menu holds at
+# most 100 options, and an option's text at most 75 characters (docs.slack.dev/reference/block-kit:
+# block-elements/select-menu-element, composition-objects/option-object). Past either, Slack refuses every
+# preview and the composer, so the bot refuses to start instead.
+AUDIENCE_NAME_MAX = 75
+AUDIENCES_MAX = 100
+
+
 def _audiences(problems: _Problems, raw: Any, destinations: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
     found: dict[str, tuple[str, ...]] = {}
-    for name, members in _table(problems, raw, "audiences").items():
+    table = _table(problems, raw, "audiences")
+    if len(table) > AUDIENCES_MAX:
+        problems.add(
+            "audiences",
+            f"{len(table)} audiences; Slack's audience menu holds at most {AUDIENCES_MAX}: merge or remove "
+            f"{len(table) - AUDIENCES_MAX}",
+        )
+    for name, members in table.items():
         key = f"audiences.{name}"
+        if len(name) > AUDIENCE_NAME_MAX:
+            problems.add(
+                key,
+                f"the name is {len(name)} characters; Slack's audience menu shows at most {AUDIENCE_NAME_MAX}: "
+                "shorten it",
+            )
         if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
             problems.add(key, 'must be a non-empty list of destination names, like ["all-staff"]')
             continue

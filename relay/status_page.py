@@ -1,31 +1,39 @@
-"""The status page: a read-only view of recent broadcasts and their deliveries, live, for comms staff.
+"""The status page: every recent broadcast and each destination's delivery state, live, for comms staff.
 
 Served by the bot's own aiohttp server at /status, behind one configured secret (RELAY_STATUS_SECRET):
-without it the page is off, and without the secret nobody gets past the login. The session is a signed
-cookie, so nothing about it is stored. The page is rendered on the server; a few lines of JavaScript
-fetch the same list again every two seconds, so there is one renderer and no build step.
+without it the page is off, and without the secret nobody gets past the login (see `status_access` for the
+sessions and the throttle on guessing). The page is rendered on the server; a few lines of JavaScript fetch
+the same list again every two seconds, so there is one renderer and no build step.
+
+What a network returned is shown, never run: links are rendered only when they are http(s), and the
+Content-Security-Policy lets only the page's own script and style (by a nonce drawn for each answer) run.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import html
+import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from relay import audit
 from relay.broadcasts import Broadcasts
 from relay.config import Secret
 from relay.model import Broadcast, Delivery
 from relay.reports import MARKS, excerpt, line, progress
+from relay.status_access import SESSION_SECONDS, Sessions, Throttle
+
+log = logging.getLogger(__name__)
 
 COOKIE = "relay_status"
-SESSION_SECONDS = 12 * 3600
 REFRESH_MS = 2000
-MIN_SECRET = 16  # shorter secrets are guessable; start-up refuses them
+WHERE = "status-page"
 
 
 _STYLE = """
@@ -63,28 +71,13 @@ class StatusPage:
         self.secret = secret
         self.broadcasts = broadcasts
         self.clock = clock
-
-    def add_routes(self, app: web.Application) -> None:
-        app.router.add_get("/status", self.page)
-        app.router.add_get("/status/list", self.listing)
-        app.router.add_get("/status/login", self.login_form)
-        app.router.add_post("/status/login", self.login)
-        app.router.add_post("/status/logout", self.logout)
+        self.sessions = Sessions(broadcasts.store)
+        self.throttle = Throttle()
 
     # ---- access -------------------------------------------------------------------------------------
 
-    def _sign(self, expires: int) -> str:
-        assert self.secret is not None
-        mac = hmac.new(self.secret.value.encode(), f"status:{expires}".encode(), hashlib.sha256).hexdigest()
-        return f"{expires}.{mac}"
-
-    def _signed_in(self, request: web.Request) -> bool:
-        if self.secret is None:
-            return False
-        expires, _, _ = request.cookies.get(COOKIE, "").partition(".")
-        if not expires.isdigit() or int(expires) < self.clock():
-            return False
-        return hmac.compare_digest(request.cookies.get(COOKIE, ""), self._sign(int(expires)))
+    async def _signed_in(self, request: web.Request) -> bool:
+        return self.secret is not None and await self.sessions.valid(request.cookies.get(COOKIE, ""), self.clock())
 
     def _off(self) -> web.Response:
         return _html("The status page is off: set RELAY_STATUS_SECRET to turn it on.", status=404)
@@ -97,23 +90,42 @@ class StatusPage:
     async def login(self, request: web.Request) -> web.Response:
         if self.secret is None:
             return self._off()
-        form = await request.post()
-        given = str(form.get("secret", ""))
-        if not hmac.compare_digest(given.encode(), self.secret.value.encode()):
+        _same_origin_only(request)
+        client, now = request.remote or "unknown", time.monotonic()
+        wait = self.throttle.wait(client, now)
+        if wait > 0:
+            return _html(
+                _login(f"Too many wrong secrets: try again in {int(wait) + 1} seconds."),
+                status=429,
+                headers={"Retry-After": str(int(wait) + 1)},
+            )
+        try:
+            form = await request.post()
+        except (UnicodeDecodeError, ValueError):
+            return _html(_login("That form could not be read: send it as UTF-8."), status=400)
+        given = form.get("secret", "")
+        if not isinstance(given, str) or not hmac.compare_digest(given.encode(), self.secret.value.encode()):
+            failures = self.throttle.failed(client, now)
+            log.warning("status page: a wrong secret from %s (%d in the last minute)", client, failures)
+            await audit.note(self.broadcasts.store, self.clock(), "status-page", "sign-in-refused", _where(client), "")
             return _html(_login("That is not the secret."), status=401)
+        token = await self.sessions.start(self.clock())
+        await audit.note(self.broadcasts.store, self.clock(), "status-page", "signed-in", _where(client), "")
         response = web.HTTPSeeOther("/status")
         response.set_cookie(
             COOKIE,
-            self._sign(int(self.clock()) + SESSION_SECONDS),
+            token,
             max_age=SESSION_SECONDS,
             httponly=True,
             samesite="Strict",
-            secure=request.secure or request.headers.get("X-Forwarded-Proto") == "https",
+            secure=_over_https(request),
             path="/status",
         )
         raise response
 
     async def logout(self, request: web.Request) -> web.Response:
+        _same_origin_only(request)
+        await self.sessions.end(request.cookies.get(COOKIE, ""))
         response = web.HTTPSeeOther("/status/login")
         response.del_cookie(COOKIE, path="/status")
         raise response
@@ -123,16 +135,16 @@ class StatusPage:
     async def page(self, request: web.Request) -> web.Response:
         if self.secret is None:
             return self._off()
-        if not self._signed_in(request):
+        if not await self._signed_in(request):
             raise web.HTTPSeeOther("/status/login")
         body = (
             f"<h1>Broadcasts <small>updated live</small></h1><div id=list>{await self._list()}</div>"
-            f'<form method=post action="/status/logout"><button>Sign out</button></form><script>{_SCRIPT}</script>'
+            '<form method=post action="/status/logout"><button>Sign out</button></form>'
         )
-        return _html(body)
+        return _html(body, script=_SCRIPT)
 
     async def listing(self, request: web.Request) -> web.Response:
-        if not self._signed_in(request):
+        if not await self._signed_in(request):
             return web.Response(status=401, text="sign in again")
         return web.Response(text=await self._list(), content_type="text/html")
 
@@ -143,13 +155,45 @@ class StatusPage:
         return "".join([_article(b, await self.broadcasts.deliveries(b.id)) for b in recent])
 
 
+def _where(client: str) -> audit.Where:
+    return audit.Where(WHERE, client)
+
+
+def _same_origin_only(request: web.Request) -> None:
+    """A POST from another site (a form on a page elsewhere) is refused: browsers say where a POST comes
+    from in `Origin`, and the page's own forms come from the host the browser asked for."""
+    origin = request.headers.get("Origin", "")
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or parts.netloc.lower() != request.host.lower():
+        log.warning("status page: refused a POST from another origin (%s)", origin[:100] or "none given")
+        raise web.HTTPForbidden(text="This form must be sent from the status page itself.")
+
+
+def _over_https(request: web.Request) -> bool:
+    """Whether the browser reached us over HTTPS: directly, or through a proxy that says so
+    (`X-Forwarded-Proto`, or RFC 7239's `Forwarded: proto=https`)."""
+    if request.secure or request.headers.get("X-Forwarded-Proto", "").strip().lower() == "https":
+        return True
+    return any(str(hop.get("proto", "")).lower() == "https" for hop in request.forwarded)
+
+
+def _link(url: str | None) -> str | None:
+    """`url` if a browser may follow it: http(s) with a host. A network's answer could carry any scheme,
+    and a `javascript:` link would run in the signed-in page."""
+    if not url:
+        return None
+    parts = urlsplit(url.strip())
+    return url if parts.scheme in ("http", "https") and parts.netloc else None
+
+
 def _article(broadcast: Broadcast, deliveries: Sequence[Delivery]) -> str:
     when = datetime.fromtimestamp(broadcast.created_at, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
     state = progress(deliveries) if deliveries else broadcast.state.value
     items = []
     for delivery in deliveries:
         shown = line(delivery)
-        link = f' · <a href="{html.escape(shown.link)}" rel="noopener">view</a>' if shown.link else ""
+        href = _link(shown.link)
+        link = f' · <a href="{html.escape(href)}" rel="noopener noreferrer">view</a>' if href else ""
         items.append(
             f'<li class="{shown.status.value.replace(" ", "-")}">{MARKS[shown.status]} '
             f"<b>{html.escape(shown.destination)}</b>: {html.escape(shown.words)}{link}</li>"
@@ -170,20 +214,23 @@ def _login(error: str) -> str:
     )
 
 
-def _html(body: str, status: int = 200) -> web.Response:
+def _html(body: str, status: int = 200, script: str = "", headers: dict[str, str] | None = None) -> web.Response:
+    """A page whose style and script run by a nonce drawn for this answer alone: nothing else on the page
+    (a link or a text a network returned) can run."""
+    nonce = secrets.token_urlsafe(16)
+    code = f"<script nonce={nonce}>{script}</script>" if script else ""
     page = (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
-        f"<title>Broadcast relay</title><style>{_STYLE}</style></head><body>{body}</body></html>"
+        f"<title>Broadcast relay</title><style nonce={nonce}>{_STYLE}</style></head><body>{body}{code}</body></html>"
     )
     return web.Response(
         text=page,
         status=status,
         content_type="text/html",
         headers={
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline';"
-            " connect-src 'self'; form-action 'self'; frame-ancestors 'none'",
-            "Referrer-Policy": "no-referrer",
-            "Cache-Control": "no-store",
+            "Content-Security-Policy": f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}';"
+            " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            **(headers or {}),
         },
     )

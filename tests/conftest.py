@@ -191,7 +191,11 @@ class Relay:
         _, url = self.new_response_url()
         response = await self.post_signed(command_body(user, text, url))
         assert response.status == 200, await response.text()
-        return await response.json() if response.content_type == "application/json" else {"text": await response.text()}
+        if response.content_type != "application/json":
+            return {"text": await response.text()}
+        ack: dict[str, Any] = await response.json()
+        self.slack.check_ack(ack)
+        return ack
 
     async def click(
         self,
@@ -250,8 +254,11 @@ def preview_id(ack: dict[str, Any]) -> str:
 
 @pytest.fixture
 async def slack() -> AsyncIterator[FakeSlack]:
+    """The strict fake Slack: whatever it refused (blocks, a view, a missing scope) fails the test, unless the
+    test looked at the refusals and cleared them."""
     async with FakeSlack(token=BOT_TOKEN) as fake:
         yield fake
+    assert not fake.refusals, f"Slack would have refused: {fake.refusals}"
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from tests.fakes.teams import FakeConnector
 from tests.proof import tally
 from tests.slack_requests import TEAM, action_body, command_body, signed_headers
 from tests.teams_activities import ANNOUNCEMENTS, CEO, TeamsClient, action, message, personal
-from tests.test_teams_flow import card_text
+from tests.test_teams_flow import card_id, card_text
 
 INPUTS = "hostile or malformed inputs tried"
 WARNED = "will not notify anyone"  # a broadcast mention in Slack, shown as a warning on the preview
@@ -261,7 +261,7 @@ TEAMS_TEXTS = [
     ("@channel hello", WARNED),
     ("&lt;!here&gt; hello", WARNED),
     ("&lt;!subteam^S0ENG|@engineering&gt; hello", "@engineering will not notify anyone"),
-    ("<script>alert(1)</script>hello", "alert(1)hello"),  # Teams' own HTML is taken out, tags and all
+    ("<script>alert(1)</script>hello", "<script>alert(1)</script>hello"),  # not Teams' formatting: text
     ("&lt;script&gt;alert(1)&lt;/script&gt;", "<script>alert(1)</script>"),
     ("'; DROP TABLE broadcasts; --", "'; DROP TABLE broadcasts; --"),
     ("👩‍👩‍👧‍👦🏳️‍🌈" * 20, "👩‍👩‍👧‍👦🏳️‍🌈"),
@@ -292,7 +292,7 @@ async def test_hostile_text_from_teams_gets_a_clear_answer_and_nothing_is_posted
     assert expected in words
     assert len(json.dumps(answer, ensure_ascii=False).encode()) <= TEAMS_MESSAGE_MAX, "Teams would refuse to show it"
     if "Preview" in words:
-        assert f"`{preview_id({'text': words})}" in await kept_drafts(relay), "the draft is kept"
+        assert f"`{card_id(words)}" in await kept_drafts(relay), "the draft is kept"
     else:
         assert "No broadcasts yet." in await kept_drafts(relay)
     assert not connector.posted(ANNOUNCEMENTS) and not slack.messages(STAFF_CHANNEL) and not x.calls
@@ -316,7 +316,7 @@ async def test_a_teams_card_action_naming_what_does_not_exist_is_answered(
     teams = TeamsClient(relay.url, relay.http)
     await teams.send(message(connector.service_url, CEO, "broadcast Real draft"))
     words, card = await teams_answer(connector)
-    draft = preview_id({"text": words})
+    draft = card_id(words)
     status, body = await teams.send(
         action(connector.service_url, CEO, verb, {"broadcast_id": draft, **data}, card["id"])
     )

@@ -11,8 +11,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from relay import audit
+from relay.store import Store
 from tests.conftest import APPROVER, DATABASE, LEADER, STAFF_CHANNEL, config_text, preview_id
 from tests.fakes import FakeSlack
+from tests.proof import tally
+from tests.test_abuse import INPUTS
 from tests.test_terminal import cli_env, relay_cli
 
 
@@ -66,3 +70,26 @@ async def test_the_trail_cannot_be_edited(start_relay, tmp_path: Path, backend: 
 def test_a_bad_since_date_says_what_it_expects(tmp_path: Path) -> None:
     result = relay_cli("audit", "--since", "last tuesday", env={})
     assert result.returncode == 2 and "is not a date like 2026-11-01" in result.stderr
+
+
+async def test_a_cell_a_spreadsheet_would_evaluate_is_exported_as_text(start_relay, tmp_path: Path) -> None:
+    """A place or a detail can be anyone's words: a leader's channel, a network's error, a sign-in's address."""
+    await start_relay()
+    formulas = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
+    store = Store(tmp_path / "relay.db")
+    await store.open(exclusive=False)
+    try:
+        for formula in formulas:
+            await audit.note(store, 1.0, "relay", "tried", audit.Where("terminal", formula), formula)
+    finally:
+        await store.close()
+    result = relay_cli("audit", env=cli_env(tmp_path))
+    rows = [r for r in csv.DictReader(io.StringIO(result.stdout)) if r["action"] == "tried"]
+    assert len(rows) == len(formulas)
+    for row, formula in zip(rows, formulas, strict=True):
+        for cell in (row["place"], row["detail"]):
+            assert cell.startswith("'") and cell[1] in "=+-@\\", cell
+            assert cell[1:] == formula if formula[0] not in "\t\r" else cell[1:3] in ("\\t", "\\r")
+    exported = json.loads(relay_cli("audit", "--format", "json", env=cli_env(tmp_path)).stdout)
+    assert [e["detail"] for e in exported if e["action"] == "tried"] == formulas, "JSON keeps the words as they are"
+    tally(INPUTS, len(formulas))

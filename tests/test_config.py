@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,60 @@ def test_reply_policy_defaults_from_policy_and_is_checked(tmp_path: Path) -> Non
         load(ISSUE_EXAMPLE.replace("[policy]", '[policy]\nreplies = "closed"'), tmp_path)
     with pytest.raises(ConfigError, match=r"destinations\.all-staff\.replies: unknown key"):
         load(ISSUE_EXAMPLE.replace('channel = "C0STAFF"', 'channel = "C0STAFF"\nreplies = "none"'), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"\xef\xbb\xbf" + ISSUE_EXAMPLE.encode(), 'starts with a byte-order mark (saved as "UTF-8 with BOM")'),
+        (ISSUE_EXAMPLE.replace("everyone", "tout le monde").encode("latin-1") + b"# caf\xe9\n", "is not UTF-8"),
+    ],
+    ids=["byte-order-mark", "latin-1"],
+)
+def test_a_config_file_in_another_encoding_is_named_with_the_fix(tmp_path: Path, content: bytes, said: str) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_bytes(content)
+    result = run_bot(tmp_path, {"RELAY_CONFIG": str(path), **ALL_SECRETS})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{path}: " in result.stderr and said in result.stderr and "save" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("X_API_URL", "not-a-url", "X_API_URL is not a web address: its scheme is missing"),
+        ("X_API_URL", "https://", "X_API_URL is not a web address: it has no valid host"),
+        ("MASTODON_URL", "htp:/mastodon.example", "MASTODON_URL is not a web address: its scheme is 'htp:'"),
+        ("MASTODON_URL", "javascript:alert(1)", "MASTODON_URL is not a web address: its scheme is 'javascript:'"),
+        ("BLUESKY_PDS_URL", "https://bad host/", "BLUESKY_PDS_URL is not a web address: it has no valid host"),
+    ],
+)
+def test_an_endpoint_that_is_not_a_web_address_is_refused_at_start(
+    tmp_path: Path, variable: str, value: str, said: str
+) -> None:
+    """Set, an address is checked even for a dry destination: it is wrong either way."""
+    networks = ISSUE_EXAMPLE + (
+        '[destinations.company-mastodon]\nkind = "mastodon"\ndry_run = true\n'
+        '[destinations.company-bluesky]\nkind = "bluesky"\nhandle = "company.bsky.social"\ndry_run = true\n'
+    )
+    env = {**ALL_SECRETS, "MASTODON_URL": "https://mastodon.example", variable: value}
+    with pytest.raises(ConfigError) as refused:
+        load(networks, tmp_path, env)
+    assert said in str(refused.value)
+
+
+def test_a_port_in_use_is_one_line_naming_it_before_anything_starts(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(ISSUE_EXAMPLE)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_bot(tmp_path, {"RELAY_CONFIG": str(path), "PORT": str(port), "HOST": "127.0.0.1", **ALL_SECRETS})
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"127.0.0.1:{port} is already in use: stop what listens there, or set PORT to another"
+    )
+    assert "Traceback" not in result.stderr and "relay ready" not in result.stderr
+    assert not (tmp_path / "relay.db").exists(), "nothing was started"

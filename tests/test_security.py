@@ -562,7 +562,9 @@ async def test_no_secret_reaches_a_log_line_an_error_or_the_database(tmp_path: P
                 stale = signed_headers(SIGNING_SECRET, late, timestamp=int(time.time()) - 600)
                 assert (await relay.post_signed(late, stale)).status == 401
                 assert (await relay.post_signed(late, signed_headers("not-the-secret", late))).status == 401
-                login = await http.post(f"{relay.url}/status/login", data={"secret": "a wrong guess at it"})
+                login = await http.post(
+                    f"{relay.url}/status/login", data={"secret": "a wrong guess at it"}, headers={"Origin": relay.url}
+                )
                 assert login.status == 401
             finally:
                 await process.stop()
@@ -581,3 +583,80 @@ async def test_no_secret_reaches_a_log_line_an_error_or_the_database(tmp_path: P
         assert all(os.stat(f).st_mode & 0o077 == 0 for f in files), "no database file is readable by others"
         stored = b"".join(f.read_bytes() for f in files)
         assert not [value for value in values if value.encode() in stored], "no secret stored in the database"
+
+
+# ---- what is reachable, and from where -----------------------------------------------------------------
+
+
+async def reachable(address: str, port: int) -> bool:
+    """Whether a client can reach the bot at `address` (127.0.0.2 is this machine too: Linux routes all of
+    127/8 to loopback, so a server listening on every interface answers there, one on 127.0.0.1 does not)."""
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"http://{address}:{port}/healthz") as answer:
+            return answer.status == 200
+    except aiohttp.ClientConnectionError:
+        return False
+
+
+async def test_anonymous_teams_mode_listens_on_loopback_only_and_names_what_could_be_posted_to(
+    tmp_path: Path, slack: FakeSlack, x: FakeX
+) -> None:
+    """Unsigned Teams requests claiming a leader's (not secret) Entra id would post everywhere: that mode
+    must never be reachable from another machine, whatever HOST says."""
+    port = free_port()
+    env = {
+        **bot_env(tmp_path, slack, x, teams_config()),
+        "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__ANONYMOUS_ALLOWED": "true",
+        "HOST": "0.0.0.0",
+        "PORT": str(port),
+    }
+    process = BotProcess(env)
+    await process.start()
+    try:
+        assert await reachable("127.0.0.1", port)
+        assert not await reachable("127.0.0.2", port), "not on any other address of the machine"
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with aiohttp.ClientSession() as http:
+                await http.post(f"http://127.0.0.2:{port}/api/messages", json=message("http://x", CEO, "/broadcast hi"))
+    finally:
+        await process.stop()
+    loud = next(line for line in process.log if "TEAMS ANONYMOUS MODE" in line)
+    assert "127.0.0.1 only (HOST is ignored)" in loud
+    for live in ("all-staff (slack)", "teams-announcements (teams)", "company-x (x)"):
+        assert live in loud, live
+    assert any(f"listening on port {port} (127.0.0.1 only)" in line for line in process.log)
+    tally(SECURITY, 2)
+
+
+async def test_host_chooses_the_address_and_the_default_is_every_interface(
+    tmp_path: Path, slack: FakeSlack, x: FakeX
+) -> None:
+    for host, answers, silent in (
+        (None, ("127.0.0.1", "127.0.0.2"), ()),
+        ("127.0.0.2", ("127.0.0.2",), ("127.0.0.1",)),
+    ):
+        port = free_port()
+        env = {**bot_env(tmp_path, slack, x, config_text()), "PORT": str(port), **({"HOST": host} if host else {})}
+        process = BotProcess(env)
+        await process.start()
+        try:
+            for address in answers:
+                assert await reachable(address, port), (host, address)
+            for address in silent:
+                assert not await reachable(address, port), (host, address)
+        finally:
+            await process.stop()
+
+
+async def test_a_captured_command_replayed_after_a_restart_is_still_refused(start_relay, slack: FakeSlack) -> None:
+    relay = await start_relay()
+    body = command_body(LEADER, "Captured on the way", slack.response_url("r"))
+    headers = signed_headers(SIGNING_SECRET, body)
+    assert (await relay.post_signed(body, headers)).status == 200
+    assert relay.server is not None
+    await relay.server.close()
+    restarted = await start_relay()
+    again = await restarted.post_signed(body, headers)
+    assert again.status == 401 and await again.json() == {"error": "replayed request"}
+    assert (await drafts(restarted)).count("Captured on the way") == 1
+    tally(SECURITY)

@@ -20,7 +20,6 @@ from tests.teams_activities import (
     CEO,
     CFO,
     STRANGER,
-    TENANT,
     TeamsClient,
     action,
     channel_created,
@@ -57,15 +56,20 @@ async def start(start_relay, connector: FakeConnector, config: str | None = None
     return teams
 
 
+def card_id(words: str) -> str:
+    """The broadcast id a Teams card names (in bold: Adaptive Cards do not render code spans)."""
+    match = re.search(r"\*\*(b[0-9a-f]{8})\*\*", words)
+    assert match, words
+    return match.group(1)
+
+
 async def ask(teams: TeamsClient, connector: FakeConnector, user: str, text: str) -> tuple[str, str]:
     """`broadcast …` in a personal chat: returns the broadcast id and the preview card's message id."""
     status, _ = await teams.send(message(connector.service_url, user, text))
     assert status in (200, 202)
     chat = personal(user)["id"]
     card = await connector.wait_for(lambda: connector.cards(chat))
-    match = re.search(r"`(b[0-9a-f]{8})`", card_text(card[-1]))
-    assert match, card_text(card[-1])
-    return match.group(1), connector.posted(chat)[-1]["id"]
+    return card_id(card_text(card[-1])), connector.posted(chat)[-1]["id"]
 
 
 async def click(
@@ -103,7 +107,7 @@ async def test_a_teams_leader_reaches_a_teams_channel_slack_and_x_once_each(
     assert not connector.posted(ANNOUNCEMENTS) and not slack.messages(STAFF_CHANNEL) and not x.tweets
 
     shown = await click(teams, connector, CEO, "approve", broadcast, card)
-    assert f"Broadcast `{broadcast}` to **everyone**" in shown
+    assert f"Broadcast **{broadcast}** to **everyone**" in shown
     report = await final_card(connector, personal(CEO)["id"])
     assert "3 of 3 delivered." in report
     [posted] = connector.posted(ANNOUNCEMENTS)
@@ -166,7 +170,7 @@ async def test_asked_in_slack_and_approved_in_teams_by_another_person(
     broadcast = preview_id(await relay.command(LEADER, "Four eyes across apps"))
     await relay.click(LEADER, "approve", broadcast)
     [request] = await connector.wait_for(lambda: connector.cards(APPROVALS))
-    assert f"asks to broadcast `{broadcast}`" in card_text(request)
+    assert f"asks to broadcast **{broadcast}**" in card_text(request)
     request_id = connector.posted(APPROVALS)[0]["id"]
     assert not connector.posted(ANNOUNCEMENTS) and not x.tweets
 
@@ -174,8 +178,8 @@ async def test_asked_in_slack_and_approved_in_teams_by_another_person(
     assert "approved by you" in shown
     assert "3 of 3 delivered." in await relay.final_report()
     assert len(connector.posted(ANNOUNCEMENTS)) == 1 and len(x.tweets) == 1
-    closed = await connector.wait_for(lambda: f"approved by teams:{CFO}" in card_text(connector.cards(APPROVALS)[0]))
-    assert closed
+    closed = await connector.wait_for(lambda: "approved by User f0" in card_text(connector.cards(APPROVALS)[0]))
+    assert closed, "named as Teams shows them, not by id"
 
 
 async def test_self_approval_is_refused_across_platforms_for_one_person(
@@ -285,15 +289,6 @@ async def test_a_teams_post_whose_answer_never_comes_is_unknown_not_repeated(sta
     report = await final_card(connector, personal(CEO)["id"])
     assert "unknown, not posted again" in report and "look there before posting it by hand" in report
     assert len([c for c in connector.calls_to("POST activities") if c.conversation == ANNOUNCEMENTS]) == 1
-
-
-async def test_a_leader_mentioning_the_bot_in_a_channel_gets_the_preview_there(start_relay, connector) -> None:
-    teams = await start(start_relay, connector)
-    activity = message(connector.service_url, CEO, "<at>Broadcast Relay</at> broadcast From the channel")
-    activity["conversation"] = {"id": ANNOUNCEMENTS, "conversationType": "channel", "isGroup": True, "tenantId": TENANT}
-    await teams.send(activity)
-    [card] = await connector.wait_for(lambda: connector.cards(ANNOUNCEMENTS))
-    assert "From the channel" in card_text(card) and "Preview" in card_text(card)
 
 
 async def test_a_rejection_in_slack_turns_the_teams_leaders_card_into_the_answer(

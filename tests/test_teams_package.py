@@ -50,3 +50,29 @@ def test_without_an_app_id_it_says_what_to_set(tmp_path: Path) -> None:
     assert "Set CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID" in result.stderr
     bad = run({"CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID": "my-bot"}, tmp_path / "app.zip")
     assert bad.returncode == 2 and "is not an app (client) id" in bad.stderr
+
+
+def microsoft_schema_problems(manifest: Path) -> list[str]:
+    """What Microsoft's own Teams app schema (npm @microsoft/app-manifest, bundled, offline) refuses."""
+    checker = ROOT / "tests" / "msteams" / "app_manifest.js"
+    result = subprocess.run(["node", str(checker), str(manifest)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"{result.stderr} (run `bash tests/msteams/install.sh`)"
+    problems: list[str] = json.loads(result.stdout)
+    return problems
+
+
+def test_the_package_passes_microsofts_teams_app_schema(tmp_path: Path) -> None:
+    out = tmp_path / "app.zip"
+    assert run({"CONNECTIONS__SERVICE_CONNECTION__SETTINGS__CLIENTID": APP_ID}, out).returncode == 0
+    with zipfile.ZipFile(out) as archive:
+        archive.extract("manifest.json", tmp_path)
+    assert microsoft_schema_problems(tmp_path / "manifest.json") == []
+
+
+def test_the_schema_check_catches_what_teams_refuses_at_upload(tmp_path: Path) -> None:
+    manifest = json.loads((ROOT / "teams" / "manifest.json").read_text())
+    manifest["id"] = manifest["bots"][0]["botId"] = APP_ID
+    manifest["description"]["short"] = "x" * 81
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    [problem] = microsoft_schema_problems(tmp_path / "manifest.json")
+    assert problem.startswith("/description/short must NOT have more than 80 characters")

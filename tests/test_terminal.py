@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
-from tests.conftest import DATABASE, LEADER, preview_id
-from tests.fakes import FakeSlack
+from tests.conftest import DATABASE, LEADER, config_text, preview_id
+from tests.fakes import FakeSlack, FakeX, Fault
+from tests.proof import tally
+from tests.test_abuse import INPUTS
+from tests.test_database_faults import namespaces as namespaces  # the fixture: skips where mounts are refused
+from tests.test_database_faults import read_only_mount
 from tests.test_restart import ROOT, BotProcess, free_port
 
 
@@ -93,7 +99,15 @@ async def test_check_names_teams_channels_the_bot_cannot_reach_yet(start_relay, 
     await TeamsClient(relay.url, relay.http).send(installed_in_team(connector.service_url))
     env = {**cli_env(tmp_path), **TEAMS_ENV}
     env |= {
-        k: "set" for k in ("SLACK_BOT_TOKEN", "X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
+        k: "set"
+        for k in (
+            "SLACK_BOT_TOKEN",
+            "SLACK_SIGNING_SECRET",
+            "X_API_KEY",
+            "X_API_SECRET",
+            "X_ACCESS_TOKEN",
+            "X_ACCESS_TOKEN_SECRET",
+        )
     }
     result = relay_cli("check", env=env)
     assert result.returncode == 1
@@ -102,3 +116,92 @@ async def test_check_names_teams_channels_the_bot_cannot_reach_yet(start_relay, 
         in result.stdout
     )
     assert "It is in: Company." in result.stdout
+
+
+ESCAPES = "\x1b[2J\x1b[1;1H\x1b]0;owned\x07Everything is fine\u202e"
+
+
+async def test_list_shows_what_a_network_wrote_without_running_its_escape_sequences(
+    start_relay, slack: FakeSlack, x: FakeX, tmp_path: Path
+) -> None:
+    x.faults.add("POST /2/tweets", Fault.status(403, {"title": "Forbidden", "status": 403, "detail": ESCAPES}))
+    relay = await start_relay()
+    broadcast = preview_id(await relay.command(LEADER, "Text with a bell\x07 and an escape\x1b[31m"))
+    await relay.click(LEADER, "approve", broadcast)
+    await relay.final_report()
+    result = relay_cli("list", env=cli_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "- company-x        failed. X refused the post:" in result.stdout
+    assert not [c for c in result.stdout if (ord(c) < 32 and c != "\n") or 0x7F <= ord(c) < 0xA0 or c == "\u202e"]
+    assert "\\x1b[2J\\x1b[1;1H\\x1b]0;owned\\x07Everything is fine\\u202e" in result.stdout, "shown, not run"
+    tally(INPUTS)
+
+
+def bot_and_check(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], ...]:
+    """The bot started, and `relay check` run, on the same environment: they must agree."""
+    bot = subprocess.run(
+        [sys.executable, str(ROOT / "bot.py")],
+        cwd=tmp_path,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PORT": str(free_port()), **env},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    return bot, relay_cli("check", env=env)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"SLACK_SIGNING_SECRET": ""}, "SLACK_SIGNING_SECRET must be set to receive /broadcast"),
+        ({"RELAY_STATUS_SECRET": "hunter2"}, "RELAY_STATUS_SECRET is shorter than 16 characters"),
+        ({"RELAY_DB": "/proc/no-such-folder/relay.db"}, "cannot use the database /proc/no-such-folder/relay.db"),
+        ({"X_API_URL": "not-a-url"}, "X_API_URL is not a web address: its scheme is missing"),
+        ({"SLACK_API_URL": "htp:/slack"}, "SLACK_API_URL is not a web address: its scheme is 'htp:'"),
+    ],
+    ids=["no-signing-secret", "short-status-secret", "unusable-database", "x-url", "slack-url"],
+)
+def test_check_refuses_exactly_where_the_bot_refuses_to_start(
+    tmp_path: Path, change: dict[str, str], said: str
+) -> None:
+    (tmp_path / "relay.toml").write_text(config_text())
+    env = {k: v for k, v in {**cli_env(tmp_path), **change}.items() if v}
+    bot, check = bot_and_check(tmp_path, env)
+    assert bot.returncode == 2 and said in bot.stderr, bot.stderr
+    assert check.returncode == 2 and said in check.stderr, (check.stdout, check.stderr)
+    assert "Traceback" not in bot.stderr + check.stderr
+    assert "relay ready" not in bot.stderr
+
+
+def test_check_passes_where_the_bot_starts(tmp_path: Path) -> None:
+    (tmp_path / "relay.toml").write_text(config_text())
+    check = relay_cli("check", env=cli_env(tmp_path))
+    assert check.returncode == 0 and "OK, 2 destinations" in check.stdout, check.stderr
+
+
+async def test_list_and_audit_read_a_read_only_copy_without_any_secret(
+    namespaces: None, start_relay, tmp_path: Path
+) -> None:
+    relay = await start_relay()
+    broadcast = preview_id(await relay.command(LEADER, "Read by an auditor"))
+    await relay.click(LEADER, "approve", broadcast)
+    await relay.final_report()
+    assert relay.server is not None
+    await relay.server.close()
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(tmp_path / "relay.db", copy / "relay.db")
+    env = {"RELAY_DB": str(copy / "relay.db"), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT)}
+    for command in ("list", "audit"):
+        result = subprocess.run(
+            [*read_only_mount(copy), sys.executable, "-m", "relay", command],
+            cwd=ROOT / "tests",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert broadcast in result.stdout, result.stdout
+    assert sorted(p.name for p in copy.iterdir()) == ["relay.db"], "nothing written beside the copy"
+    tally(INPUTS)

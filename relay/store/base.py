@@ -65,6 +65,16 @@ class StoreError(Exception):
     """The database cannot be used; the message says what to do."""
 
 
+def unreadable_schema(where: str, version: int, readable: int) -> StoreError:
+    """A database of another schema than this release's, opened only to be read: it cannot be migrated."""
+    fix = (
+        "start this release's bot on it once to bring it up to date"
+        if version < readable
+        else "use the release that wrote it"
+    )
+    return StoreError(f"{where} has schema {version}, this release reads schema {readable}: {fix}")
+
+
 class Unwritable(StoreError):
     """The database refused a write and its transaction was rolled back whole: nothing was changed.
     `cause` is in words for the person whose action it was; the message, naming the database, for the operator."""
@@ -100,6 +110,11 @@ class Store(ABC):
     @abstractmethod
     async def open(self, exclusive: bool = True) -> None:
         """Open (and migrate) the database; `exclusive` is for the bot, which dispatches."""
+
+    @abstractmethod
+    async def open_read_only(self) -> None:
+        """Open for reading only (`list`, `audit`): nothing is created, migrated or locked, so an auditor can
+        read a copy on a read-only disk, or with a database user that may only read."""
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -31,7 +31,7 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from relay.store.base import Connection, Outcomes, Store, StoreError, Unwritable, in_savepoints
+from relay.store.base import Connection, Outcomes, Store, StoreError, Unwritable, in_savepoints, unreadable_schema
 from relay.store.schema import POSTGRES_FIRST, SHARED, VERSION
 
 T = TypeVar("T")
@@ -107,6 +107,23 @@ class PostgresStore(Store):
                 f"cannot use the database {self}: {_first_line(error)}; check DATABASE_URL (and "
                 "DATABASE_CONNECTION_POOL_URL), that the server is up and that its user may create tables"
             ) from error
+
+    async def open_read_only(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._open_read_only)
+
+    def _open_read_only(self) -> None:
+        """The pool only: no session (no lock, no migration). A user granted SELECT alone can read."""
+        try:
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+            with self._pool.connection() as conn:
+                row = conn.execute("SELECT version FROM relay_schema").fetchone()
+        except (psycopg.Error, PoolTimeout) as error:
+            raise StoreError(
+                f"cannot read the database {self}: {_first_line(error)}; is it a relay database?"
+            ) from None
+        version = row[0] if row else 0
+        if version != VERSION:
+            raise unreadable_schema(str(self), version, VERSION)
 
     def _connect_session(self) -> psycopg.Connection[Any]:
         """A direct connection (never through PgBouncer) that holds this process's advisory lock for as long

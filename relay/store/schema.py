@@ -181,6 +181,16 @@ POSTGRES_FIRST: tuple[tuple[str, ...], ...] = (
 # From version 8 on: each migration, statements both databases run as they are.
 SHARED: tuple[tuple[str, ...], ...] = (
     (
+        # What must outlive a restart and be shared by every instance on one database: the signatures of
+        # Slack requests already accepted (a captured request replayed after a restart is still a copy),
+        # and the status page's sign-ins (logout revokes one everywhere).
+        "CREATE TABLE seen_requests (signature TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX seen_requests_at ON seen_requests (seen_at)",
+        "CREATE TABLE status_sessions (token_hash TEXT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL,"
+        " expires_at DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX status_sessions_expiry ON status_sessions (expires_at)",
+    ),
+    (
         # Several instances: an outcome is written only by the claim that holds the lease (its token here),
         # so a delivery another instance took over once its lease ran out is never written by both.
         "ALTER TABLE deliveries ADD COLUMN lease_owner TEXT",

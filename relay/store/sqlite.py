@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
-from relay.store.base import Connection, Outcomes, Store, StoreError, Unwritable, in_savepoints
+from relay.store.base import Connection, Outcomes, Store, StoreError, Unwritable, in_savepoints, unreadable_schema
 from relay.store.schema import SHARED, SQLITE_FIRST, VERSION
 
 T = TypeVar("T")
@@ -77,6 +77,26 @@ class SqliteStore(Store):
                 "user (SQLite keeps its -wal, -shm and .lock files beside it) on a disk with free space, "
                 "or point RELAY_DB at another file"
             ) from error
+
+    async def open_read_only(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._open_read_only)
+
+    def _open_read_only(self) -> None:
+        uri = self.path.resolve().as_uri()
+        try:
+            conn = _read_only(f"{uri}?mode=ro")
+        except sqlite3.Error:
+            # A WAL database opens read-only only where its -shm file exists or can be made
+            # (sqlite.org/wal.html, "Read-Only Databases"); a copy nobody writes can be read as immutable.
+            try:
+                conn = _read_only(f"{uri}?immutable=1")
+            except sqlite3.Error as error:
+                raise StoreError(f"cannot read the database {self.path} ({error}); is it a relay database?") from None
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != VERSION:
+            conn.close()
+            raise unreadable_schema(str(self.path), version, VERSION)
+        self._conn = conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -167,6 +187,17 @@ class SqliteStore(Store):
 
         await asyncio.get_running_loop().run_in_executor(self._executor, shut)
         self._executor.shutdown(wait=True)
+
+
+def _read_only(uri: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # SQLite opens the file lazily
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
 
 
 def _disk_refusal(error: BaseException) -> str | None:

@@ -10,10 +10,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from . import block_kit
 from .faults import Fault
 from .server import LoopbackServer
 
@@ -27,6 +29,45 @@ WORKSPACE_URL = "https://test.slack.com/"
 # Form-encoded callers send these as JSON strings; JSON callers send objects.
 _JSON_FIELDS = ("blocks", "attachments", "metadata", "view")
 _TS_STEP_MICROS = 100
+MANIFEST = Path(__file__).resolve().parents[2] / "manifest.json"
+
+# Which bot scope each Web API method needs, from Slack's method reference (docs.slack.dev/reference/methods/
+# <method>, "Required scopes", bot tokens). Any one of a method's scopes lets it through; for the
+# conversation methods the conversation's kind picks the one (`_needed`). An empty tuple: no scope.
+METHOD_SCOPES: dict[str, tuple[str, ...]] = {
+    "auth.test": (),
+    "chat.postMessage": ("chat:write",),
+    "chat.update": ("chat:write",),
+    "chat.delete": ("chat:write",),
+    "chat.postEphemeral": ("chat:write",),
+    "chat.getPermalink": (),
+    "conversations.history": ("channels:history", "groups:history", "im:history", "mpim:history"),
+    "conversations.replies": ("channels:history", "groups:history", "im:history", "mpim:history"),
+    "conversations.open": ("channels:manage", "groups:write", "im:write", "mpim:write"),
+    "views.open": (),
+    "views.update": (),
+    "views.publish": (),
+    "users.info": ("users:read",),
+}
+_HISTORY_BY_KIND = {"C": "channels:history", "G": "groups:history", "D": "im:history"}
+
+
+def manifest_scopes(path: Path = MANIFEST) -> frozenset[str]:
+    """The bot scopes an app installed from `manifest.json` is granted."""
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    return frozenset(manifest["oauth_config"]["scopes"]["bot"])
+
+
+def _needed(method: str, params: Mapping[str, Any]) -> str | None:
+    """The one scope this call needs, or None."""
+    scopes = METHOD_SCOPES.get(method, ())
+    if method in ("conversations.history", "conversations.replies"):
+        return _HISTORY_BY_KIND.get(str(params.get("channel", ""))[:1], "channels:history")
+    if method == "conversations.open":
+        users = params.get("users") or ""
+        many = len(users) > 1 if isinstance(users, list) else "," in str(users)
+        return "mpim:write" if many else "im:write"
+    return scopes[0] if scopes else None
 
 
 @dataclass
@@ -40,8 +81,13 @@ class Call:
     at: float = field(default_factory=time.monotonic, repr=False)  # when it arrived
 
 
-def _error(code: str) -> Payload:
-    return {"ok": False, "error": code}
+def _error(code: str, **details: Any) -> Payload:
+    return {"ok": False, "error": code, **details}
+
+
+def _invalid(code: str, problems: list[str]) -> Payload:
+    """Slack's answer to blocks or a view it will not take: the code, and each problem with its JSON pointer."""
+    return _error(code, errors=problems, response_metadata={"messages": [f"[ERROR] {p}" for p in problems]})
 
 
 def _flag(value: Any) -> bool:
@@ -86,10 +132,21 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
 class FakeSlack(LoopbackServer[Call]):
     """Slack Web API on loopback, for `AsyncWebClient(base_url=slack.api_url)`."""
 
-    def __init__(self, token: str = "xoxb-test", app_token: str = "xapp-test") -> None:
+    def __init__(
+        self,
+        token: str = "xoxb-test",
+        app_token: str = "xapp-test",
+        scopes: frozenset[str] | None = None,
+        enterprise_id: str | None = None,
+    ) -> None:
         super().__init__()
         self.token = token
         self.app_token = app_token
+        self.scopes = manifest_scopes() if scopes is None else scopes  # what the installed app was granted
+        self.enterprise_id = enterprise_id  # the Enterprise Grid organisation the workspace belongs to
+        # Every call Slack refused for its content or a missing scope, as (method, error, problems): a test
+        # that expects none finds here what a real workspace would have refused.
+        self.refusals: list[tuple[str, str, list[str]]] = []
         self._socket: web.WebSocketResponse | None = None
         self._socket_open = asyncio.Event()
         self._acks: dict[str, asyncio.Future[Payload]] = {}
@@ -179,6 +236,10 @@ class FakeSlack(LoopbackServer[Call]):
         async def apply() -> web.StreamResponse:
             if not isinstance(body, dict):
                 return web.Response(status=400, text="invalid_payload")
+            problems = block_kit.message_problems(body.get("blocks"))
+            if problems:  # a response_url answers a refusal in plain text, with a 400
+                self.refusals.append(("response_url", "invalid_blocks", problems))
+                return web.Response(status=400, text="invalid_blocks")
             self.responses.setdefault(key, []).append(body)
             return web.Response(text="ok")
 
@@ -194,7 +255,23 @@ class FakeSlack(LoopbackServer[Call]):
             return _error("unknown_method")
         if headers.get("Authorization") != f"Bearer {self.token}" and params.get("token") != self.token:
             return _error("invalid_auth")
-        return handler(params)
+        needed = _needed(method, params)
+        if needed is not None and needed not in self.scopes:
+            self.refusals.append((method, "missing_scope", [needed]))
+            return _error("missing_scope", needed=needed, provided=",".join(sorted(self.scopes)))
+        answer = handler(params)
+        if not answer["ok"] and "errors" in answer:
+            self.refusals.append((method, answer["error"], answer["errors"]))
+        return answer
+
+    def check_ack(self, body: Payload) -> None:
+        """An acknowledgement carrying a message (a slash command's answer) is shown by Slack only if it would
+        take the blocks; the harness hands it here, so a refused one is recorded like any other. Answers
+        through an acknowledgement or a response_url are not held to the 12,000 characters of block text:
+        bolt-js issue 2867 found that limit on chat.postMessage only."""
+        problems = block_kit.message_problems(body.get("blocks"))
+        if problems:
+            self.refusals.append(("ack", "invalid_blocks", problems))
 
     async def close(self) -> None:
         if self._socket is not None:
@@ -247,7 +324,18 @@ class FakeSlack(LoopbackServer[Call]):
             "team_id": TEAM_ID,
             "user_id": BOT_USER_ID,
             "bot_id": BOT_ID,
+            **({"enterprise_id": self.enterprise_id} if self.enterprise_id else {}),
         }
+
+    @staticmethod
+    def _blocks_refused(params: Mapping[str, Any]) -> Payload | None:
+        blocks = params.get("blocks")
+        problems = block_kit.message_problems(blocks)
+        if problems:
+            return _invalid("invalid_blocks", problems)
+        if block_kit.too_long(blocks):
+            return _invalid("msg_blocks_too_long", [f"{block_kit.block_text(blocks)} characters of block text"])
+        return None
 
     def _post_message(self, params: dict[str, Any]) -> Payload:
         requested = str(params.get("channel", ""))
@@ -257,6 +345,8 @@ class FakeSlack(LoopbackServer[Call]):
             return _error(self.channel_errors[requested])
         if not (params.get("text") or params.get("blocks") or params.get("attachments")):
             return _error("no_text")
+        if refused := self._blocks_refused(params):
+            return refused
         channel = _channel_id(requested)
         message = self.add_message(
             channel,
@@ -274,6 +364,8 @@ class FakeSlack(LoopbackServer[Call]):
         message = self._find(channel, str(params.get("ts", "")))
         if message is None:
             return _error("message_not_found")
+        if refused := self._blocks_refused(params):
+            return refused
         message.update({key: params[key] for key in ("text", "blocks", "attachments", "metadata") if key in params})
         message["edited"] = {"user": BOT_USER_ID, "ts": self._next_ts()}
         return {
@@ -295,6 +387,8 @@ class FakeSlack(LoopbackServer[Call]):
     def _post_ephemeral(self, params: dict[str, Any]) -> Payload:
         if not params.get("user"):
             return _error("user_not_in_channel")
+        if refused := self._blocks_refused(params):
+            return refused
         return {"ok": True, "message_ts": self._next_ts()}
 
     def _get_permalink(self, params: dict[str, Any]) -> Payload:
@@ -345,8 +439,10 @@ class FakeSlack(LoopbackServer[Call]):
         return {"ok": True, "channel": {"id": channel}} if channel else _error("users_list_not_supplied")
 
     def _store_view(self, view: Any, view_id: str) -> Payload:
-        if not isinstance(view, dict):
-            return _error("invalid_arguments")
+        problems = block_kit.view_problems(view)
+        if problems:
+            return _invalid("invalid_arguments", problems)
+        assert isinstance(view, dict)
         stored = {**view, "id": view_id}
         self.views[view_id] = stored
         return {"ok": True, "view": stored}

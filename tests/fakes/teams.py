@@ -1,5 +1,8 @@
 """Loopback stand-in for the Bot Connector service Teams gives a bot as `serviceUrl`: records what the
-bot sends (new messages, replies, card updates), lists a team's channels, and misbehaves on demand."""
+bot sends (new messages, replies, card updates), lists a team's channels, and misbehaves on demand.
+
+It refuses what Teams refuses: a message over Teams' size limit (413 `MessageSizeTooBig`), and an
+Adaptive Card that Microsoft's own Adaptive Cards library rejects (checked by `CardChecker`)."""
 
 from __future__ import annotations
 
@@ -8,20 +11,27 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
+from .adaptive_cards import CardChecker
 from .faults import Fault
 from .server import LoopbackServer
 
 Payload = dict[str, Any]
+ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
+# "Approximately 28 KB per post" (learn.microsoft.com, "Limits and specifications for Microsoft Teams",
+# Chat); past it the Bot Connector answers 413 with this body (microsoft/BotFramework-Services#228).
+# Measured here on the request body as sent.
+MESSAGE_MAX_BYTES = 28 * 1024
+TOO_BIG = {"error": {"code": "MessageSizeTooBig", "message": "Message size too large."}}
 
 
 @dataclass
 class ConnectorCall:
-    """One request: `endpoint` is "POST activities", "POST reply", "PUT activity", "DELETE activity" or
-    "GET channels"."""
+    """One request: `endpoint` is "POST activities", "POST reply", "PUT activity", "DELETE activity",
+    "POST conversations" or "GET channels"."""
 
     endpoint: str
     conversation: str
@@ -40,12 +50,27 @@ class FakeConnector(LoopbackServer[ConnectorCall]):
         self.channels = dict(channels or {})  # team id → [{"id": …, "name": …}]
         self.messages: dict[str, dict[str, Payload]] = {}  # conversation → activity id → latest activity
         self._ids = itertools.count(1_700_000_000_001)
+        self.cards_checker = CardChecker()
+        self.refused: list[tuple[str, Payload]] = []  # (why, body) of every message refused as Teams would
         router = self.app.router
+        router.add_post("/v3/conversations", self._create)
         router.add_post("/v3/conversations/{conversation}/activities", self._post)
         router.add_post("/v3/conversations/{conversation}/activities/{activity}", self._post)
         router.add_put("/v3/conversations/{conversation}/activities/{activity}", self._put)
         router.add_delete("/v3/conversations/{conversation}/activities/{activity}", self._delete)
         router.add_get("/v3/teams/{team}/conversations", self._channels)
+
+    async def __aenter__(self) -> Self:
+        await self.cards_checker.start()
+        try:
+            return await super().__aenter__()
+        except BaseException:
+            await self.cards_checker.close()
+            raise
+
+    async def close(self) -> None:
+        await super().close()
+        await self.cards_checker.close()
 
     @property
     def service_url(self) -> str:
@@ -74,8 +99,24 @@ class FakeConnector(LoopbackServer[ConnectorCall]):
             attachment["content"]
             for message in self.posted(conversation)
             for attachment in message.get("attachments") or []
-            if attachment.get("contentType") == "application/vnd.microsoft.card.adaptive"
+            if attachment.get("contentType") == ADAPTIVE_CARD
         ]
+
+    async def _refusal(self, request: web.Request, body: Payload) -> web.StreamResponse | None:
+        """Teams' answer to a message it will not show, or None when it would."""
+        size = len(await request.read())
+        if size > MESSAGE_MAX_BYTES:
+            self.refused.append((f"{size:,} bytes", body))
+            return web.json_response(TOO_BIG, status=413)
+        for attachment in body.get("attachments") or []:
+            if attachment.get("contentType") != ADAPTIVE_CARD:
+                continue
+            problems = await self.cards_checker.problems(attachment.get("content"))
+            if problems:
+                self.refused.append(("; ".join(problems), body))
+                message = f"Invalid Adaptive Card: {'; '.join(problems)}"
+                return web.json_response({"error": {"code": "BadArgument", "message": message}}, status=400)
+        return None
 
     async def _post(self, request: web.Request) -> web.StreamResponse:
         conversation = request.match_info["conversation"]
@@ -84,11 +125,28 @@ class FakeConnector(LoopbackServer[ConnectorCall]):
         endpoint = "POST reply" if reply_to else "POST activities"
 
         async def apply() -> web.StreamResponse:
+            if refused := await self._refusal(request, body):
+                return refused
             activity_id = str(next(self._ids))
             self.messages.setdefault(conversation, {})[activity_id] = {**body, "id": activity_id}
             return web.json_response({"id": activity_id})
 
         return await self._handle(request, endpoint, conversation, reply_to, body, apply)
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
+        """Create Conversation: a 1:1 chat is one per person and bot, so the same id comes back each time
+        (here `a:personal-<AAD id>`, as tests.teams_activities.personal names it)."""
+        body = await request.json()
+
+        async def apply() -> web.StreamResponse:
+            members = body.get("members") or []
+            person = str(members[0].get("id", "")) if len(members) == 1 and isinstance(members[0], dict) else ""
+            if not person.startswith("29:") or not body.get("tenantId") or body.get("isGroup"):
+                error = {"code": "BadArgument", "message": "a 1:1 chat needs one member (29:…) and the tenant"}
+                return web.json_response({"error": error}, status=400)
+            return web.json_response({"id": f"a:personal-{person.removeprefix('29:')}"}, status=201)
+
+        return await self._handle(request, "POST conversations", "", None, body, apply)
 
     async def _put(self, request: web.Request) -> web.StreamResponse:
         conversation = request.match_info["conversation"]
@@ -99,6 +157,8 @@ class FakeConnector(LoopbackServer[ConnectorCall]):
             existing = self.messages.get(conversation, {})
             if activity_id not in existing:
                 return web.json_response({"error": {"code": "NotFound"}}, status=404)
+            if refused := await self._refusal(request, body):
+                return refused
             existing[activity_id] = {**body, "id": activity_id}
             return web.json_response({"id": activity_id})
 
