@@ -4,6 +4,7 @@
     python -m relay check
     python -m relay list
     python -m relay audit --since 2026-11-01 --format csv
+    python -m relay copy-to-postgres      (RELAY_DB's SQLite file into DATABASE_URL's empty database)
 
 It reads the same environment and config as the bot, so a newcomer sees it work before wiring Slack.
 """
@@ -40,12 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     trail = commands.add_parser("audit", help="export the audit trail: who did what, when and from where")
     trail.add_argument("--since", type=_day, default=0.0, help="a date (2026-11-01) or time (2026-11-01T09:00)")
     trail.add_argument("--format", choices=("csv", "json"), default="csv")
+    commands.add_parser(
+        "copy-to-postgres", help="move the SQLite database (RELAY_DB) into an empty PostgreSQL one (DATABASE_URL)"
+    )
     args = parser.parse_args(argv)
     try:
         settings = settings_from_env(os.environ)
     except ConfigError as error:
         print(f"config error:\n{error}", file=sys.stderr)
         return 2
+    if args.command == "copy-to-postgres":
+        return asyncio.run(_copy(settings))
     if args.command in ("list", "audit"):  # the database alone: an auditor needs no destination's secret
         try:
             if args.command == "audit":
@@ -124,6 +130,30 @@ async def _reach(settings: Settings, config: Config, has_run: bool) -> list[str]
         return await unreachable_channels(config, store)
     finally:
         await store.close()
+
+
+async def _copy(settings: Settings) -> int:
+    from relay.store.copy import copy_to_postgres  # psycopg is loaded only where it is used
+    from relay.store.postgres import PostgresStore
+    from relay.store.sqlite import SqliteStore
+
+    url = settings.reveal("DATABASE_URL")
+    if not url:
+        print("set DATABASE_URL to the empty PostgreSQL database to copy into", file=sys.stderr)
+        return 2
+    if not settings.db_path.exists():
+        print(f"there is no SQLite database at {settings.db_path}: point RELAY_DB at it", file=sys.stderr)
+        return 2
+    target = PostgresStore(url)
+    try:
+        copied = await copy_to_postgres(SqliteStore(settings.db_path), target)
+    except StoreError as error:
+        print(f"nothing was copied: {error}", file=sys.stderr)
+        return 2
+    counts = ", ".join(f"{count} {table}" for table, count in copied.rows.items())
+    print(f"copied {settings.db_path} into {target}: {counts}")
+    print("Start the bot with DATABASE_URL set; keep the SQLite file until you have checked the copy.")
+    return 0
 
 
 def _has_database(settings: Settings) -> bool:

@@ -155,11 +155,18 @@ def bot_and_check(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Compl
     [
         ({"SLACK_SIGNING_SECRET": ""}, "SLACK_SIGNING_SECRET must be set to receive /broadcast"),
         ({"RELAY_STATUS_SECRET": "hunter2"}, "RELAY_STATUS_SECRET is shorter than 16 characters"),
-        ({"RELAY_DB": "/proc/no-such-folder/relay.db"}, "cannot use the database /proc/no-such-folder/relay.db"),
+        (
+            {"RELAY_DB": "/proc/no-such-folder/relay.db", "DATABASE_URL": ""},
+            "cannot use the database /proc/no-such-folder/relay.db",
+        ),
+        (
+            {"DATABASE_URL": "postgresql://relay:pg-secret-word@127.0.0.1:9/relay"},
+            "cannot use the database postgresql://127.0.0.1:9/relay",
+        ),
         ({"X_API_URL": "not-a-url"}, "X_API_URL is not a web address: its scheme is missing"),
         ({"SLACK_API_URL": "htp:/slack"}, "SLACK_API_URL is not a web address: its scheme is 'htp:'"),
     ],
-    ids=["no-signing-secret", "short-status-secret", "unusable-database", "x-url", "slack-url"],
+    ids=["no-signing-secret", "short-status-secret", "unusable-database", "unreachable-postgres", "x-url", "slack-url"],
 )
 def test_check_refuses_exactly_where_the_bot_refuses_to_start(
     tmp_path: Path, change: dict[str, str], said: str
@@ -171,6 +178,7 @@ def test_check_refuses_exactly_where_the_bot_refuses_to_start(
     assert check.returncode == 2 and said in check.stderr, (check.stdout, check.stderr)
     assert "Traceback" not in bot.stderr + check.stderr
     assert "relay ready" not in bot.stderr
+    assert "pg-secret-word" not in bot.stderr + check.stdout + check.stderr, "a database password is never shown"
 
 
 def test_check_passes_where_the_bot_starts(tmp_path: Path) -> None:
