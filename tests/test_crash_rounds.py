@@ -44,8 +44,10 @@ SLOW: list[tuple[Draw, float]] = [(None, 1), (Fault.delay(0.05), 2), (Fault.dela
 
 
 async def test_killed_at_random_moments_every_destination_ends_with_one_post_or_says_unknown(
-    tmp_path: Path, slack: FakeSlack, x: FakeX, pds: Pds, proof_scale: str
+    tmp_path: Path, slack: FakeSlack, x: FakeX, pds: Pds, proof_scale: str, backend: str
 ) -> None:
+    """On PostgreSQL a second instance runs beside the one killed again and again, as behind a load balancer:
+    it takes over what each dead one held, while the restarted one joins in."""
     drill = SCALES[proof_scale]
     # Two generators, so where the kills fall does not depend on how many answers were drawn before.
     latency, moments = random.Random(f"{SEED} latency"), random.Random(f"{SEED} kills")
@@ -59,14 +61,18 @@ async def test_killed_at_random_moments_every_destination_ends_with_one_post_or_
         port = free_port()
         env = {**bot_env(tmp_path, slack, x, f.config()), **f.env(), "PORT": str(port), "RELAY_HTTP_TIMEOUT": "5"}
         process = BotProcess(env)
+        beside = BotProcess({**env, "PORT": str(free_port())}) if backend == "postgres" else None
         relay = Relay(f"http://127.0.0.1:{port}", slack, http)
         kills: list[float] = []
         caught = 0
         try:
             await process.start()
+            if beside is not None:
+                await beside.start()
             await f.add_to_teams(relay.url, http)
             for number in range(1, drill.broadcasts + 1):
-                text = f"Drill {number} of seed {SEED}: the fire doors are tested at noon, please stay calm."
+                # The PDS outlives a test: each backend's drill says something of its own.
+                text = f"Drill {number} of seed {SEED} on {backend}: the fire doors are tested at noon, stay calm."
                 broadcast = preview_id(await relay.command(LEADER, text))
                 await relay.click(LEADER, "approve", broadcast)
                 kills += await kill_and_restart(process, f, broadcast, text, drill.kills, moments)
@@ -82,6 +88,8 @@ async def test_killed_at_random_moments_every_destination_ends_with_one_post_or_
                 tally("deliveries checked after crashes", len(f.places))
         finally:
             await process.stop()
+            if beside is not None:
+                await beside.stop()
     assert caught, f"seed {SEED}: no kill fell between a post landing and its answer; the drill proved little"
     tally("crashes survived with nothing lost or doubled", len(kills))
 
