@@ -22,6 +22,7 @@ check: $(STAMP)
 
 test: check
 	bash tests/pds/install.sh
+	bash tests/oracle/install.sh
 	bash tests/browser/install.sh
 	$(PY) -m pytest -q
 
@@ -31,6 +32,7 @@ teams-app: $(STAMP)
 # The published reliability figures (docs/RELIABILITY.md): the whole suite with the large crash and fault rounds.
 proof: check
 	bash tests/pds/install.sh
+	bash tests/oracle/install.sh
 	bash tests/browser/install.sh
 	$(PY) -m pytest -q --proof-scale=large
 
