@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from relay.twitter_text import extract_urls, mastodon_urls, parse_tweet
-from tests.conftest import LEADER, preview_id, public_config, public_env
-from tests.fakes import FakeLinkedIn, FakeMastodon, FakeX
+from tests.conftest import LEADER, config_text, preview_id, public_config, public_env
+from tests.fakes import FakeLinkedIn, FakeMastodon, FakeX, Fault
 
 JAPANESE = "新しい製品の機能と価格について、担当チームから詳しく説明します。" * 18
 EXAMPLES = [
@@ -38,3 +38,15 @@ async def test_the_issues_examples_go_out_as_valid_threads_with_whole_links(
     assert [tweet.in_reply_to_id for tweet in x.tweets[1:]] == [tweet.id for tweet in x.tweets[:-1]]
     assert [u.url for t in x.tweets for u in extract_urls(t.text) if u.url in links] == links
     assert [u.url for s in mastodon.statuses for u in mastodon_urls(s.text) if u.url in links] == links
+
+
+async def test_a_refusal_for_length_is_reported_as_a_length_problem_with_the_count(start_relay, x: FakeX) -> None:
+    """X answers 403 for a text too long (as for missing permissions): the report must say which."""
+    too_long = {"title": "Forbidden", "detail": "Your Tweet text is too long.", "type": "about:blank", "status": 403}
+    x.faults.add("POST /2/tweets", Fault.status(403, too_long))
+    relay = await start_relay(config_text())
+    broadcast = preview_id(await relay.command(LEADER, "日本語のお知らせ"))
+    await relay.click(LEADER, "approve", broadcast)
+    report = await relay.final_report()
+    assert "X refused the post as too long: 16 of 280 weighted characters" in report
+    assert "permission" not in report
