@@ -172,7 +172,7 @@ def _convert(destination: str, text: str, warnings: list[str], markdown: bool) -
             return f"[{shown}]({target})"
         # The link must end where the networks' detectors end it: a space after it, unless one follows
         # (Mastodon and Bluesky run a link on to the next space, through `)` and Japanese text alike).
-        gap = "" if regex.match(r"\s|$", match.string[match.end() :]) else " "
+        gap = "" if "://" not in target or regex.match(r"\s|$", match.string[match.end() :]) else " "
         if target.startswith("mailto:") or not label or target.rstrip("/").endswith("//" + label):
             return shown if target.startswith("mailto:") else f"{target}{gap}"
         return f"{label} ({target}){gap}"
@@ -302,15 +302,25 @@ def _unbroken(word: str, spans: list[tuple[int, int]]) -> list[str]:
 
 
 def _pack(atoms: list[str], fits: Callable[[str], bool]) -> list[str]:
+    """Greedy parts: each takes the longest run of atoms that fits, found by doubling then halving, since
+    measuring runs the network's whole extractor and a long word is hundreds of graphemes."""
     parts: list[str] = []
-    current = ""
-    for atom in atoms:
-        candidate = current + atom
-        if current and not fits(candidate.strip()):
-            parts.append(current.strip())
-            current = atom
-        else:
-            current = candidate
-    if current.strip():
-        parts.append(current.strip())
+    start = 0
+    while start < len(atoms):
+        good, step, bad = start + 1, 1, len(atoms) + 1  # one atom always goes: render reports it if unfit
+        while good < len(atoms):
+            probe = min(good + step, len(atoms))
+            if not fits("".join(atoms[start:probe]).strip()):
+                bad = probe
+                break
+            good, step = probe, step * 2
+        while bad - good > 1 and good < len(atoms):
+            middle = (good + bad) // 2
+            if fits("".join(atoms[start:middle]).strip()):
+                good = middle
+            else:
+                bad = middle
+        if part := "".join(atoms[start:good]).strip():
+            parts.append(part)
+        start = good
     return parts
