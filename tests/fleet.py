@@ -361,10 +361,10 @@ async def final_report(slack: FakeSlack, broadcast_id: str, timeout: float) -> R
     """Wait until the leader's live report of this broadcast says every delivery is final; read it."""
     message = await slack.wait_for(lambda: finished(slack, broadcast_id), timeout)
     assert message is not None
-    # The lines are cut into blocks of at most 3,000 characters, wherever the cut falls: join them again.
+    # The lines are packed into sections of at most 3,000 characters, a line never split between two.
     sections = [b["text"]["text"] for b in message["blocks"][1:] if b["type"] == "section"]
     lines, tallies = {}, {}
-    for row in "".join(sections).split("\n"):
+    for row in "\n".join(sections).split("\n"):
         if match := _LINE.match(row):
             lines[match["name"]] = match["words"]
         elif match := _TALLY.match(row):
