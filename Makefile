@@ -23,6 +23,7 @@ check: $(STAMP)
 test: check
 	bash tests/pds/install.sh
 	bash tests/msteams/install.sh
+	bash tests/oracle/install.sh
 	bash tests/postgres/install.sh
 	bash tests/browser/install.sh
 	$(PY) -m pytest -q
@@ -34,6 +35,7 @@ teams-app: $(STAMP)
 proof: check
 	bash tests/pds/install.sh
 	bash tests/msteams/install.sh
+	bash tests/oracle/install.sh
 	bash tests/postgres/install.sh
 	bash tests/browser/install.sh
 	$(PY) -m pytest -q --proof-scale=large

@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import regex
-
+from relay import facets
 from relay.config import DestinationConfig, Replies, Settings
 from relay.destination import (
     Counting,
@@ -55,9 +54,11 @@ SPEC = DestinationSpec(
     check_options=_check,
 )
 
-# app.bsky.feed.post: text of at most 300 graphemes (the lexicon's maxGraphemes); links count in full.
+# app.bsky.feed.post: text of at most 300 graphemes and 3,000 UTF-8 bytes (the lexicon's maxGraphemes and
+# maxLength); links count in full.
 LIMITS = Limits(
-    max_length=300,
+    max_length=facets.MAX_GRAPHEMES,
+    max_bytes=facets.MAX_BYTES,
     counting=Counting.GRAPHEMES,
     markup=Markup.PLAIN,
     max_thread_parts=10,
@@ -65,9 +66,6 @@ LIMITS = Limits(
 )
 
 POST = "app.bsky.feed.post"
-_URL = regex.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]'’”]")
-_TAG = regex.compile(r"(?<![\w#])#([\p{L}\p{N}_]*[\p{L}_][\p{L}\p{N}_]*)")
-_MENTION = regex.compile(r"(?<![\w@])@([a-zA-Z0-9][a-zA-Z0-9.-]*\.[a-zA-Z]{2,})")
 _TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
 
 
@@ -78,11 +76,6 @@ def record_key(part: Part) -> str:
     clock = zlib.crc32(part.key.rsplit("-", 1)[0].encode()) % 1024
     value = (micros << 10) | clock
     return "".join(_TID_ALPHABET[(value >> shift) & 31] for shift in range(60, -1, -5))
-
-
-def _span(text: str, start: int, end: int) -> dict[str, int]:
-    """Byte offsets in UTF-8, as facets count (an emoji before a link moves it by four bytes)."""
-    return {"byteStart": len(text[:start].encode()), "byteEnd": len(text[:end].encode())}
 
 
 def _iso(moment: float) -> str:
@@ -227,32 +220,21 @@ class BlueskyAccount:
         return writes
 
     async def _facets(self, text: str) -> list[dict[str, Any]]:
-        """Links, tags and resolvable mentions, as app.bsky.richtext.facet."""
-        facets = []
-        for match in _URL.finditer(text):
-            facets.append(
-                {
-                    "index": _span(text, *match.span()),
-                    "features": [{"$type": "app.bsky.richtext.facet#link", "uri": match.group(0)}],
-                }
-            )
-        for match in _TAG.finditer(text):
-            facets.append(
-                {
-                    "index": _span(text, *match.span()),
-                    "features": [{"$type": "app.bsky.richtext.facet#tag", "tag": match.group(1)}],
-                }
-            )
-        for match in _MENTION.finditer(text):
-            did = await self._resolve(match.group(1))
-            if did:
-                facets.append(
-                    {
-                        "index": _span(text, *match.span()),
-                        "features": [{"$type": "app.bsky.richtext.facet#mention", "did": did}],
-                    }
-                )
-        return sorted(facets, key=lambda facet: facet["index"]["byteStart"])
+        """Links, tags and resolvable mentions as @atproto/api detects them (relay/facets.py)."""
+        found = []
+        for facet in facets.detect(text):
+            start, end = facets.byte_span(text, facet)
+            if facet.kind == "mention":
+                did = await self._resolve(facet.value)
+                if not did:
+                    continue
+                feature = {"$type": "app.bsky.richtext.facet#mention", "did": did}
+            elif facet.kind == "link":
+                feature = {"$type": "app.bsky.richtext.facet#link", "uri": facet.value}
+            else:
+                feature = {"$type": "app.bsky.richtext.facet#tag", "tag": facet.value}
+            found.append({"index": {"byteStart": start, "byteEnd": end}, "features": [feature]})
+        return found
 
     async def _resolve(self, handle: str) -> str | None:
         answer = await self._call("GET", "com.atproto.identity.resolveHandle", None, params={"handle": handle})

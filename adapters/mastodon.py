@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from relay import twitter_text
 from relay.config import DestinationConfig, Replies, Settings
 from relay.destination import (
     Counting,
@@ -53,10 +54,11 @@ SPEC = DestinationSpec(
 )
 
 # Mastodon's defaults (docs.joinmastodon.org, "Instance": configuration.statuses): 500 characters, every
-# link counted as 23. An instance may allow more; `prepare` asks it.
+# link counted as 23. An instance may allow more; `prepare` asks it. Counted as the server's
+# StatusLengthValidator counts (relay/twitter_text.py): graphemes, links 23, remote mentions by local part.
 LIMITS = Limits(
     max_length=500,
-    counting=Counting.CHARACTERS,
+    counting=Counting.MASTODON,
     markup=Markup.PLAIN,
     url_length=23,
     max_thread_parts=10,
@@ -121,7 +123,7 @@ class MastodonAccount:
             return transport_outcome(error, "Mastodon")
         if answer.ok:
             return Sent(str(answer.body["id"]), answer.field("url") or None)
-        return self._failure(answer)
+        return self._failure(answer, part.text)
 
     async def edit(self, remote_id: str, text: str) -> Outcome:
         return Permanent("Mastodon cannot edit a post: retract it and post again.")
@@ -165,7 +167,7 @@ class MastodonAccount:
             f"({answer.status}): look at the account before posting it by hand."
         )
 
-    def _failure(self, answer: Answer) -> Outcome:
+    def _failure(self, answer: Answer, text: str = "") -> Outcome:
         error = answer.field("error")
         if answer.status == 429:
             return Retry("Mastodon rate limit reached", server_hint(answer.headers, datetime.now(UTC).timestamp()))
@@ -177,6 +179,12 @@ class MastodonAccount:
             )
         if answer.status == 404:
             return Permanent("Mastodon no longer has the post this part replies to; the thread was broken.")
+        if answer.status == 422 and "character limit" in str(error):
+            size = twitter_text.mastodon_length(text, self.limits.url_length or twitter_text.URL_LENGTH)
+            return Permanent(
+                f"Mastodon refused the post as too long: {size:,} of {self.limits.max_length:,} characters by "
+                f"its count ({error}). Shorten the message."
+            )
         return Permanent(f"Mastodon rejected the post ({answer.status}): {error or 'no reason given'}.")
 
     def pace_key(self) -> str:

@@ -19,6 +19,7 @@ from oauthlib.oauth1 import Client as OAuthClient
 from tweepy.asynchronous import AsyncClient
 from yarl import URL
 
+from relay import twitter_text
 from relay.config import DestinationConfig, Replies, Settings
 from relay.destination import (
     Counting,
@@ -51,7 +52,8 @@ SPEC = DestinationSpec(
     replies=True,
 )
 
-# 280 weighted characters, links counted as 23 (docs.x.com, "Counting characters"; twitter-text v3).
+# 280 weighted characters, links counted as 23 (docs.x.com, "Counting characters"), counted by twitter-text
+# 3.1.0's parseTweet as X does (relay/twitter_text.py).
 # A thread is capped at 10 posts: past that a broadcast is a document, and X's per-user post limits
 # (docs.x.com, "Rate limits") would make it go out in pieces.
 LIMITS = Limits(
@@ -112,9 +114,14 @@ def _detail(error: tweepy.HTTPException) -> str:
     return "; ".join(str(m) for m in messages).strip()
 
 
-def _classify(error: tweepy.HTTPException, env: Mapping[str, str]) -> Outcome:
+def _classify(error: tweepy.HTTPException, env: Mapping[str, str], text: str = "") -> Outcome:
     status = error.response.status
     detail = _detail(error)
+    if "too long" in detail.lower():  # X answers 403 for length too: not a permissions problem
+        return Permanent(
+            f"X refused the post as too long: {twitter_text.weighted_length(text):,} of "
+            f"{twitter_text.MAX_WEIGHTED_LENGTH} weighted characters by its count ({detail}). Shorten the message."
+        )
     if status == 429:
         return Retry("X rate limit reached", server_hint(dict(error.response.headers)))
     if status >= 500:
@@ -192,7 +199,7 @@ class XAccount:
                 user_auth=True,
             )
         except tweepy.HTTPException as error:
-            return _classify(error, self.env)
+            return _classify(error, self.env, part.text)
         except Exception as error:
             return transport_outcome(error, "X")
         tweet_id = str(answer.data["id"])

@@ -20,8 +20,10 @@ class Counting(Enum):
     """How a network measures a text against its limit."""
 
     CHARACTERS = "characters"  # Unicode code points (Slack)
-    GRAPHEMES = "graphemes"  # user-perceived characters
-    X_WEIGHTED = "x-weighted"  # twitter-text v3: most scripts 1, CJK and emoji 2, URLs 23
+    GRAPHEMES = "graphemes"  # user-perceived characters, links in full (Bluesky, as @atproto/api counts)
+    X_WEIGHTED = "x-weighted"  # twitter-text 3.1.0's parseTweet: most scripts 1, CJK and emoji 2, links 23
+    # Mastodon's StatusLengthValidator: graphemes, each link as `url_length`, a remote mention as its local part
+    MASTODON = "mastodon"
 
 
 class Markup(Enum):
@@ -45,6 +47,7 @@ class Limits:
     min_interval: float = 0.0  # seconds between two posts to the same place (see `pace_key`)
     rate: float = 0.0  # calls a second the network allows per `limit_key`, where it publishes one (0: none)
     reserved: str = ""  # characters the network needs escaped with a backslash (each counts twice)
+    max_bytes: int | None = None  # a limit in UTF-8 bytes besides `max_length` (Bluesky's lexicon has both)
 
 
 @dataclass(frozen=True)

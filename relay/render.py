@@ -7,6 +7,7 @@ network.
 
 from __future__ import annotations
 
+import functools
 import html
 import unicodedata
 from collections.abc import Callable
@@ -14,23 +15,16 @@ from dataclasses import dataclass
 
 import regex
 
+from relay import facets, twitter_text
 from relay.destination import Counting, Limits, Markup
 
 # Slack truncates chat.postMessage text past 40,000 characters (api.slack.com/methods/chat.postMessage);
 # no destination can carry more, so no broadcast may be longer.
 MAX_MESSAGE_CHARACTERS = 40_000
 
-# twitter-text v3 configuration (github.com/twitter/twitter-text, config/v3.json): code points in these
-# ranges weigh 100, all others 200, an emoji sequence 200, and the limit is 280 × 100.
-_X_LIGHT_RANGES = ((0, 4351), (8192, 8205), (8208, 8223), (8242, 8247))
-
 _SLACK_LINK = regex.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 _TYPED_BROADCAST = regex.compile(r"(?<![\w@])@(channel|here|everyone)\b", regex.IGNORECASE)
 _URL = regex.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]'’”]", regex.IGNORECASE)
-_BARE_DOMAIN = regex.compile(
-    r"(?<![\w@./-])(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}(?:/[^\s]*[^\s.,;:!?)])?", regex.IGNORECASE
-)
-_EMOJI = regex.compile(r"\p{Extended_Pictographic}|\p{Regional_Indicator}|\u20e3")
 _MARKERS = regex.compile(r"(?<![\w*_~`])([*_~])(?=\S)(.+?)(?<=\S)\1(?![\w*_~`])")
 _MARKDOWN = {"*": "**", "_": "_", "~": "~~"}  # mrkdwn marker → its Markdown (Teams)
 _CODE = regex.compile(r"```\n?|`")
@@ -78,14 +72,20 @@ def render(destination: str, text: str, limits: Limits, allow_broadcast_mentions
     else:
         body = _convert(destination, text, warnings, markdown=limits.markup is Markup.MARKDOWN)
     counter = counter_for(limits)
+    fits = _fits_for(limits)
     error = None
     if not body:
         parts: tuple[str, ...] = ()
         error = f"Nothing is left to post to {destination} once mentions and markup are removed."
-    elif counter(body) <= limits.max_length:
+    elif fits(body):
         parts = (body,)
     elif limits.max_thread_parts > 1:
-        parts = split_thread(body, limits.max_length, counter)
+        parts = split_thread(body, limits)
+        if unfit := next((part for part in parts if not fits(part)), None):
+            error = (
+                f"Too long for {destination}: one part cannot be split further and is {_measured(unfit, limits)}. "
+                "Shorten the link or the word in it."
+            )
         if len(parts) > limits.max_thread_parts:
             error = (
                 f"Too long for {destination}: it would take {len(parts)} posts, and at most "
@@ -93,10 +93,7 @@ def render(destination: str, text: str, limits: Limits, allow_broadcast_mentions
             )
     else:
         parts = (body,)
-        error = (
-            f"Too long for {destination}: {counter(body):,} of {limits.max_length:,} "
-            f"{_unit(limits.counting)}. Shorten the message."
-        )
+        error = f"Too long for {destination}: {_measured(body, limits)}. Shorten the message."
     return Rendering(
         destination=destination,
         parts=parts,
@@ -112,8 +109,17 @@ def _unit(counting: Counting) -> str:
     return {
         Counting.CHARACTERS: "characters",
         Counting.GRAPHEMES: "characters",
+        Counting.MASTODON: "characters",
         Counting.X_WEIGHTED: "weighted characters",
     }[counting]
+
+
+def _measured(text: str, limits: Limits) -> str:
+    """The text's size against the limit it breaks, in the network's own terms."""
+    size = counter_for(limits)(text)
+    if size <= limits.max_length and limits.max_bytes is not None:
+        return f"{facets.utf8_length(text):,} of {limits.max_bytes:,} bytes"
+    return f"{size:,} of {limits.max_length:,} {_unit(limits.counting)}"
 
 
 def _for_slack(destination: str, text: str, allow: bool, warnings: list[str]) -> str:
@@ -164,9 +170,12 @@ def _convert(destination: str, text: str, warnings: list[str], markdown: bool) -
         shown = str(label or target.removeprefix("mailto:"))
         if markdown:
             return f"[{shown}]({target})"
+        # The link must end where the networks' detectors end it: a space after it, unless one follows
+        # (Mastodon and Bluesky run a link on to the next space, through `)` and Japanese text alike).
+        gap = "" if "://" not in target or regex.match(r"\s|$", match.string[match.end() :]) else " "
         if target.startswith("mailto:") or not label or target.rstrip("/").endswith("//" + label):
-            return shown if target.startswith("mailto:") else str(target)
-        return f"{label} ({target})"
+            return shown if target.startswith("mailto:") else f"{target}{gap}"
+        return f"{label} ({target}){gap}"
 
     text = _SLACK_LINK.sub(link, text)
     text = _TYPED_BROADCAST.sub(lambda m: _dropped(destination, m.group(1).lower(), warnings), text)
@@ -200,71 +209,51 @@ def _dropped(destination: str, name: str, warnings: list[str]) -> str:
 
 
 def counter_for(limits: Limits) -> Callable[[str], int]:
-    """The function that measures a text the way this network does."""
+    """The function that measures a text the way this network does (its own reference code, ported)."""
     if limits.counting is Counting.X_WEIGHTED:
-        return lambda text: x_weighted_length(text, limits.url_length or 23)
+        return twitter_text.weighted_length
+    if limits.counting is Counting.MASTODON:
+        return lambda text: twitter_text.mastodon_length(text, limits.url_length or twitter_text.URL_LENGTH)
     if limits.counting is Counting.GRAPHEMES:
-        return lambda text: _with_urls(text, limits.url_length, lambda s: len(regex.findall(r"\X", s)))
+        return facets.graphemes
     if limits.reserved:
-        return lambda text: _with_urls(text, limits.url_length, lambda s: len(s) + sum(c in limits.reserved for c in s))
-    return lambda text: _with_urls(text, limits.url_length, len)
+        return lambda text: len(text) + sum(c in limits.reserved for c in text)
+    return len
 
 
-def _with_urls(text: str, url_length: int | None, count: Callable[[str], int]) -> int:
-    if url_length is None:
-        return count(text)
-    total, last = 0, 0
-    for match in _URL.finditer(text):
-        total += count(text[last : match.start()]) + url_length
-        last = match.end()
-    return total + count(text[last:])
+def _fits_for(limits: Limits) -> Callable[[str], bool]:
+    """Whether a text can go out as one post: within the length limit, and the byte limit where there is one."""
+    measure = counter_for(limits)
+    if limits.max_bytes is None:
+        return lambda text: measure(text) <= limits.max_length
+    cap = limits.max_bytes
+    return lambda text: measure(text) <= limits.max_length and facets.utf8_length(text) <= cap
 
 
-def x_weighted_length(text: str, url_length: int = 23) -> int:
-    """X's weighted length: links 23, emoji 2, CJK and most non-Latin scripts 2, the rest 1.
+def _entities_for(limits: Limits) -> Callable[[str], list[tuple[int, int]]]:
+    """Where the network sees links, mentions and tags: spans a thread split must not cut."""
+    if limits.counting is Counting.X_WEIGHTED:
+        return lambda text: [(u.start, u.end) for u in twitter_text.extract_urls(text)]
+    if limits.counting is Counting.MASTODON:
+        return lambda text: [(u.start, u.end) for u in twitter_text.mastodon_urls(text)]
+    if limits.counting is Counting.GRAPHEMES:
+        return lambda text: [(f.start, f.end) for f in facets.detect(text)]
+    return lambda text: []
 
-    A bare domain (example.com) is a link on X too; it is counted as at least `url_length`, so a
-    rendering never exceeds X's limit even where X would count it shorter.
+
+def split_thread(text: str, limits: Limits) -> tuple[str, ...]:
+    """Split into numbered parts, at sentence ends where possible, else between words, else between
+    graphemes, never inside a link, mention or tag as the network detects them.
+
+    Each part, numbering included, fits the network's limits by its own count. The numbering's own width
+    depends on the number of parts, so the split is redone until the count is stable.
     """
-    text = unicodedata.normalize("NFC", text)
-    total, last = 0, 0
-    for match in _links(text):
-        total += _weigh(text[last : match.start()])
-        link = match.group(0)
-        total += url_length if _URL.fullmatch(link) else max(url_length, _weigh(link))
-        last = match.end()
-    return total + _weigh(text[last:])
-
-
-def _links(text: str) -> list[regex.Match[str]]:
-    found = list(_URL.finditer(text))
-    taken = [(m.start(), m.end()) for m in found]
-    for match in _BARE_DOMAIN.finditer(text):
-        if not any(s <= match.start() < e for s, e in taken):
-            found.append(match)
-    return sorted(found, key=lambda m: m.start())
-
-
-def _weigh(text: str) -> int:
-    total = 0
-    for grapheme in regex.findall(r"\X", text):
-        if _EMOJI.search(grapheme):
-            total += 2
-        else:
-            total += sum(1 if any(lo <= ord(c) <= hi for lo, hi in _X_LIGHT_RANGES) else 2 for c in grapheme)
-    return total
-
-
-def split_thread(text: str, limit: int, measure: Callable[[str], int]) -> tuple[str, ...]:
-    """Split into numbered parts, at sentence ends where possible, else between words.
-
-    Each part, numbering included, measures at most `limit`. The numbering's own width depends on the
-    number of parts, so the split is redone until the count is stable.
-    """
+    fits = _fits_for(limits)
+    entities = _entities_for(limits)
     total = 2
     for _ in range(6):
-        budget = limit - measure(f" ({total}/{total})")
-        parts = _pack(_atoms(text, budget, measure), budget, measure)
+        budget_fits = functools.partial(_fits_numbered, fits, f" ({total}/{total})")
+        parts = _pack(_atoms(text, budget_fits, entities), budget_fits)
         if len(parts) <= total and len(str(len(parts))) == len(str(total)):
             break
         total = len(parts)
@@ -272,8 +261,13 @@ def split_thread(text: str, limit: int, measure: Callable[[str], int]) -> tuple[
     return tuple(f"{part} ({i}/{count})" for i, part in enumerate(parts, start=1))
 
 
-def _atoms(text: str, budget: int, measure: Callable[[str], int]) -> list[str]:
-    """Sentences (with their trailing space) that fit; words of those that don't; graphemes of huge words."""
+def _fits_numbered(fits: Callable[[str], bool], numbering: str, part: str) -> bool:
+    return fits(part + numbering)
+
+
+def _atoms(text: str, fits: Callable[[str], bool], entities: Callable[[str], list[tuple[int, int]]]) -> list[str]:
+    """Sentences (with their trailing space) that fit; words of those that don't; graphemes of huge words,
+    each link, mention or tag kept whole."""
     atoms: list[str] = []
     last = 0
     pieces = []
@@ -282,27 +276,51 @@ def _atoms(text: str, budget: int, measure: Callable[[str], int]) -> list[str]:
         last = match.end()
     pieces.append(text[last:])
     for sentence in filter(None, pieces):
-        if measure(sentence.strip()) <= budget:
+        if fits(sentence.strip()):
             atoms.append(sentence)
             continue
         for word in regex.findall(r"\S+\s*", sentence):
-            if measure(word.strip()) <= budget:
+            if fits(word.strip()):
                 atoms.append(word)
             else:
-                atoms.extend(regex.findall(r"\X", word))
+                atoms.extend(_unbroken(word, entities(word)))
     return atoms
 
 
-def _pack(atoms: list[str], budget: int, measure: Callable[[str], int]) -> list[str]:
+def _unbroken(word: str, spans: list[tuple[int, int]]) -> list[str]:
+    """A word's graphemes, except that each entity in it stays one piece."""
+    pieces: list[str] = []
+    position = 0
+    for start, end in sorted(spans):
+        if start < position:
+            continue
+        pieces.extend(regex.findall(r"\X", word[position:start]))
+        pieces.append(word[start:end])
+        position = end
+    pieces.extend(regex.findall(r"\X", word[position:]))
+    return pieces
+
+
+def _pack(atoms: list[str], fits: Callable[[str], bool]) -> list[str]:
+    """Greedy parts: each takes the longest run of atoms that fits, found by doubling then halving, since
+    measuring runs the network's whole extractor and a long word is hundreds of graphemes."""
     parts: list[str] = []
-    current = ""
-    for atom in atoms:
-        candidate = current + atom
-        if current and measure(candidate.strip()) > budget:
-            parts.append(current.strip())
-            current = atom
-        else:
-            current = candidate
-    if current.strip():
-        parts.append(current.strip())
+    start = 0
+    while start < len(atoms):
+        good, step, bad = start + 1, 1, len(atoms) + 1  # one atom always goes: render reports it if unfit
+        while good < len(atoms):
+            probe = min(good + step, len(atoms))
+            if not fits("".join(atoms[start:probe]).strip()):
+                bad = probe
+                break
+            good, step = probe, step * 2
+        while bad - good > 1 and good < len(atoms):
+            middle = (good + bad) // 2
+            if fits("".join(atoms[start:middle]).strip()):
+                good = middle
+            else:
+                bad = middle
+        if part := "".join(atoms[start:good]).strip():
+            parts.append(part)
+        start = good
     return parts

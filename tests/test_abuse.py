@@ -75,8 +75,9 @@ SLACK_TEXTS = [
     ("日本語のテキスト。" * 60, "Part 1/4"),
     ("emoji \U0001f600 end", "emoji \U0001f600 end"),
     # huge and malformed URLs
-    ("https://example.com/" + "a" * 5000, "23/280"),
-    ("https://example.com/?q=" + "a" * 39_000, "23/280"),
+    # past 4,096 characters X no longer sees a link (twitter-text's MAX_URL_LENGTH): text, threaded
+    ("https://example.com/" + "a" * 5000, "Part 1/5"),
+    ("https://example.com/?q=" + "a" * 39_000, "at most 10 are allowed in a thread"),
     ("http://", "http://"),
     ("http://[::1:80/broken", "http://[::1:80/broken"),
     ("<https://exa mple.com|spaced>", "spaced (https://exa mple.com)"),
@@ -266,7 +267,7 @@ TEAMS_TEXTS = [
     ("'; DROP TABLE broadcasts; --", "'; DROP TABLE broadcasts; --"),
     ("👩‍👩‍👧‍👦🏳️‍🌈" * 20, "👩‍👩‍👧‍👦🏳️‍🌈"),
     ("日本語のテキスト。" * 60, "Part 1/4"),
-    ("https://example.com/" + "a" * 5000, "23/280"),
+    ("https://example.com/" + "a" * 5000, "Part 1/5"),
     ("word " * 2000, "at most 10 are allowed in a thread"),
     ("日本語" * 8000, "cut here to fit Teams"),
 ]

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import regex
 from aiohttp import web
-from twitter_text import extract_urls_with_indices
+
+from relay.twitter_text import mastodon_length
 
 from .faults import Fault
 from .server import LoopbackServer
@@ -28,8 +28,6 @@ VISIBILITIES = ("public", "unlisted", "private", "direct")
 IDEMPOTENCY_TTL = timedelta(hours=1)  # how long Mastodon remembers an Idempotency-Key
 _FIRST_STATUS_ID = 113_500_000_000_000_001
 _TIMELINE_LIMIT, _TIMELINE_MAX = 20, 40
-# Mastodon counts a remote mention as its local part: "@alice@example.social" weighs as "@alice".
-_REMOTE_MENTION = re.compile(r"(?<![a-z0-9_!#$%&*@＠/])[@＠]([a-z0-9_]+)@[a-z0-9.\-]+[a-z0-9]+", re.IGNORECASE)
 
 
 class _Auth(enum.Enum):
@@ -41,19 +39,9 @@ class _Auth(enum.Enum):
 
 
 def countable_length(text: str, spoiler_text: str = "") -> int:
-    """Mastodon's StatusLengthValidator: grapheme clusters of spoiler + text, after each http(s) link is
-    replaced by 23 characters and each remote mention by its local part (overlaps resolved first-come)."""
-    entities = sorted(
-        [(url["indices"][0], url["indices"][1], "x" * URL_LENGTH) for url in extract_urls_with_indices(text, False)]
-        + [(match.start(), match.end(), "@" + match.group(1)) for match in _REMOTE_MENTION.finditer(text)]
-    )
-    pieces, last = [], 0
-    for start, end, replacement in entities:
-        if start >= last:
-            pieces += [text[last:start], replacement]
-            last = end
-    pieces.append(text[last:])
-    return len(regex.findall(r"\X", spoiler_text + "".join(pieces)))
+    """Mastodon's StatusLengthValidator: grapheme clusters of spoiler + text, each link 23 and each remote
+    mention its local part (relay/twitter_text.py, the count the bot renders by)."""
+    return mastodon_length(spoiler_text + text, URL_LENGTH)
 
 
 def format_time(moment: datetime) -> str:
