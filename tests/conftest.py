@@ -15,8 +15,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from adapters import SPECS
-from bot import SURFACE, build_app
+from bot import STORE, SURFACE, build_app
 from relay.config import load_config, settings_from_env
+from relay.store import Store
 from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX
 from tests.fakes.teams import FakeConnector
 from tests.postgres.cluster import Cluster, fresh_database
@@ -180,6 +181,12 @@ class Relay:
         if self.server is not None and (surface := self.server.app.get(SURFACE)) is not None:
             await surface.settle()
         return response
+
+    @property
+    def store(self) -> Store:
+        """The database of a bot started in this process, for a test to write what a person could not."""
+        assert self.server is not None, "started in another process"
+        return self.server.app[STORE]
 
     def new_response_url(self) -> tuple[str, str]:
         self._responses += 1

@@ -12,7 +12,6 @@ import psycopg
 import pytest
 
 from relay import audit
-from relay.store import Store
 from tests.conftest import APPROVER, DATABASE, LEADER, STAFF_CHANNEL, config_text, preview_id
 from tests.fakes import FakeSlack
 from tests.proof import tally
@@ -74,15 +73,11 @@ def test_a_bad_since_date_says_what_it_expects(tmp_path: Path) -> None:
 
 async def test_a_cell_a_spreadsheet_would_evaluate_is_exported_as_text(start_relay, tmp_path: Path) -> None:
     """A place or a detail can be anyone's words: a leader's channel, a network's error, a sign-in's address."""
-    await start_relay()
+    relay = await start_relay()
     formulas = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
-    store = Store(tmp_path / "relay.db")
-    await store.open(exclusive=False)
-    try:
-        for formula in formulas:
-            await audit.note(store, 1.0, "relay", "tried", audit.Where("terminal", formula), formula)
-    finally:
-        await store.close()
+    store = relay.store
+    for formula in formulas:
+        await audit.note(store, 1.0, "relay", "tried", audit.Where("terminal", formula), formula)
     result = relay_cli("audit", env=cli_env(tmp_path))
     rows = [r for r in csv.DictReader(io.StringIO(result.stdout)) if r["action"] == "tried"]
     assert len(rows) == len(formulas)

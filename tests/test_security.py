@@ -22,12 +22,14 @@ from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import psycopg
 import pytest
 
 from adapters.slack_chat import OTHER_WORKSPACE
 from tests.bot_process import BotProcess, free_port
 from tests.conftest import (
     APPROVER,
+    DATABASE,
     LEADER,
     SIGNING_SECRET,
     STAFF_CHANNEL,
@@ -519,7 +521,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(12)}"
 
 
-async def test_no_secret_reaches_a_log_line_an_error_or_the_database(tmp_path: Path) -> None:
+async def test_no_secret_reaches_a_log_line_an_error_or_the_database(tmp_path: Path, backend: str) -> None:
     x_credentials = [unique(p) for p in ("x-key", "x-secret", "x-token", "x-token-secret")]
     async with (
         FakeSlack(token=unique("xoxb"), app_token=unique("xapp")) as slack,
@@ -578,11 +580,20 @@ async def test_no_secret_reaches_a_log_line_an_error_or_the_database(tmp_path: P
         assert not leaked
         shown = json.dumps([slack.messages(f"D{LEADER}"), slack.responses])
         assert not [value for value in values if value in shown], "no secret in what the leader is shown"
-        files = sorted(tmp_path.glob("relay.db*"))
-        assert files and oct(os.stat(tmp_path / "relay.db").st_mode & 0o777) == "0o600"
+        assert not [value for value in values if value.encode() in _stored(backend, tmp_path)], "no secret stored"
+
+
+def _stored(backend: str, folder: Path) -> bytes:
+    """Everything the database holds, as bytes to search: SQLite's files (owner-only), or every row."""
+    if backend == "sqlite":
+        files = sorted(folder.glob("relay.db*"))
+        assert files and oct(os.stat(folder / "relay.db").st_mode & 0o777) == "0o600"
         assert all(os.stat(f).st_mode & 0o077 == 0 for f in files), "no database file is readable by others"
-        stored = b"".join(f.read_bytes() for f in files)
-        assert not [value for value in values if value.encode() in stored], "no secret stored in the database"
+        return b"".join(f.read_bytes() for f in files)
+    with psycopg.connect(DATABASE["DATABASE_URL"]) as pg:
+        tables = [row[0] for row in pg.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        assert "deliveries" in tables
+        return repr([pg.execute(f"SELECT * FROM {table}".encode()).fetchall() for table in tables]).encode()
 
 
 # ---- what is reachable, and from where -----------------------------------------------------------------

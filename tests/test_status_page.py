@@ -18,7 +18,6 @@ from adapters import SPECS
 from relay import audit
 from relay.config import ConfigError, load_config, settings_from_env
 from relay.startup import startup_warnings
-from relay.store import Store
 from tests.conftest import LEADER, Relay, bot_env, config_text, preview_id
 from tests.fakes import FakeSlack, FakeX, Fault
 from tests.fakes.slack import BOT_ID, BOT_USER_ID, TEAM_ID
@@ -269,12 +268,7 @@ async def test_guessing_is_throttled_per_client_and_in_total_and_each_failure_is
     assert (await attempt("127.0.0.6", SECRET)).status == 429, "twenty wrong secrets a minute in all, at most"
     logged = [r.getMessage() for r in caplog.records if "a wrong secret from" in r.getMessage()]
     assert len(logged) == 20 and "127.0.0.1" in logged[0] and SECRET not in caplog.text
-    store = Store(tmp_path / "relay.db")
-    await store.open(exclusive=False)
-    try:
-        trail = await audit.entries(store)
-    finally:
-        await store.close()
+    trail = await audit.entries(relay.store)
     refused = [e for e in trail if e.action == "sign-in-refused"]
     assert len(refused) == 20 and {e.place for e in refused} == {f"127.0.0.{n}" for n in range(1, 6)} - {"127.0.0.2"}
     assert [e.place for e in trail if e.action == "signed-in"] == ["127.0.0.2"]

@@ -187,6 +187,7 @@ def test_check_passes_where_the_bot_starts(tmp_path: Path) -> None:
     assert check.returncode == 0 and "OK, 2 destinations" in check.stdout, check.stderr
 
 
+@pytest.mark.sqlite_only
 async def test_list_and_audit_read_a_read_only_copy_without_any_secret(
     namespaces: None, start_relay, tmp_path: Path
 ) -> None:

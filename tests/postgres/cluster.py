@@ -55,20 +55,27 @@ class Cluster:
     def start(self) -> None:
         data = self.folder / "data"
         self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        # fsync off: the suite kills bots, never the machine, and a crash of the server keeps what the OS has.
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server (again). fsync is off: the suite kills bots and stops the server, never the
+        machine, and what a stopped server wrote is in the OS's hands."""
         options = (
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
             " -c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB"
         )
-        self.pg_ctl("start", "-w", "-o", options, "-l", str(self.folder / "server.log"))
+        self._pg_ctl("start", "-w", "-o", options, "-l", str(self.folder / "server.log"))
 
-    def pg_ctl(self, *arguments: str) -> None:
-        """Start, stop or restart the server (tests restart it under a fan-out)."""
+    def halt(self) -> None:
+        """Stop the server as an operator would for maintenance: every connection is cut."""
+        self._pg_ctl("stop", "-m", "fast", "-w")
+
+    def _pg_ctl(self, *arguments: str) -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), *arguments)
 
     def stop(self) -> None:
         try:
-            self.pg_ctl("stop", "-m", "immediate")
+            self._pg_ctl("stop", "-m", "immediate")
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
 
