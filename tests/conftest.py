@@ -47,12 +47,17 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # Every other test runs on both backends.
 ONE_BACKEND = {
     "test_render",
+    "test_reference_counts",
     "test_policy",
     "test_schedule_times",
+    "test_slack_blocks_fit",
+    "test_teams_cards",
     "test_teams_package",
     "test_config",
     "test_database_faults",
+    "test_slow_clients",
     "test_fakes_selftest",
+    "test_slack_strict_selftest",
     "test_mastodon_linkedin_selftest",
     "test_pds_selftest",
 }
