@@ -109,6 +109,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await dispatcher.drain()
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
         if socket_mode is not None:

@@ -31,6 +31,10 @@ MAX_IN_FLIGHT = 64  # deliveries worked on at once for destinations of no named 
 # It is also the timed look for work where other processes share the database: announcements (`new_work`)
 # are hints, and a process that missed one finds the work at its next look.
 LEASE_CHECK_EVERY = 10.0
+# How long a process told to stop (SIGTERM: a deploy, a PaaS's daily restart) lets what is under way
+# finish; what is left after it is taken over by another instance, or by this one's successor. Heroku
+# kills 30 s after SIGTERM, and a post rarely takes more than a second.
+DRAIN_SECONDS = 10.0
 
 
 class Dispatcher:
@@ -62,6 +66,7 @@ class Dispatcher:
                 self._networks[kind][destinations[name].limit_key()] = destinations[name]
         self._in_flight: Counter[str] = Counter()  # deliveries being worked on, per kind ("" for the rest)
         self._held: dict[int, str] = {}  # delivery id → the token of this process's lease on it
+        self._draining = False
 
     def poke(self) -> None:
         """Look now instead of at the next timer: work or room arrived."""
@@ -92,7 +97,7 @@ class Dispatcher:
                 self._wake.clear()
                 room, others, reopens = self._room()
                 due = None
-                if others > 0 or any(limit > 0 for limit in room.values()):
+                if not self._draining and (others > 0 or any(limit > 0 for limit in room.values())):
                     claimed, due = await outbox.claim_due(self.store, self.clock(), room, others)
                     for delivery in claimed:
                         self._start(delivery)
@@ -102,6 +107,15 @@ class Dispatcher:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(leases, *self._tasks, return_exceptions=True)
+
+    async def drain(self, grace: float = DRAIN_SECONDS) -> None:
+        """Take no new work, and give what is under way up to `grace` seconds to finish: a deploy or a
+        restart then leaves little for another instance to look for."""
+        self._draining = True
+        under_way = [task for task in self._tasks if not task.done()]
+        if under_way:
+            log.info("stopping: %d deliveries under way get up to %.0f s to finish", len(under_way), grace)
+            await asyncio.wait(under_way, timeout=grace)
 
     async def _keep_leases(self) -> None:
         """Renew what this process holds; take back what another process (a dead instance) let run out."""

@@ -34,7 +34,7 @@ async def test_postgres_stopped_mid_fan_out_the_bot_waits_and_finishes_once_it_i
             latency = random.Random("restart")
             async with fleet(slack, slack_channels=40, teams_channels=0, x=0, mastodon=0, linkedin=0) as f:
                 for endpoint in f.endpoints():
-                    endpoint.fake.faults.storm(endpoint.name, [(Fault.delay(0.05), 1)], latency, when=endpoint.when)
+                    endpoint.fake.faults.storm(endpoint.name, [(Fault.delay(0.3), 1)], latency, when=endpoint.when)
                 port = free_port()
                 env = {**bot_env(tmp_path, slack, x, f.config()), **f.env(), "DATABASE_URL": url, "PORT": str(port)}
                 process = BotProcess(env)
@@ -47,6 +47,8 @@ async def test_postgres_stopped_mid_fan_out_the_bot_waits_and_finishes_once_it_i
                         await relay.click(LEADER, "approve", broadcast)
                         await slack.wait_for(lambda: sum(bool(slack.messages(p.where)) for p in f.places) >= 5)
                         await asyncio.to_thread(cluster.halt)
+                        posted = sum(bool(slack.messages(p.where)) for p in f.places)
+                        assert posted < len(f.places), "the database went away in the middle of the fan-out"
                         assert await _health(http, relay.url) == 503, "a monitor sees the database gone"
                         await asyncio.to_thread(cluster.resume)
                         report = await final_report(slack, broadcast, timeout=60)

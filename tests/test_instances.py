@@ -102,3 +102,36 @@ async def test_a_pause_x_asks_of_one_instance_holds_the_other(tmp_path: Path, sl
         calls = x.calls_to("POST /2/tweets")
         assert len(calls) == 3, "one refusal, then each broadcast once"
         assert all(call.wall >= reset for call in calls[1:]), "no instance called X before the pause ended"
+
+
+async def test_a_rolling_deploy_under_load_loses_and_doubles_nothing(
+    tmp_path: Path, slack: FakeSlack, x: FakeX
+) -> None:
+    """Two old instances replaced one by one by two new ones (each new one started before an old one is told
+    to stop, as a PaaS does), while one broadcast fans out and a second is sent through a new instance."""
+    latency = random.Random("rolling")
+    async with fleet(slack, slack_channels=50, teams_channels=0, x=0, mastodon=0, linkedin=0) as f:
+        for endpoint in f.endpoints():
+            mix = [(Fault.delay(0.1), 2), (Fault.delay(0.5), 1)]
+            endpoint.fake.faults.storm(endpoint.name, mix, latency, when=endpoint.when)
+        env = {**bot_env(tmp_path, slack, x, f.config()), **f.env()}
+        async with instances(env, slack, 4) as bots:
+            (old, first), (older, _), (new, renewed), (newer, _) = bots
+            await asyncio.gather(new.stop(), newer.stop())  # the new release is not out yet
+            first_text, second_text = "Sent before the deploy.", "Sent during the deploy."
+            broadcast = preview_id(await first.command(LEADER, first_text))
+            await new.start()
+            await first.click(LEADER, "approve", broadcast)
+            await slack.wait_for(lambda: sum(bool(slack.messages(p.where)) for p in f.places) >= 5)
+            await old.stop()  # SIGTERM while its deliveries are under way
+            during = preview_id(await renewed.command(LEADER, second_text))
+            await renewed.click(LEADER, "approve", during)
+            await newer.start()
+            await older.stop()
+            for each in (broadcast, during):
+                report = await final_report(slack, each, timeout=60)
+                assert f"{len(f.places)} of {len(f.places)} delivered." in report.head
+            for text in (first_text, second_text):
+                wrong = {p.name: n for p in f.places if (n := len(f.requests(p, text))) != 1}
+                assert wrong == {}, f"{text!r} not posted exactly once in {wrong}"
+            assert any("stopping:" in line for line in old.log), "the old instance let its work finish"
