@@ -14,6 +14,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -37,18 +38,18 @@ class Cluster:
         self.folder = Path(tempfile.mkdtemp(prefix="relay-pg-"))
         self.port = free_port()
         self.bin = _binaries()
-        self._as: list[str] = []
+        self.runs_as: list[str] = []  # initdb, the server and PgBouncer all refuse to run as root
         if os.geteuid() == 0:
             account = pwd.getpwnam("postgres")
             os.chown(self.folder, account.pw_uid, account.pw_gid)
-            self._as = ["runuser", "-u", "postgres", "--"]
+            self.runs_as = ["runuser", "-u", "postgres", "--"]
 
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *command: str) -> None:
-        done = subprocess.run([*self._as, *command], capture_output=True, text=True, timeout=120, cwd=self.folder)
+        done = subprocess.run([*self.runs_as, *command], capture_output=True, text=True, timeout=120, cwd=self.folder)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
 
@@ -90,3 +91,56 @@ def fresh_database(admin_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)".encode())
+
+
+class Bouncer:
+    """PgBouncer in transaction mode in front of a cluster, as Heroku's connection pooling and most managed
+    PostgreSQL offers put it: a server connection is a client's only for one transaction."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/pgbouncer"
+
+    def start(self) -> None:
+        folder = self.cluster.folder
+        (folder / "userlist.txt").write_text('"postgres" ""\n')
+        (folder / "pgbouncer.ini").write_text(
+            f"[databases]\n* = host=127.0.0.1 port={self.cluster.port}\n"
+            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir = {folder}\n"
+            f"auth_type = trust\nauth_file = {folder}/userlist.txt\npool_mode = transaction\n"
+            "default_pool_size = 10\nmax_client_conn = 200\nadmin_users = postgres\n"
+            "ignore_startup_parameters = extra_float_digits,options\n"
+        )
+        if self.cluster.runs_as:
+            for name in ("userlist.txt", "pgbouncer.ini"):
+                shutil.chown(folder / name, "postgres", "postgres")
+        self.process = subprocess.Popen(
+            [*self.cluster.runs_as, shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", str(folder / "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            try:
+                psycopg.connect(self.admin_url, autocommit=True).close()
+                return
+            except psycopg.OperationalError:
+                time.sleep(0.05)
+        raise RuntimeError("PgBouncer did not start")
+
+    def transactions(self) -> int:
+        """How many transactions PgBouncer has passed on, from its admin console (simple queries only)."""
+        with psycopg.connect(self.admin_url, autocommit=True) as admin:
+            cursor = psycopg.ClientCursor(admin)
+            cursor.execute("SHOW STATS")
+            columns = [column.name for column in cursor.description or ()]
+            return sum(int(row[columns.index("total_xact_count")]) for row in cursor.fetchall())
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
