@@ -95,7 +95,7 @@ def render(destination: str, text: str, limits: Limits, allow_broadcast_mentions
         if unfit := next((part for part in parts if not fits(part)), None):
             error = (
                 f"Too long for {destination}: one part cannot be split further and is {_measured(unfit, limits)}. "
-                "Shorten the link or the word in it."
+                "Shorten the link, its label or the word in it."
             )
         if len(parts) > limits.max_thread_parts:
             error = (

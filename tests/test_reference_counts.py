@@ -143,6 +143,14 @@ def test_a_link_too_long_for_a_post_is_shown_shortened_and_links_in_full() -> No
     assert rendering.lengths == (47,)
 
 
+def test_a_label_too_long_for_a_post_is_refused_in_the_preview_saying_so() -> None:
+    """A label is the leader's own words: never cut between posts, and not shortened behind their back."""
+    message = clean("Intro. <https://example.com/a|" + "word " * 70 + ">")
+    rendering = render("dest", message, bluesky.LIMITS, allow_broadcast_mentions=False)
+    assert rendering.error is not None and "355 of 300 characters" in rendering.error
+    assert "its label" in rendering.error
+
+
 def _cases(suite: str, *groups: str) -> list[Any]:
     tests = yaml.safe_load((CONFORMANCE / f"{suite}.yml").read_text(encoding="utf-8"))["tests"]
     return [pytest.param(case, id=f"{group}: {case['description']}") for group in groups for case in tests[group]]
