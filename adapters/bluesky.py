@@ -2,9 +2,10 @@
 
 Each part's record key is chosen before the first attempt, from the delivery's own stable data, so a
 retry writes the same key and can never create a second post. Links, #tags and @mentions become facets
-with UTF-8 byte offsets, which is what the lexicon counts in. One-way mode is a threadgate (who may
-reply) and a postgate (no quoting), written with the post in one atomic call. The session is created
-once and refreshed, never re-created per post: login is rate limited.
+with UTF-8 byte offsets, which is what the lexicon counts in; so do the words the renderer linked to a URL
+(a Slack `<url|label>`, a shortened long link), which travel marked inside the part's text. One-way mode
+is a threadgate (who may reply) and a postgate (no quoting), written with the post in one atomic call.
+The session is created once and refreshed, never re-created per post: login is rate limited.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from relay import facets
+from relay import facets, linked
 from relay.config import DestinationConfig, Replies, Settings
 from relay.destination import (
     Counting,
@@ -63,6 +64,7 @@ LIMITS = Limits(
     markup=Markup.PLAIN,
     max_thread_parts=10,
     concurrency=2,
+    linked_text=True,
 )
 
 POST = "app.bsky.feed.post"
@@ -177,8 +179,9 @@ class BlueskyAccount:
         return self._failure(answer)
 
     async def _writes(self, part: Part, rkey: str, post_uri: str) -> list[dict[str, Any]]:
-        record: dict[str, Any] = {"$type": POST, "text": part.text, "createdAt": _iso(part.created_at)}
-        facets = await self._facets(part.text)
+        text, links = linked.read(part.text)
+        record: dict[str, Any] = {"$type": POST, "text": text, "createdAt": _iso(part.created_at)}
+        facets = await self._facets(text, links)
         if facets:
             record["facets"] = facets
         if part.reply_to:
@@ -219,10 +222,11 @@ class BlueskyAccount:
             )
         return writes
 
-    async def _facets(self, text: str) -> list[dict[str, Any]]:
-        """Links, tags and resolvable mentions as @atproto/api detects them (relay/facets.py)."""
+    async def _facets(self, text: str, links: tuple[facets.Facet, ...]) -> list[dict[str, Any]]:
+        """The linked words the renderer chose, then links, tags and resolvable mentions as @atproto/api
+        detects them (relay/facets.py)."""
         found = []
-        for facet in facets.detect(text):
+        for facet in facets.with_links(text, links):
             start, end = facets.byte_span(text, facet)
             if facet.kind == "mention":
                 did = await self._resolve(facet.value)

@@ -18,6 +18,7 @@ import regex
 from relay.broadcasts import Approval
 from relay.config import DestinationConfig, Policy
 from relay.destination import Counting
+from relay.facets import Facet
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering
 from relay.reports import NEEDS_A_LOOK, Line, Report, Status, excerpt, line, summary
@@ -143,7 +144,18 @@ def _shown(rendering: Rendering, kind: str, room: _Room) -> tuple[list[Block], b
                 cut = True
                 break
             blocks.append(shown)
+        if rendering.links and rendering.links[index] and not cut:
+            links = _links(part, rendering.links[index])
+            cut = not room.take([links])
+            if not cut:
+                blocks.append(links)
     return blocks, not cut and len(blocks) >= len(rendering.parts)
+
+
+def _links(part: str, links: Sequence[Facet]) -> Block:
+    """Where the part's linked words lead: the network shows only the words."""
+    said = "\n".join(f"🔗 “{part[link.start : link.end]}” links to {link.value}" for link in links)
+    return {"type": "context", "elements": [{"type": "plain_text", "text": excerpt(said, SECTION_MAX), "emoji": False}]}
 
 
 def _destination_title(config: DestinationConfig) -> str:
@@ -170,7 +182,7 @@ def _destinations(
     groups: dict[tuple[str, bool, tuple[str, ...]], list[Rendering]] = {}
     for rendering in sorted(renderings, key=lambda r: r.error is None):
         slack = destinations[rendering.destination].kind == "slack"
-        groups.setdefault((rendering.error or "", slack, rendering.parts), []).append(rendering)
+        groups.setdefault((rendering.error or "", slack, rendering.payloads()), []).append(rendering)
     room.blocks -= 1
     room.text -= _NOTE_ROOM
     blocks: list[Block] = []

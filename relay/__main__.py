@@ -108,6 +108,8 @@ def _preview(settings: Settings, config: Config, message: str, audience: str | N
             label = f"part {index + 1}/{len(rendering.parts)}, " if len(rendering.parts) > 1 else ""
             print(f"-- {label}{rendering.lengths[index]}/{rendering.limit} {rendering.counting.value}")
             print(part)
+            for link in rendering.links[index] if rendering.links else ():
+                print(f"-- “{part[link.start : link.end]}” links to {link.value}")
         if rendering.replies:
             print(f"-- replies: {rendering.replies}")
         for warning in rendering.warnings:

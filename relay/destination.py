@@ -48,6 +48,9 @@ class Limits:
     rate: float = 0.0  # calls a second the network allows per `limit_key`, where it publishes one (0: none)
     reserved: str = ""  # characters the network needs escaped with a backslash (each counts twice)
     max_bytes: int | None = None  # a limit in UTF-8 bytes besides `max_length` (Bluesky's lexicon has both)
+    # Words can be shown linked to a URL (Bluesky's link facets): a Slack `<url|label>` keeps its label, and a
+    # link too long for a post is shown shortened (relay/linked.py).
+    linked_text: bool = False
 
 
 @dataclass(frozen=True)

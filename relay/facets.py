@@ -112,6 +112,16 @@ def detect(text: str) -> list[Facet]:
 _SPACE_CHARS = "\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(map(chr, range(0x2000, 0x200B)))
 
 
+def with_links(text: str, links: tuple[Facet, ...] = ()) -> list[Facet]:
+    """A post's facets: its linked words (`links`, from relay/linked.py) and what `detect` finds elsewhere.
+
+    A label that reads as a link itself (`example.com`, a shortened URL) is linked once, to its own URL:
+    facets must not overlap.
+    """
+    detected = [f for f in detect(text) if not any(f.start < link.end and link.start < f.end for link in links)]
+    return sorted([*links, *detected], key=lambda facet: facet.start)
+
+
 def byte_span(text: str, facet: Facet) -> tuple[int, int]:
     """The facet's UTF-8 byte range, which is what the lexicon indexes by."""
     return utf8_length(text[: facet.start]), utf8_length(text[: facet.end])

@@ -61,7 +61,7 @@ def insert_deliveries(
         "INSERT INTO deliveries (broadcast_id, destination, kind, dry_run, parts, posted, state, attempts,"
         " check_first, next_attempt_at, updated_at) VALUES (?, ?, ?, ?, ?, '[]', 'pending', 0, 0, ?, ?)",
         [
-            (broadcast_id, r.destination, kind, int(dry), json.dumps(list(r.parts)), due, now)
+            (broadcast_id, r.destination, kind, int(dry), json.dumps(list(r.payloads())), due, now)
             for r, kind, dry in renderings
         ],
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import regex
 
-from relay import facets, twitter_text
+from relay import facets, linked, twitter_text
 from relay.destination import Counting, Limits, Markup
 
 # Slack truncates chat.postMessage text past 40,000 characters (api.slack.com/methods/chat.postMessage);
@@ -24,13 +24,14 @@ MAX_MESSAGE_CHARACTERS = 40_000
 
 _SLACK_LINK = regex.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 _TYPED_BROADCAST = regex.compile(r"(?<![\w@])@(channel|here|everyone)\b", regex.IGNORECASE)
-_URL = regex.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]'’”]", regex.IGNORECASE)
+_URL = regex.compile(r"https?://[^\s<>\"\x00-\x1f]+[^\s<>\"\x00-\x1f.,;:!?)\]'’”]", regex.IGNORECASE)
 _MARKERS = regex.compile(r"(?<![\w*_~`])([*_~])(?=\S)(.+?)(?<=\S)\1(?![\w*_~`])")
 _MARKDOWN = {"*": "**", "_": "_", "~": "~~"}  # mrkdwn marker → its Markdown (Teams)
 _CODE = regex.compile(r"```\n?|`")
 _INVISIBLE = regex.compile(r"\p{Cf}")
 _CONTROL = regex.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SENTENCE_END = regex.compile(r"(?<=[.!?…。！？])\s+|\n+")
+_WORD = regex.compile(f"(?:{linked.MARKED.pattern}|\\S)+\\s*")  # a linked label is one word, spaces and all
 
 
 class InputError(ValueError):
@@ -49,6 +50,12 @@ class Rendering:
     warnings: tuple[str, ...]
     error: str | None  # set when this destination cannot take the message; approval is refused
     replies: str | None = None  # who may answer there, in words (public networks)
+    links: tuple[tuple[facets.Facet, ...], ...] = ()  # per part, its words linked to a URL (`Limits.linked_text`)
+
+    def payloads(self) -> tuple[str, ...]:
+        """What the outbox keeps and posts for each part: its text, with its linked words marked in it."""
+        links = self.links or ((),) * len(self.parts)
+        return tuple(linked.write(text, spans) for text, spans in zip(self.parts, links, strict=True))
 
 
 def clean(text: str) -> str:
@@ -70,9 +77,13 @@ def render(destination: str, text: str, limits: Limits, allow_broadcast_mentions
     if limits.markup is Markup.MRKDWN:
         body = _for_slack(destination, text, allow_broadcast_mentions, warnings)
     else:
-        body = _convert(destination, text, warnings, markdown=limits.markup is Markup.MARKDOWN)
+        body = _convert(
+            destination, text, warnings, markdown=limits.markup is Markup.MARKDOWN, labels=limits.linked_text
+        )
     counter = counter_for(limits)
     fits = _fits_for(limits)
+    if limits.linked_text and not fits(body):
+        body = _shorten_unsplittable(body, limits)
     error = None
     if not body:
         parts: tuple[str, ...] = ()
@@ -84,7 +95,7 @@ def render(destination: str, text: str, limits: Limits, allow_broadcast_mentions
         if unfit := next((part for part in parts if not fits(part)), None):
             error = (
                 f"Too long for {destination}: one part cannot be split further and is {_measured(unfit, limits)}. "
-                "Shorten the link or the word in it."
+                "Shorten the link, its label or the word in it."
             )
         if len(parts) > limits.max_thread_parts:
             error = (
@@ -94,14 +105,16 @@ def render(destination: str, text: str, limits: Limits, allow_broadcast_mentions
     else:
         parts = (body,)
         error = f"Too long for {destination}: {_measured(body, limits)}. Shorten the message."
+    read = [linked.read(part) for part in parts]
     return Rendering(
         destination=destination,
-        parts=parts,
+        parts=tuple(text for text, _ in read),
         lengths=tuple(counter(p) for p in parts),
         limit=limits.max_length,
         counting=limits.counting,
         warnings=tuple(warnings),
         error=error,
+        links=tuple(links for _, links in read),
     )
 
 
@@ -118,7 +131,7 @@ def _measured(text: str, limits: Limits) -> str:
     """The text's size against the limit it breaks, in the network's own terms."""
     size = counter_for(limits)(text)
     if size <= limits.max_length and limits.max_bytes is not None:
-        return f"{facets.utf8_length(text):,} of {limits.max_bytes:,} bytes"
+        return f"{facets.utf8_length(linked.shown(text)):,} of {limits.max_bytes:,} bytes"
     return f"{size:,} of {limits.max_length:,} {_unit(limits.counting)}"
 
 
@@ -152,9 +165,10 @@ def _broadcast_mention(destination: str, name: str, allow: bool, warnings: list[
     return f"@\u2060{name}"  # a word joiner keeps it readable while Slack no longer sees a mention
 
 
-def _convert(destination: str, text: str, warnings: list[str], markdown: bool) -> str:
-    """Slack mrkdwn into readable plain text, or into Markdown: links spelled out or as [label](url),
-    mentions as names, broadcast mentions (which only mean something in Slack) left out."""
+def _convert(destination: str, text: str, warnings: list[str], markdown: bool, labels: bool) -> str:
+    """Slack mrkdwn into readable plain text, or into Markdown: links spelled out, as [label](url), or as
+    linked labels (`labels`, relay/linked.py), mentions as names, broadcast mentions (which only mean
+    something in Slack) left out."""
 
     def link(match: regex.Match[str]) -> str:
         target, label = match.group(1), match.group(2)
@@ -175,6 +189,8 @@ def _convert(destination: str, text: str, warnings: list[str], markdown: bool) -
         gap = "" if "://" not in target or regex.match(r"\s|$", match.string[match.end() :]) else " "
         if target.startswith("mailto:") or not label or target.rstrip("/").endswith("//" + label):
             return shown if target.startswith("mailto:") else f"{target}{gap}"
+        if labels and label.strip() and "://" in target:
+            return linked.mark(label, target)
         return f"{label} ({target}){gap}"
 
     text = _SLACK_LINK.sub(link, text)
@@ -209,7 +225,15 @@ def _dropped(destination: str, name: str, warnings: list[str]) -> str:
 
 
 def counter_for(limits: Limits) -> Callable[[str], int]:
-    """The function that measures a text the way this network does (its own reference code, ported)."""
+    """The function that measures a text the way this network does (its own reference code, ported):
+    what it shows, so a linked label counts as its words and not its URL."""
+    measure = _measure(limits)
+    if limits.linked_text:
+        return lambda text: measure(linked.shown(text))
+    return measure
+
+
+def _measure(limits: Limits) -> Callable[[str], int]:
     if limits.counting is Counting.X_WEIGHTED:
         return twitter_text.weighted_length
     if limits.counting is Counting.MASTODON:
@@ -227,7 +251,7 @@ def _fits_for(limits: Limits) -> Callable[[str], bool]:
     if limits.max_bytes is None:
         return lambda text: measure(text) <= limits.max_length
     cap = limits.max_bytes
-    return lambda text: measure(text) <= limits.max_length and facets.utf8_length(text) <= cap
+    return lambda text: measure(text) <= limits.max_length and facets.utf8_length(linked.shown(text)) <= cap
 
 
 def _entities_for(limits: Limits) -> Callable[[str], list[tuple[int, int]]]:
@@ -236,9 +260,30 @@ def _entities_for(limits: Limits) -> Callable[[str], list[tuple[int, int]]]:
         return lambda text: [(u.start, u.end) for u in twitter_text.extract_urls(text)]
     if limits.counting is Counting.MASTODON:
         return lambda text: [(u.start, u.end) for u in twitter_text.mastodon_urls(text)]
+    if limits.linked_text:
+        return lambda text: [(f.start, f.end) for f in facets.with_links(text, _marked(text))]
     if limits.counting is Counting.GRAPHEMES:
         return lambda text: [(f.start, f.end) for f in facets.detect(text)]
     return lambda text: []
+
+
+def _marked(text: str) -> tuple[facets.Facet, ...]:
+    """The linked labels in a text being split, as facets over the marks themselves."""
+    return tuple(facets.Facet(start, end, "link", "") for start, end in linked.spans(text))
+
+
+def _shorten_unsplittable(body: str, limits: Limits) -> str:
+    """A link too long for a thread part would be cut between two posts, and neither half would link: it is
+    shown as Bluesky's own app shows links, shortened, and linked to the whole URL."""
+    fits = _fits_for(limits)
+    numbering = f" ({limits.max_thread_parts}/{limits.max_thread_parts})"
+    pieces, position, marks = [], 0, _marked(body)
+    for facet in facets.with_links(body, marks):
+        if facet in marks or facet.kind != "link" or fits(body[facet.start : facet.end] + numbering):
+            continue
+        pieces += [body[position : facet.start], linked.mark(linked.short(facet.value), facet.value)]
+        position = facet.end
+    return "".join(pieces) + body[position:]
 
 
 def split_thread(text: str, limits: Limits) -> tuple[str, ...]:
@@ -271,7 +316,10 @@ def _atoms(text: str, fits: Callable[[str], bool], entities: Callable[[str], lis
     atoms: list[str] = []
     last = 0
     pieces = []
+    marked = linked.spans(text)
     for match in _SENTENCE_END.finditer(text):
+        if any(start < match.start() < end for start, end in marked):
+            continue
         pieces.append(text[last : match.end()])
         last = match.end()
     pieces.append(text[last:])
@@ -279,7 +327,7 @@ def _atoms(text: str, fits: Callable[[str], bool], entities: Callable[[str], lis
         if fits(sentence.strip()):
             atoms.append(sentence)
             continue
-        for word in regex.findall(r"\S+\s*", sentence):
+        for word in (match.group() for match in _WORD.finditer(sentence)):
             if fits(word.strip()):
                 atoms.append(word)
             else:

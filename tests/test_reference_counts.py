@@ -7,6 +7,7 @@ part must also be valid by the reference: that is what decides whether the netwo
 
 from __future__ import annotations
 
+import random
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,9 @@ import pytest
 import yaml
 
 from adapters import bluesky, mastodon, x
-from relay import facets, twitter_text
+from relay import facets, linked, twitter_text
 from relay.render import clean, render
+from tests import corpus as generated
 from tests.corpus import corpus
 from tests.oracle import Oracle
 
@@ -90,6 +92,63 @@ def test_every_rendered_part_is_valid_by_the_reference(oracle: Oracle) -> None:
         assert twitter_text.weighted_length(part) == reference["weightedLength"]
     for part, reference in zip(bluesky_parts, oracle.richtext(bluesky_parts), strict=True):
         assert reference["graphemes"] <= 300 and reference["bytes"] <= 3000, part
+
+
+LABELS = ("the Q3 report", "詳細", "here", "📄 notes")
+
+
+def _long_link(rng: random.Random) -> str:
+    """A link longer than a Bluesky post, or long enough that a thread part cannot hold it with its numbering."""
+    path = "".join(rng.choices("abcdefghij/-_", k=rng.choice((275, 290, 400, 900))))
+    return rng.choice(("https://example.com/reports/", "https://日本.example.jp/")) + path
+
+
+def test_bluesky_parts_carry_linked_labels_and_the_references_own_facets(oracle: Oracle) -> None:
+    """Rendered for Bluesky, a Slack label is shown and linked to its URL, a link too long for a part is
+    shown shortened and linked to the whole URL, every part is valid by @atproto/api, and the other facets
+    are the ones its detector finds in the part: each part's byte offsets its own."""
+    rng = random.Random(11)
+    messages = []
+    for _ in range(300):
+        pieces = [generated.text(rng, 40), f"<{_long_link(rng)}>", generated.text(rng, 40), _long_link(rng)]
+        messages.append(clean(" ".join(rng.sample(pieces, k=rng.randint(1, 4)))))
+    parts, links = [], []
+    for message in messages:
+        rendering = render("dest", message, bluesky.LIMITS, allow_broadcast_mentions=False)
+        assert rendering.error is None or "at most 10" in rendering.error, rendering.error
+        parts.extend(rendering.parts)
+        links.extend(rendering.links)
+    shortened = labelled = 0
+    for part, linked_words, reference in zip(parts, links, oracle.richtext(parts), strict=True):
+        assert reference["graphemes"] <= 300 and reference["bytes"] <= 3000, part
+        for link in linked_words:
+            words = part[link.start : link.end]
+            assert words in LABELS or words == linked.short(link.value), (part, link)
+            shortened += words not in LABELS
+            labelled += words in LABELS
+        spans = [facets.byte_span(part, link) for link in linked_words]
+        detected = [f for f in map(_facet, reference["facets"]) if not any(f[0] < e and s < f[1] for s, e in spans)]
+        ours = [(*span, "link", link.value) for span, link in zip(spans, linked_words, strict=True)]
+        made = [(*facets.byte_span(part, f), f.kind, f.value) for f in facets.with_links(part, linked_words)]
+        assert made == sorted([*ours, *detected])
+    assert shortened > 100 and labelled > 100
+
+
+def test_a_link_too_long_for_a_post_is_shown_shortened_and_links_in_full() -> None:
+    url = "https://example.com/reports/2026/q3/" + "x" * 400
+    rendering = render("dest", clean(f"Read {url} before Friday."), bluesky.LIMITS, allow_broadcast_mentions=False)
+    assert rendering.parts == ("Read example.com/reports/2026... before Friday.",)
+    [[link]] = rendering.links
+    assert (rendering.parts[0][link.start : link.end], link.value) == ("example.com/reports/2026...", url)
+    assert rendering.lengths == (47,)
+
+
+def test_a_label_too_long_for_a_post_is_refused_in_the_preview_saying_so() -> None:
+    """A label is the leader's own words: never cut between posts, and not shortened behind their back."""
+    message = clean("Intro. <https://example.com/a|" + "word " * 70 + ">")
+    rendering = render("dest", message, bluesky.LIMITS, allow_broadcast_mentions=False)
+    assert rendering.error is not None and "355 of 300 characters" in rendering.error
+    assert "its label" in rendering.error
 
 
 def _cases(suite: str, *groups: str) -> list[Any]:

@@ -72,6 +72,18 @@ def test_preview_in_the_terminal_shows_each_destination() -> None:
     assert "[dry run]" in result.stdout
 
 
+def test_preview_in_the_terminal_says_where_bluesky_s_linked_words_lead(tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        'dry_run = true\n[policy]\nleaders = ["slack:U0123ABC"]\ndefault_audience = "public"\n'
+        '[destinations.company-bluesky]\nkind = "bluesky"\nhandle = "company.bsky.social"\n'
+        '[audiences]\npublic = ["company-bluesky"]\n'
+    )
+    result = relay_cli("preview", "<https://example.com/q3|the Q3 report>'s summary", env={"RELAY_CONFIG": str(config)})
+    assert result.returncode == 0, result.stderr
+    assert "the Q3 report's summary\n-- “the Q3 report” links to https://example.com/q3" in result.stdout
+
+
 def test_preview_of_an_unknown_audience_or_empty_text_says_why() -> None:
     unknown = relay_cli("preview", "Hello", "--audience", "investors", env={})
     assert unknown.returncode == 1 and "There is no audience called 'investors'" in unknown.stderr
