@@ -42,4 +42,6 @@ proof: check
 
 # The published performance figures (docs/PERFORMANCE.md): a benchmark that prints its tables, not a test.
 bench: $(STAMP)
+	bash tests/msteams/install.sh
+	bash tests/postgres/install.sh
 	$(PY) -m bench

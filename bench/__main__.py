@@ -2,7 +2,9 @@
 
 Options: `--sizes 10,100,1000` (channels per chat platform), `--latency 0.1` (seconds each fake takes to
 answer, an emulated network), `--baseline-sizes 10,100` (the sequential loop is slow by nature),
-`--no-acks` (skip the acknowledgement latency).
+`--no-acks` (skip the acknowledgement latency), `--databases sqlite,postgres,postgres*2` (the default: the
+bot on SQLite, on PostgreSQL, and two instances on one PostgreSQL, each request going to the next instance;
+PostgreSQL is a throwaway local server, as the suite starts).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import psycopg
 
 from bench import platforms
 from bench.ack import broadcast_id
@@ -32,6 +35,7 @@ from bench.bot import Bot
 from tests.bot_process import free_port
 from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX
 from tests.fakes.teams import FakeConnector
+from tests.postgres.cluster import Cluster, fresh_database
 from tests.slack_requests import action_body, command_body, signed_headers
 from tests.teams_activities import TEAM, TeamsClient, installed_in_team
 
@@ -120,14 +124,52 @@ def environment(fake: Fakes, folder: Path, relay_toml: str) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class Database:
+    """Where the bots keep their outbox: SQLite (one bot), or one PostgreSQL database shared by `instances`."""
+
+    name: str
+    instances: int = 1
+    server: str | None = None  # the PostgreSQL server's URL; None: SQLite
+
+    @staticmethod
+    def parse(text: str, server: str | None) -> Database:
+        kind, _, count = text.partition("*")
+        return Database(text.replace("*", " ×"), int(count or 1), server if kind == "postgres" else None)
+
+
+@dataclass
+class Bots:
+    """One bot, or several instances on one database; requests go to each in turn."""
+
+    all: list[Bot]
+
+    @property
+    def urls(self) -> str:
+        return ",".join(bot.url for bot in self.all)
+
+    def at(self, turn: int) -> Bot:
+        return self.all[turn % len(self.all)]
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        times = [bot.cpu_seconds() for bot in self.all]
+        return sum(user for user, _ in times), sum(system for _, system in times)
+
+    def peak_memory_mb(self) -> float:
+        return max(bot.peak_memory_mb() for bot in self.all)
+
+
 @asynccontextmanager
-async def running(fake: Fakes, relay_toml: str) -> AsyncIterator[tuple[Bot, float]]:
-    with tempfile.TemporaryDirectory() as folder:
-        bot = Bot(environment(fake, Path(folder), relay_toml), free_port(), Path(folder) / "relay.db")
+async def running(fake: Fakes, relay_toml: str, database: Database) -> AsyncIterator[tuple[Bots, float]]:
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
+        env = environment(fake, Path(folder), relay_toml)
+        if database.server is not None:
+            env["DATABASE_URL"] = stack.enter_context(contextmanager(fresh_database)(database.server))
+        bots = Bots([Bot(env, free_port(), Path(folder) / "relay.db") for _ in range(database.instances)])
         try:
-            yield bot, await bot.start()
+            yield bots, max(await asyncio.gather(*(bot.start() for bot in bots.all)))
         finally:
-            await bot.stop()
+            await asyncio.gather(*(bot.stop() for bot in bots.all))
 
 
 async def signed(http: aiohttp.ClientSession, bot: Bot, body: str) -> str:
@@ -141,19 +183,19 @@ async def signed(http: aiohttp.ClientSession, bot: Bot, body: str) -> str:
 # 1. Acknowledgement latency ------------------------------------------------------------------------------
 
 
-async def acknowledgements(fake: Fakes, latency: float) -> list[str]:
+async def acknowledgements(fake: Fakes, latency: float, database: Database) -> list[str]:
     """Each load on a bot of its own, so what one level leaves the bot to do (the posts and reports of
     hundreds of approvals) does not weigh on the next."""
     rows: list[str] = []
     firsts: list[float] = []
     for in_flight, count in ACK_LOAD.items():
-        async with running(fake, config(1, 0, ())) as (bot, _):
+        async with running(fake, config(1, 0, ()), database) as (bots, _):
             fake.reset(latency)
             load = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "bench.ack",
-                bot.url,
+                bots.urls,
                 SECRET,
                 LEADER,
                 fake.slack.response_url("bench"),
@@ -203,29 +245,30 @@ class FanOut:
     peak_mb: float = 0.0
 
 
-async def fan_out(fake: Fakes, run: FanOut, latency: float) -> FanOut:
+async def fan_out(fake: Fakes, run: FanOut, latency: float, database: Database) -> FanOut:
     fake.teams.channels[TEAM] = [{"id": teams_channel(n), "name": f"Bench {n}"} for n in range(run.teams)]
     before = _posts(fake, run)
     async with (
-        running(fake, config(run.slack, run.teams, run.public)) as (bot, startup),
+        running(fake, config(run.slack, run.teams, run.public), database) as (bots, startup),
         aiohttp.ClientSession() as http,
     ):
         run.startup = startup
         if run.teams:
-            await TeamsClient(bot.url, http).send(installed_in_team(fake.teams.service_url))
+            await TeamsClient(bots.at(0).url, http).send(installed_in_team(fake.teams.service_url))
             await fake.teams.wait_for(lambda: fake.teams.calls_to("GET channels"), timeout=30)
         fake.reset(latency)
-        cpu = bot.cpu_seconds()
+        cpu = bots.cpu_seconds()
         text = f"{TEXT} ({run.slack}, {run.teams}, {time.time():.0f})"  # networks refuse a repeated text
-        answer = await signed(http, bot, command_body(LEADER, text, fake.slack.response_url("bench")))
+        answer = await signed(http, bots.at(0), command_body(LEADER, text, fake.slack.response_url("bench")))
         broadcast = _broadcast_id(answer)
         started = time.time()
-        await signed(http, bot, action_body(LEADER, "approve", broadcast, fake.slack.response_url("bench")))
-        last, rows = await bot.all_final(broadcast)
+        approve = action_body(LEADER, "approve", broadcast, fake.slack.response_url("bench"))
+        await signed(http, bots.at(1), approve)  # on another instance, where there are several
+        last, rows = await bots.at(0).all_final(broadcast)
         run.seconds = last - started
-        user, system = bot.cpu_seconds()
+        user, system = bots.cpu_seconds()
         run.cpu, run.system = user + system - sum(cpu), system - cpu[1]
-        run.peak_mb = bot.peak_memory_mb()
+        run.peak_mb = bots.peak_memory_mb()
     run.floor = platforms.floor(run.slack, run.teams, latency)
     run.refused = fake.refused
     run.deliveries = len(rows)
@@ -257,7 +300,7 @@ def _posts(fake: Fakes, run: FanOut) -> dict[str, int]:
 # 4. The sequential loop ----------------------------------------------------------------------------------
 
 
-async def baseline(fake: Fakes, channels: int, latency: float) -> tuple[float, FanOut]:
+async def baseline(fake: Fakes, channels: int, latency: float, database: Database) -> tuple[float, FanOut]:
     """The loop and the relay, each posting to `channels` Slack channels and X, on fresh limits."""
     fake.reset(latency)
     names = [slack_channel(n) for n in range(channels)]
@@ -265,7 +308,7 @@ async def baseline(fake: Fakes, channels: int, latency: float) -> tuple[float, F
     loop = await asyncio.to_thread(
         sequential, fake.slack.api_url, TOKEN, names, fake.x.api_url, fake.x.credentials, text
     )
-    relay = await fan_out(fake, FanOut(channels, 0, ("x",)), latency)
+    relay = await fan_out(fake, FanOut(channels, 0, ("x",)), latency, database)
     return loop, relay
 
 
@@ -293,42 +336,64 @@ def _filesystem() -> str:
     return out[-1].split()[1] if len(out) > 1 else "?"
 
 
-async def main(sizes: list[int], baseline_sizes: list[int], latency: float, acks: bool) -> None:
+async def main(sizes: list[int], baseline_sizes: list[int], latency: float, acks: bool, databases: list[str]) -> None:
     print(f"Machine: {machine()}")
     print(f"Emulated round trip: {latency * 1000:.0f} ms per call; limits: see bench/platforms.py\n")
-    async with fakes() as fake:
-        if acks:
-            print("### Acknowledgement latency (Slack's deadline: 3 s)\n")
-            print("| request | in flight | sent | p50 | p99 | max |\n|---|---|---|---|---|---|")
-            for row in await acknowledgements(fake, latency):
-                print(row)
-        print("\n### One broadcast to N Slack channels, N Teams channels, X, Mastodon and LinkedIn\n")
+    with ExitStack() as stack:
+        server = None
+        if any(name.startswith("postgres") for name in databases):
+            cluster = Cluster()
+            cluster.start()
+            stack.callback(cluster.stop)
+            server = cluster.url
+            print(f"PostgreSQL: {_postgres_version(server)}, a local server (fsync off, as the suite runs it)\n")
+        async with fakes() as fake:
+            for database in (Database.parse(name, server) for name in databases):
+                await _measure(fake, database, sizes, baseline_sizes, latency, acks)
+
+
+async def _measure(
+    fake: Fakes, database: Database, sizes: list[int], baseline_sizes: list[int], latency: float, acks: bool
+) -> None:
+    print(f"\n## {database.name}\n")
+    if acks:
+        print("### Acknowledgement latency (Slack's deadline: 3 s)\n")
+        print("| request | in flight | sent | p50 | p99 | max |\n|---|---|---|---|---|---|")
+        for row in await acknowledgements(fake, latency, database):
+            print(row)
+    print("\n### One broadcast to N Slack channels, N Teams channels, X, Mastodon and LinkedIn\n")
+    print(
+        "| N | deliveries | all final after | floor | ratio | 429s | attempts (count: deliveries) "
+        "| not sent | doubled | CPU per 1,000 | peak memory | start-up |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    problems: list[str] = []
+    for size in sizes:
+        run = await fan_out(fake, FanOut(size, size, ("x", "mastodon", "linkedin")), latency, database)
+        attempts = ", ".join(f"{a}: {n}" for a, n in sorted((run.attempts or Counter()).items()))
         print(
-            "| N | deliveries | all final after | floor | ratio | 429s | attempts (count: deliveries) "
-            "| not sent | doubled | CPU per 1,000 | peak memory | start-up |"
+            f"| {size:,} | {run.deliveries:,} | {run.seconds:.2f} s | {run.floor:.2f} s | "
+            f"{run.seconds / run.floor:.2f}× | {run.refused} | {attempts} | {len(run.not_sent or [])} | "
+            f"{run.doubled} (missing {run.missing}) | {run.cpu / run.deliveries * 1000:.2f} s "
+            f"({run.system / run.deliveries * 1000:.2f} s system) | "
+            f"{run.peak_mb:.0f} MB | {run.startup:.2f} s |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        problems: list[str] = []
-        for size in sizes:
-            run = await fan_out(fake, FanOut(size, size, ("x", "mastodon", "linkedin")), latency)
-            attempts = ", ".join(f"{a}: {n}" for a, n in sorted((run.attempts or Counter()).items()))
-            print(
-                f"| {size:,} | {run.deliveries:,} | {run.seconds:.2f} s | {run.floor:.2f} s | "
-                f"{run.seconds / run.floor:.2f}× | {run.refused} | {attempts} | {len(run.not_sent or [])} | "
-                f"{run.doubled} (missing {run.missing}) | {run.cpu / run.deliveries * 1000:.2f} s "
-                f"({run.system / run.deliveries * 1000:.2f} s system) | "
-                f"{run.peak_mb:.0f} MB | {run.startup:.2f} s |"
-            )
-            problems.extend(run.not_sent or [])
-        for problem in problems:
-            print(f"\n- {problem}")
+        problems.extend(run.not_sent or [])
+    for problem in problems:
+        print(f"\n- {problem}")
+    if baseline_sizes:
         print("\n### Against the sequential loop (slack_sdk + tweepy), N Slack channels and X\n")
         print("| N | sequential loop | relay | relay faster by | relay's 429s |\n|---|---|---|---|---|")
         for size in baseline_sizes:
-            loop, relay = await baseline(fake, size, latency)
+            loop, relay = await baseline(fake, size, latency, database)
             print(
                 f"| {size:,} | {loop:.2f} s | {relay.seconds:.2f} s | {loop / relay.seconds:.1f}× | {relay.refused} |"
             )
+
+
+def _postgres_version(url: str) -> str:
+    with psycopg.connect(url) as pg:
+        return str(pg.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
 
 
 def _numbers(text: str) -> list[int]:
@@ -341,5 +406,6 @@ if __name__ == "__main__":
     parser.add_argument("--baseline-sizes", type=_numbers, default=[10, 100])
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--no-acks", dest="acks", action="store_false", help="skip the acknowledgement latency")
+    parser.add_argument("--databases", type=lambda text: text.split(","), default=["sqlite", "postgres", "postgres*2"])
     options = parser.parse_args()
-    asyncio.run(main(options.sizes, options.baseline_sizes, options.latency, options.acks))
+    asyncio.run(main(options.sizes, options.baseline_sizes, options.latency, options.acks, options.databases))

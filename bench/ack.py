@@ -7,6 +7,7 @@ colour what it measures. Prints one JSON line: the latencies, in seconds, of eac
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import sys
@@ -24,13 +25,17 @@ def broadcast_id(answer: str) -> str | None:
 
 
 async def measure(
-    url: str, secret: str, user: str, response_url: str, in_flight: int, count: int
+    urls: list[str], secret: str, user: str, response_url: str, in_flight: int, count: int
 ) -> dict[str, list[float]]:
+    """Requests go to each of `urls` in turn, as a load balancer spreads them over instances: a command
+    answered by one instance is approved on another."""
     gate = asyncio.Semaphore(in_flight)
+    turns = itertools.cycle(urls)
     connector = aiohttp.TCPConnector(limit=in_flight)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
 
         async def send(body: str) -> tuple[float, str]:
+            url = next(turns)
             async with gate:
                 started = time.perf_counter()
                 async with http.post(f"{url}/slack/events", data=body, headers=signed_headers(secret, body)) as answer:
@@ -56,5 +61,5 @@ async def measure(
 
 
 if __name__ == "__main__":
-    url, secret, user, response_url, in_flight, count = sys.argv[1:7]
-    print(json.dumps(asyncio.run(measure(url, secret, user, response_url, int(in_flight), int(count)))))
+    urls, secret, user, response_url, in_flight, count = sys.argv[1:7]
+    print(json.dumps(asyncio.run(measure(urls.split(","), secret, user, response_url, int(in_flight), int(count)))))

@@ -8,8 +8,11 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import psycopg
+from psycopg.rows import dict_row
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -63,7 +66,7 @@ class Bot:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmHWM in /proc")
 
-    async def all_final(self, broadcast_id: str) -> tuple[float, list[sqlite3.Row]]:
+    async def all_final(self, broadcast_id: str) -> tuple[float, list[dict[str, Any]]]:
         """Wait until every delivery of the broadcast is final, as the bot recorded it; return when the last
         one was recorded (epoch seconds) and the deliveries (destination, state, attempts, last_error)."""
         while True:
@@ -72,13 +75,14 @@ class Bot:
                 return max(row["updated_at"] for row in rows), rows
             await asyncio.sleep(0.05)  # the bot's database is read from outside: nothing to await
 
-    def _deliveries(self, broadcast_id: str) -> list[sqlite3.Row]:
+    def _deliveries(self, broadcast_id: str) -> list[dict[str, Any]]:
+        query = "SELECT destination, state, attempts, last_error, updated_at FROM deliveries WHERE broadcast_id = ?"
+        if url := self.env.get("DATABASE_URL"):
+            with psycopg.connect(url, row_factory=dict_row) as pg:
+                return pg.execute(query.replace("?", "%s").encode(), (broadcast_id,)).fetchall()
         with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10) as conn:
             conn.row_factory = sqlite3.Row
-            return conn.execute(
-                "SELECT destination, state, attempts, last_error, updated_at FROM deliveries WHERE broadcast_id = ?",
-                (broadcast_id,),
-            ).fetchall()
+            return [dict(row) for row in conn.execute(query, (broadcast_id,)).fetchall()]
 
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:
