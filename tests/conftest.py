@@ -54,6 +54,7 @@ ONE_BACKEND = {
     "test_teams_cards",
     "test_teams_package",
     "test_config",
+    "test_deploy_files",
     "test_database_faults",
     "test_slow_clients",
     "test_fakes_selftest",
