@@ -87,8 +87,9 @@ def outage(endpoint: Endpoint) -> list[tuple[Draw, float]]:
 
 
 async def test_a_storm_of_faults_on_every_network_ends_every_delivery_without_doubling_or_retry_storms(
-    start_relay: Callable[..., Awaitable[Relay]], slack: FakeSlack, proof_scale: str
+    start_relay: Callable[..., Awaitable[Relay]], slack: FakeSlack, proof_scale: str, backend: str
 ) -> None:
+    """On PostgreSQL two instances share the work (and the pauses the networks ask for)."""
     scale = SCALES[proof_scale]
     rng = random.Random(SEED)
     async with fleet(
@@ -106,6 +107,8 @@ async def test_a_storm_of_faults_on_every_network_ends_every_delivery_without_do
             endpoint.fake.faults.storm(endpoint.name, weather(endpoint), rng, when=endpoint.when)
         relay = await start_relay(f.config(), RELAY_HTTP_TIMEOUT="1", **f.env())
         quicken(relay)
+        if backend == "postgres":
+            quicken(await start_relay(f.config(), RELAY_HTTP_TIMEOUT="1", **f.env()))
         await f.add_to_teams(relay.url, relay.http)
         for number in range(1, scale.broadcasts + 1):
             text = f"Storm {number} of seed {SEED}: the office is closed today, work from home."
