@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from sqlite_utils import Database
 
-from relay import audit
+from relay import audit, outbox
+from relay.model import DeliveryState
 from relay.store import Connection, Store
 from relay.store.postgres import PostgresStore
+from relay.store.schema import SQLITE_FIRST, VERSION
 from relay.store.sqlite import SqliteStore
 from tests.conftest import DATABASE
 
@@ -81,3 +85,63 @@ async def test_a_write_the_database_refuses_fails_alone_and_the_rest_of_its_grou
     assert (first, last) == ("before", "after")
     assert isinstance(erase, Exception) and "append-only" in str(erase)
     assert await _written(store) == ["before", "after"]
+
+
+@pytest.mark.sqlite_only
+async def test_a_database_of_an_older_release_opens_and_what_it_had_in_flight_goes_out(tmp_path: Path) -> None:
+    """Schema 7 (before leases had owners): brought up to date, and its delivery left 'sending' taken back."""
+    path = tmp_path / "relay.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    for number, migration in enumerate(SQLITE_FIRST, start=1):
+        migration(Database(old))
+        old.execute(f"PRAGMA user_version={number}")
+    old.execute(
+        "INSERT INTO broadcasts (id, author, text, audience, state, created_at, expires_at, origin)"
+        " VALUES ('b00000001', 'slack:U0LEAD', 'Hello', 'staff', 'approved', 1, 9e9, 'slack')"
+    )
+    old.execute(
+        "INSERT INTO deliveries (broadcast_id, destination, kind, parts, state, attempts, lease_until)"
+        " VALUES ('b00000001', 'all-staff', 'slack', '[\"Hello\"]', 'sending', 1, 9e9)"
+    )
+    old.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert await outbox.recover(store, 100.0) == 1
+        [delivery] = await outbox.for_broadcast(store, "b00000001")
+        assert delivery.state is DeliveryState.PENDING
+        version = await store.call(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0])
+        assert version == VERSION
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres_only
+async def test_both_databases_have_the_same_tables_and_columns(tmp_path: Path) -> None:
+    """So that `copy-to-postgres` moves every column, and a query written once runs on both."""
+    sqlite, postgres = SqliteStore(tmp_path / "relay.db"), PostgresStore(DATABASE["DATABASE_URL"])
+    await sqlite.open()
+    await postgres.open()
+    try:
+        lite = await sqlite.call(
+            lambda conn: {
+                (table, column[1])
+                for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+                if not table.startswith("sqlite_")
+                for column in conn.execute(f"PRAGMA table_info({table})").fetchall()
+            }
+        )
+        pg = await postgres.call(
+            lambda conn: {
+                (row[0], row[1])
+                for row in conn.execute(
+                    "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
+                    " AND table_name != 'relay_schema'"
+                ).fetchall()
+            }
+        )
+    finally:
+        await sqlite.close()
+        await postgres.close()
+    assert lite == pg
+    assert ("deliveries", "lease_owner") in pg
