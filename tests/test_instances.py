@@ -4,7 +4,9 @@ one may die mid-fan-out. Every destination still ends with exactly one post."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -73,16 +75,18 @@ async def test_an_instance_killed_mid_fan_out_the_other_finishes_and_nothing_is_
             endpoint.fake.faults.storm(endpoint.name, mix, latency, when=endpoint.when)
         env = {**bot_env(tmp_path, slack, x, f.config()), **f.env(), "RELAY_HTTP_TIMEOUT": "5"}
         async with instances(env, slack, 2) as [(doomed, first), (survivor, _)]:
+            os.kill(survivor.pid, signal.SIGSTOP)  # frozen (a long pause): the doomed one takes all the work
             text = "Killed half-way: the other instance finishes."
             broadcast = preview_id(await first.command(LEADER, text))
             await first.click(LEADER, "approve", broadcast)
             await slack.wait_for(lambda: sum(bool(slack.messages(p.where)) for p in f.places) >= 10)
             await doomed.kill()
+            os.kill(survivor.pid, signal.SIGCONT)
             report = await final_report(slack, broadcast, timeout=60)
             assert f"{len(f.places)} of {len(f.places)} delivered." in report.head
             doubled = [p.name for p in f.places if len(slack.messages(p.where)) != 1]
             assert doubled == [], f"not exactly one post in {doubled}"
-            assert any("took back deliveries" in line for line in survivor.log)
+            assert any("took back deliveries" in line for line in survivor.log), "what the dead one held"
 
 
 async def test_a_pause_x_asks_of_one_instance_holds_the_other(tmp_path: Path, slack: FakeSlack, x: FakeX) -> None:
