@@ -43,7 +43,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(f"{count:>8,}  {what}")
 
 
-# Modules whose tests touch no database, or SQLite's own file (its disk, its lock): run once, on SQLite.
+# Modules whose tests touch no database, whose database work is only what every other module does too (a
+# surface's rendering, a network's rules), or SQLite's own file (its disk, its lock): run once, on SQLite.
 # Every other test runs on both backends.
 ONE_BACKEND = {
     "test_render",
@@ -55,6 +56,16 @@ ONE_BACKEND = {
     "test_teams_package",
     "test_config",
     "test_deploy_files",
+    # What surfaces show and what networks accept: the rendering and the fakes' rules, whatever the database.
+    "test_slack_limits",
+    "test_teams_fidelity",
+    "test_issue_examples",
+    "test_bluesky_examples",
+    "test_bluesky",
+    "test_public_networks",
+    "test_playground",
+    "test_socket_mode",
+    "test_teams_auth",
     "test_database_faults",
     "test_slow_clients",
     "test_fakes_selftest",

@@ -49,6 +49,7 @@ ALIVE_FOR = 30.0  # seconds an instance counts as alive after it last said so (i
 MIGRATION_LOCK = 7_310_001  # pg_advisory_xact_lock key: one instance migrates, the others wait for it
 NAMED_LOCKS = 7_310  # the first half of the two-number advisory locks `exclusive` takes (the second: the name's)
 LOCK_POLL = 0.02  # seconds between asks for a lock another instance holds (held for one redraw at most)
+LOCK_PATIENCE = 30.0  # seconds after which a lock still held elsewhere is passed by, with a warning
 
 # Errors after which the transaction is run again from the start (PostgreSQL docs, "Serialization Failure
 # Handling"): nothing of it was written.
@@ -185,20 +186,41 @@ class PostgresStore(Store):
     async def _across(self, name: str) -> AsyncIterator[None]:
         """An advisory lock of the session connection, asked for again until it is free (never waited for
         on the connection, which `gone` and the other locks share); PostgreSQL lets it go if this process
-        dies holding it."""
+        dies holding it. Asked for no longer than LOCK_PATIENCE: what it guards (a redraw, a report's first
+        posting) is better done twice than never."""
         key = (NAMED_LOCKS, int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True))
-        loop = asyncio.get_running_loop()
-        while not await loop.run_in_executor(
-            self._executor, self._session_query, "SELECT pg_try_advisory_lock(%s, %s)", key
-        ):
+        held = False
+        deadline = time.monotonic() + LOCK_PATIENCE
+        while not (held := await self._take(key)):
+            if time.monotonic() > deadline:
+                log.warning(
+                    "%s: another instance has held its lock for %.0f s; going on without it", name, LOCK_PATIENCE
+                )
+                break
             await asyncio.sleep(LOCK_POLL)
         try:
             yield
         finally:
-            with contextlib.suppress(psycopg.OperationalError):  # a lost session let go of it already
-                await loop.run_in_executor(
-                    self._executor, self._session_query, "SELECT pg_advisory_unlock(%s, %s)", key
-                )
+            if held:
+                with contextlib.suppress(psycopg.OperationalError):  # a lost session let go of it already
+                    await self._release(key)
+
+    async def _take(self, key: tuple[int, int]) -> bool:
+        """Whether the lock was free, and is now this process's. The ask runs to its end even if the caller
+        is cancelled meanwhile (a shutdown): a lock taken for a caller that is gone is let go at once, or
+        every other instance would wait for it."""
+        loop = asyncio.get_running_loop()
+        ask = loop.run_in_executor(self._executor, self._session_query, "SELECT pg_try_advisory_lock(%s, %s)", key)
+        try:
+            return bool(await asyncio.shield(ask))
+        except asyncio.CancelledError:
+            if await ask:
+                await self._release(key)
+            raise
+
+    async def _release(self, key: tuple[int, int]) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._session_query, "SELECT pg_advisory_unlock(%s, %s)", key)
 
     def _session_query(self, sql: LiteralString, values: tuple[Any, ...]) -> Any:
         if self._session is None or self._session.broken or self._session.closed:
