@@ -55,10 +55,12 @@ def _when(moment: float) -> str:
 
 
 def usage(needs_second_person: bool) -> str:
+    """The help, as a markdown message. No `<placeholder>`: Teams reads a message's text as HTML too, and
+    the Agents Playground shows one in a code span as `&lt;message&gt;`."""
     return (
-        "**How to broadcast**: write `broadcast <message>` to see exactly what each destination will receive, "
-        "then **Approve**. `broadcast` alone opens a composer; `status` and `history` show what went out, "
-        "`status <id>` one broadcast in full; `help` shows this. Nothing is sent until you "
+        "**How to broadcast**: write `broadcast` then your message to see exactly what each destination will "
+        "receive, then **Approve**. `broadcast` alone opens a composer; `status` and `history` show what went "
+        "out, `status` then a broadcast's id one broadcast in full; `help` shows this. Nothing is sent until you "
         "approve" + (", and then another approver must approve it." if needs_second_person else ".")
     )
 

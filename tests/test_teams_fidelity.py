@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from tests.conftest import teams_config
 from tests.fakes import FakeX, Fault
 from tests.fakes.teams import FakeConnector
-from tests.teams_activities import ANNOUNCEMENTS, CEO, TEAM, TENANT, action, message, personal
+from tests.teams_activities import ANNOUNCEMENTS, APPROVALS, CEO, CFO, TEAM, TENANT, action, message, personal
 from tests.test_teams_flow import ask, card_text, click, final_card, start
 
 CHAT = personal(CEO)["id"]
@@ -145,6 +145,22 @@ async def test_cards_carry_no_backticks(start_relay, connector: FakeConnector) -
     await connector.wait_for(lambda: len(connector.cards(CHAT)) == 2)
     blocks = [t for call in connector.calls if call.body for t in text_blocks(call.body.get("attachments"))]
     assert blocks and not [t for t in blocks if "`" in t]
+
+
+async def test_an_approver_who_only_clicked_in_a_channel_is_named(start_relay, connector: FakeConnector) -> None:
+    config = teams_config([f"teams:{CFO}"], f'teams_approval_channel = "{APPROVALS}"')
+    teams = await start(start_relay, connector, config)
+    broadcast, card = await ask(teams, connector, CEO, "broadcast Four eyes")
+    assert "waiting for an approver" in await click(teams, connector, CEO, "approve", broadcast, card)
+    await connector.wait_for(lambda: connector.cards(APPROVALS))
+    channel = {"id": APPROVALS, "conversationType": "channel", "isGroup": True}
+    request = connector.posted(APPROVALS)[0]["id"]
+    status, _ = await teams.send(
+        action(connector.service_url, CFO, "approve", {"broadcast_id": broadcast}, request, channel)
+    )
+    assert status == 200 and not connector.posted(personal(CFO)["id"])  # no chat of theirs with the bot
+    await connector.wait_for(lambda: "approved by" in card_text(connector.cards(APPROVALS)[-1]))
+    assert "approved by User f0" in card_text(connector.cards(APPROVALS)[-1]), "as Teams names them, not by id"
 
 
 async def test_a_501_from_teams_is_not_retried(start_relay, connector: FakeConnector) -> None:

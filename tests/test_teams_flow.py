@@ -121,7 +121,7 @@ async def test_help_and_chatter_get_the_usage(start_relay, connector) -> None:
     teams = await start(start_relay, connector)
     await teams.send(message(connector.service_url, CEO, "hello bot"))
     [answer] = await connector.wait_for(lambda: connector.posted(personal(CEO)["id"]))
-    assert "write `broadcast <message>`" in answer["text"]
+    assert "write `broadcast` then your message" in answer["text"]
 
 
 async def test_an_unauthorized_teams_user_is_refused(start_relay, connector, slack: FakeSlack, x: FakeX) -> None:

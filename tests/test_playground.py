@@ -1,0 +1,235 @@
+"""The bot in Microsoft's own Teams client: the Microsoft 365 Agents Playground (npm, installed by
+tests/msteams/install.sh), with the tenant and people of teams/playground.yml, driven in Debian's Chromium as
+a person drives it. What is asserted is what its page shows: the messages and Adaptive Cards as its renderer
+draws them, and the post in the team's channel. The Playground is Microsoft's stand-in for Teams and its
+Bot Connector both, so no fake of ours is in the loop.
+
+Kept on this machine: the Playground has no host option and listens on every interface, so it runs under
+tests/msteams/loopback.js (every server on 127.0.0.1, no connection elsewhere); the page's requests for
+Microsoft's web fonts are refused in the browser."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Locator, Page, Route, expect
+
+from tests.bot_process import ROOT, BotProcess, free_port
+from tests.test_status_page import browser  # noqa: F401  (Debian's Chromium, headless)
+
+MSTEAMS = ROOT / "tests" / "msteams"
+CLI = MSTEAMS / "node_modules" / "@microsoft" / "m365agentsplayground" / "cli.js"
+PEOPLE = ROOT / "teams" / "playground.yml"
+TEXT = PEOPLE.read_text()
+
+
+def _field(pattern: str) -> str:
+    found = re.search(pattern, TEXT, re.MULTILINE)
+    assert found, f"teams/playground.yml has no {pattern}"
+    return found[1]
+
+
+TENANT = _field(r"^tenantId: (\S+)$")
+ME = _field(r"^currentUser:\n(?:  .*\n)*?  aadObjectId: (\S+)$")  # Alex Wilber, who the page signs in as
+ANNOUNCEMENTS = _field(r"^  channels:\n    - id: (\S+)$")
+LOCAL = re.compile(r"^(https?|wss?)://(127\.0\.0\.1|localhost)[:/]")
+WAIT = 15_000  # ms for what the page shows to appear: the machine is shared by parallel test runs
+
+pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+
+
+class Playground:
+    """`agentsplayground -e <bot> -c msteams` as the README runs it, on a port of its own choosing."""
+
+    def __init__(self, endpoint: str, folder: Path) -> None:
+        self.endpoint = endpoint
+        self.folder = folder
+        self.process: asyncio.subprocess.Process | None = None
+        self.url = ""
+        self.errors = ""
+
+    async def __aenter__(self) -> Playground:
+        if not CLI.exists():
+            pytest.fail("the Agents Playground is not installed: run tests/msteams/install.sh")
+        self.process = await asyncio.create_subprocess_exec(
+            "node",
+            "--require",
+            str(MSTEAMS / "loopback.js"),
+            str(CLI),
+            *("-e", self.endpoint, "-c", "msteams", "-p", "0", "--disable-telemetry"),
+            cwd=self.folder,
+            env={
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "HOME": str(self.folder),
+                "TEAMSAPPTESTER_BROWSER": "none",  # it would open a browser of its own
+                # --disable-telemetry stops its events, not the Application Insights SDK's own "statsbeat"
+                # (westus-0.in.applicationinsights.azure.com, and the Azure metadata address 169.254.169.254)
+                "APPLICATION_INSIGHTS_NO_STATSBEAT": "true",
+                "M365_AGENTS_PLAYGROUND_CONFIG_PATH": str(PEOPLE),
+                "M365_AGENTS_PLAYGROUND_LOGFILE": str(self.folder / "playground.log"),
+            },
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        async with asyncio.timeout(30):
+            line = (await self.process.stdout.readline()).decode()
+        if not (port := re.match(r"Listening on (\d+)", line)):
+            await self.process.wait()
+            raise AssertionError(f"the Playground did not start: {line}{await self._stderr()}")
+        self.url = f"http://127.0.0.1:{port[1]}"
+        return self
+
+    async def _stderr(self) -> str:
+        assert self.process is not None and self.process.stderr is not None
+        return (await self.process.stderr.read()).decode()
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.terminate()
+        self.errors = await self._stderr()
+        await self.process.wait()
+
+    def listening(self) -> list[str]:
+        """The local addresses its listening TCP sockets are bound to, as `ss -ltn` would show them."""
+        assert self.process is not None
+        inodes = {
+            os.readlink(f"/proc/{self.process.pid}/fd/{fd}").removeprefix("socket:[").rstrip("]")
+            for fd in os.listdir(f"/proc/{self.process.pid}/fd")
+        }
+        found = []
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for row in Path(table).read_text().splitlines()[1:]:
+                fields = row.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    found.append(fields[1])
+        return found
+
+
+@pytest.fixture
+async def bot(tmp_path: Path) -> AsyncIterator[BotProcess]:
+    """The bot as README's "Trying it in the Microsoft 365 Agents Playground" starts it."""
+    (tmp_path / "relay.toml").write_text(f"""
+[policy]
+leaders = ["teams:{ME}"]
+default_audience = "staff"
+
+[destinations.teams-announcements]
+kind = "teams"
+channel = "{ANNOUNCEMENTS}"
+
+[audiences]
+staff = ["teams-announcements"]
+""")
+    process = BotProcess(
+        {
+            "PORT": str(free_port()),
+            "RELAY_CONFIG": str(tmp_path / "relay.toml"),
+            "RELAY_DB": str(tmp_path / "relay.db"),
+            "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__ANONYMOUS_ALLOWED": "true",
+            "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__TENANTID": TENANT,
+        }
+    )
+    await process.start()
+    yield process
+    await process.stop()
+
+
+async def local_only(route: Route) -> None:
+    """This machine only: the page would fetch Microsoft's web fonts from a CDN."""
+    if LOCAL.match(route.request.url):
+        await route.continue_()
+    else:
+        await route.abort()
+
+
+async def say(page: Page, text: str) -> None:
+    """Type into the chat's own message box (not a card's) and press Enter, as a person sends a message."""
+    box = page.locator("[data-lexical-editor=true]").last
+    await box.click()
+    await page.keyboard.type(text)
+    await page.keyboard.press("Enter")
+
+
+def bot_says(page: Page, text: str) -> Locator:
+    """A message from the bot as the Playground shows it (text or card), by what it reads."""
+    return page.locator(".fai-OutputCard").filter(has_text=text)
+
+
+async def named(card: Locator) -> str:
+    """The broadcast id a card names."""
+    found = re.search(r"broadcast (b[0-9a-f]{8})", await card.inner_text())
+    assert found, await card.inner_text()
+    return found[1]
+
+
+async def test_a_leader_broadcasts_to_a_teams_channel_from_the_playground(
+    bot: BotProcess,
+    browser: Browser,  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    async with Playground(f"http://127.0.0.1:{bot.env['PORT']}/api/messages", tmp_path) as playground:
+        bound = playground.listening()
+        assert bound and all(address.startswith("0100007F:") for address in bound), bound  # 127.0.0.1 only
+        page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(WAIT)
+        await page.route("**/*", local_only)
+        await page.goto(playground.url)
+        await expect(page.get_by_text("Connected.")).to_be_visible(timeout=WAIT)
+
+        # Opening the team's channel adds the bot to the team, which asks the Playground for its channels.
+        await page.get_by_role("treeitem", name="Contoso - General").click()
+        await expect(page.get_by_text("getConversations 200")).to_be_visible(timeout=WAIT)
+
+        await page.get_by_text("Personal Chat").click()
+        await say(page, "help")
+        usage = bot_says(page, "How to broadcast")
+        await expect(usage).to_contain_text("write broadcast then your message", timeout=WAIT)
+        assert "&lt;" not in await usage.inner_text()
+
+        await say(page, "broadcast Results are out: <https://example.com/q3|the Q3 report>")
+        preview = bot_says(page, "Preview of broadcast")
+        await expect(preview).to_contain_text("to staff (1 destination)", timeout=WAIT)
+        link = preview.get_by_role("link", name="the Q3 report")
+        await expect(link).to_have_attribute("href", "https://example.com/q3", timeout=WAIT)
+        broadcast = await named(preview)
+
+        await preview.get_by_role("button", name="Approve and send…").click()
+        await preview.get_by_role("button", name="Approve and send", exact=True).click()
+        report = bot_says(page, f"Broadcast {broadcast} to staff:")
+        await expect(report).to_contain_text("1 of 1 delivered.", timeout=WAIT)
+        await expect(report).to_contain_text("teams-announcements: posted", timeout=WAIT)
+
+        await page.get_by_role("treeitem", name="Contoso - Announcements").click()
+        post = page.locator("p").filter(has_text="Results are out")
+        await expect(post).to_have_text("Results are out: the Q3 report", timeout=WAIT)
+        link = post.get_by_role("link", name="the Q3 report")
+        await expect(link).to_have_attribute("href", "https://example.com/q3", timeout=WAIT)
+
+        await page.get_by_text("Personal Chat").click()
+        await say(page, "broadcast")
+        composer = bot_says(page, "New broadcast")
+        await composer.get_by_role("textbox", name="Message").fill("Office closed on Friday")
+        await composer.get_by_role("button", name="Preview").click()
+        second = bot_says(page, "Office closed on Friday")
+        await expect(second).to_contain_text("Preview of broadcast", timeout=WAIT)
+        cancelled = await named(second)
+        await second.get_by_role("button", name="Cancel").click()
+        gone = bot_says(page, f"Broadcast {cancelled} was cancelled. Nothing was sent.")
+        await expect(gone).to_be_visible(timeout=WAIT)
+
+        await say(page, "status")
+        status = bot_says(page, f"{broadcast} · ")
+        await expect(status).to_contain_text("staff · 1 of 1 delivered. · Results are out", timeout=WAIT)
+        await expect(status).to_contain_text(f"{cancelled} · ", timeout=WAIT)
+        await expect(status).to_contain_text("teams-announcements: posted", timeout=WAIT)
+        await page.close()
+    assert "refused a connection" not in playground.errors, playground.errors
