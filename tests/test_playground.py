@@ -14,7 +14,8 @@ import asyncio
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,8 @@ def _field(pattern: str) -> str:
 
 TENANT = _field(r"^tenantId: (\S+)$")
 ME = _field(r"^currentUser:\n(?:  .*\n)*?  aadObjectId: (\S+)$")  # Alex Wilber, who the page signs in as
+OTHER = _field(r"^users:\n(?:  .*\n)*?    aadObjectId: (\S+)$")  # Megan Bowen, whom the page cannot be
+GENERAL = _field(r"^team:\n  id: (\S+)$")  # a team's General channel has the team's id
 ANNOUNCEMENTS = _field(r"^  channels:\n    - id: (\S+)$")
 LOCAL = re.compile(r"^(https?|wss?)://(127\.0\.0\.1|localhost)[:/]")
 WAIT = 15_000  # ms for what the page shows to appear: the machine is shared by parallel test runs
@@ -54,7 +57,7 @@ class Playground:
         self.url = ""
         self.errors = ""
 
-    async def __aenter__(self) -> Playground:
+    async def start(self) -> None:
         if not CLI.exists():
             pytest.fail("the Agents Playground is not installed: run tests/msteams/install.sh")
         self.process = await asyncio.create_subprocess_exec(
@@ -85,14 +88,14 @@ class Playground:
             await self.process.wait()
             raise AssertionError(f"the Playground did not start: {line}{await self._stderr()}")
         self.url = f"http://127.0.0.1:{port[1]}"
-        return self
 
     async def _stderr(self) -> str:
         assert self.process is not None and self.process.stderr is not None
         return (await self.process.stderr.read()).decode()
 
-    async def __aexit__(self, *_: object) -> None:
-        assert self.process is not None
+    async def stop(self) -> None:
+        if self.process is None:
+            return
         if self.process.returncode is None:
             self.process.terminate()
         self.errors = await self._stderr()
@@ -114,33 +117,58 @@ class Playground:
         return found
 
 
+Starter = Callable[..., Awaitable[Page]]
+
+
 @pytest.fixture
-async def bot(tmp_path: Path) -> AsyncIterator[BotProcess]:
-    """The bot as README's "Trying it in the Microsoft 365 Agents Playground" starts it."""
-    (tmp_path / "relay.toml").write_text(f"""
-[policy]
-leaders = ["teams:{ME}"]
-default_audience = "staff"
+async def session(
+    tmp_path: Path,
+    browser: Browser,  # noqa: F811  (the fixture imported above)
+) -> AsyncIterator[Starter]:
+    """Start the bot as README's "Trying it in the Microsoft 365 Agents Playground" does (with `policy`
+    lines added to its [policy]), the Playground in front of it, and its page signed in as Alex Wilber,
+    with the bot added to the team: opening a team's channel in the Playground adds the bot, which then
+    asks for the team's channels. Afterwards: the Playground never tried to leave this machine."""
+    playgrounds: list[Playground] = []
+    async with AsyncExitStack() as stack:
 
-[destinations.teams-announcements]
-kind = "teams"
-channel = "{ANNOUNCEMENTS}"
+        async def start(policy: str = "") -> Page:
+            (tmp_path / "relay.toml").write_text(
+                f'[policy]\nleaders = ["teams:{ME}"]\ndefault_audience = "staff"\n{policy}\n'
+                f'[destinations.teams-announcements]\nkind = "teams"\nchannel = "{ANNOUNCEMENTS}"\n'
+                '[audiences]\nstaff = ["teams-announcements"]\n'
+            )
+            bot = BotProcess(
+                {
+                    "PORT": str(free_port()),
+                    "RELAY_CONFIG": str(tmp_path / "relay.toml"),
+                    "RELAY_DB": str(tmp_path / "relay.db"),
+                    "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__ANONYMOUS_ALLOWED": "true",
+                    "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__TENANTID": TENANT,
+                }
+            )
+            stack.push_async_callback(bot.stop)
+            await bot.start()
+            playground = Playground(f"http://127.0.0.1:{bot.env['PORT']}/api/messages", tmp_path)
+            playgrounds.append(playground)
+            stack.push_async_callback(playground.stop)
+            await playground.start()
+            bound = playground.listening()
+            assert bound and all(address.startswith("0100007F:") for address in bound), bound  # 127.0.0.1 only
 
-[audiences]
-staff = ["teams-announcements"]
-""")
-    process = BotProcess(
-        {
-            "PORT": str(free_port()),
-            "RELAY_CONFIG": str(tmp_path / "relay.toml"),
-            "RELAY_DB": str(tmp_path / "relay.db"),
-            "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__ANONYMOUS_ALLOWED": "true",
-            "CONNECTIONS__SERVICE_CONNECTION__SETTINGS__TENANTID": TENANT,
-        }
-    )
-    await process.start()
-    yield process
-    await process.stop()
+            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            stack.push_async_callback(page.close)
+            page.set_default_timeout(WAIT)
+            await page.route("**/*", local_only)
+            await page.goto(playground.url)
+            await expect(page.get_by_text("Connected.")).to_be_visible(timeout=WAIT)
+            await page.get_by_role("treeitem", name="Contoso - General").click()
+            await expect(page.get_by_text("getConversations 200")).to_be_visible(timeout=WAIT)
+            return page
+
+        yield start
+    for playground in playgrounds:
+        assert "refused a connection" not in playground.errors, playground.errors
 
 
 async def local_only(route: Route) -> None:
@@ -171,65 +199,76 @@ async def named(card: Locator) -> str:
     return found[1]
 
 
-async def test_a_leader_broadcasts_to_a_teams_channel_from_the_playground(
-    bot: BotProcess,
-    browser: Browser,  # noqa: F811  (the fixture imported above)
-    tmp_path: Path,
-) -> None:
-    async with Playground(f"http://127.0.0.1:{bot.env['PORT']}/api/messages", tmp_path) as playground:
-        bound = playground.listening()
-        assert bound and all(address.startswith("0100007F:") for address in bound), bound  # 127.0.0.1 only
-        page = await browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(WAIT)
-        await page.route("**/*", local_only)
-        await page.goto(playground.url)
-        await expect(page.get_by_text("Connected.")).to_be_visible(timeout=WAIT)
+async def test_a_leader_broadcasts_to_a_teams_channel_from_the_playground(session: Starter) -> None:
+    page = await session()
+    await page.get_by_text("Personal Chat").click()
+    await say(page, "help")
+    usage = bot_says(page, "How to broadcast")
+    await expect(usage).to_contain_text("write broadcast then your message", timeout=WAIT)
+    assert "&lt;" not in await usage.inner_text()
 
-        # Opening the team's channel adds the bot to the team, which asks the Playground for its channels.
-        await page.get_by_role("treeitem", name="Contoso - General").click()
-        await expect(page.get_by_text("getConversations 200")).to_be_visible(timeout=WAIT)
+    await say(page, "broadcast Results are out: <https://example.com/q3|the Q3 report>")
+    preview = bot_says(page, "Preview of broadcast")
+    await expect(preview).to_contain_text("to staff (1 destination)", timeout=WAIT)
+    link = preview.get_by_role("link", name="the Q3 report")
+    await expect(link).to_have_attribute("href", "https://example.com/q3", timeout=WAIT)
+    broadcast = await named(preview)
 
-        await page.get_by_text("Personal Chat").click()
-        await say(page, "help")
-        usage = bot_says(page, "How to broadcast")
-        await expect(usage).to_contain_text("write broadcast then your message", timeout=WAIT)
-        assert "&lt;" not in await usage.inner_text()
+    await preview.get_by_role("button", name="Approve and send…").click()
+    await preview.get_by_role("button", name="Approve and send", exact=True).click()
+    report = bot_says(page, f"Broadcast {broadcast} to staff:")
+    await expect(report).to_contain_text("1 of 1 delivered.", timeout=WAIT)
+    await expect(report).to_contain_text("teams-announcements: posted", timeout=WAIT)
 
-        await say(page, "broadcast Results are out: <https://example.com/q3|the Q3 report>")
-        preview = bot_says(page, "Preview of broadcast")
-        await expect(preview).to_contain_text("to staff (1 destination)", timeout=WAIT)
-        link = preview.get_by_role("link", name="the Q3 report")
-        await expect(link).to_have_attribute("href", "https://example.com/q3", timeout=WAIT)
-        broadcast = await named(preview)
+    await page.get_by_role("treeitem", name="Contoso - Announcements").click()
+    post = page.locator("p").filter(has_text="Results are out")
+    await expect(post).to_have_text("Results are out: the Q3 report", timeout=WAIT)
+    link = post.get_by_role("link", name="the Q3 report")
+    await expect(link).to_have_attribute("href", "https://example.com/q3", timeout=WAIT)
 
-        await preview.get_by_role("button", name="Approve and send…").click()
-        await preview.get_by_role("button", name="Approve and send", exact=True).click()
-        report = bot_says(page, f"Broadcast {broadcast} to staff:")
-        await expect(report).to_contain_text("1 of 1 delivered.", timeout=WAIT)
-        await expect(report).to_contain_text("teams-announcements: posted", timeout=WAIT)
+    await page.get_by_text("Personal Chat").click()
+    await say(page, "broadcast")
+    composer = bot_says(page, "New broadcast")
+    await composer.get_by_role("textbox", name="Message").fill("Office closed on Friday")
+    await composer.get_by_role("button", name="Preview").click()
+    second = bot_says(page, "Office closed on Friday")
+    await expect(second).to_contain_text("Preview of broadcast", timeout=WAIT)
+    cancelled = await named(second)
+    await second.get_by_role("button", name="Cancel").click()
+    gone = bot_says(page, f"Broadcast {cancelled} was cancelled. Nothing was sent.")
+    await expect(gone).to_be_visible(timeout=WAIT)
 
-        await page.get_by_role("treeitem", name="Contoso - Announcements").click()
-        post = page.locator("p").filter(has_text="Results are out")
-        await expect(post).to_have_text("Results are out: the Q3 report", timeout=WAIT)
-        link = post.get_by_role("link", name="the Q3 report")
-        await expect(link).to_have_attribute("href", "https://example.com/q3", timeout=WAIT)
+    await say(page, "status")
+    status = bot_says(page, f"{broadcast} · ")
+    await expect(status).to_contain_text("staff · 1 of 1 delivered. · Results are out", timeout=WAIT)
+    await expect(status).to_contain_text(f"{cancelled} · ", timeout=WAIT)
+    await expect(status).to_contain_text("teams-announcements: posted", timeout=WAIT)
 
-        await page.get_by_text("Personal Chat").click()
-        await say(page, "broadcast")
-        composer = bot_says(page, "New broadcast")
-        await composer.get_by_role("textbox", name="Message").fill("Office closed on Friday")
-        await composer.get_by_role("button", name="Preview").click()
-        second = bot_says(page, "Office closed on Friday")
-        await expect(second).to_contain_text("Preview of broadcast", timeout=WAIT)
-        cancelled = await named(second)
-        await second.get_by_role("button", name="Cancel").click()
-        gone = bot_says(page, f"Broadcast {cancelled} was cancelled. Nothing was sent.")
-        await expect(gone).to_be_visible(timeout=WAIT)
 
-        await say(page, "status")
-        status = bot_says(page, f"{broadcast} · ")
-        await expect(status).to_contain_text("staff · 1 of 1 delivered. · Results are out", timeout=WAIT)
-        await expect(status).to_contain_text(f"{cancelled} · ", timeout=WAIT)
-        await expect(status).to_contain_text("teams-announcements: posted", timeout=WAIT)
-        await page.close()
-    assert "refused a connection" not in playground.errors, playground.errors
+async def test_a_draft_asked_for_in_a_channel_is_shown_only_to_its_author(session: Starter) -> None:
+    page = await session(f'approvers = ["teams:{OTHER}"]\nteams_approval_channel = "{GENERAL}"')
+    await page.locator("[data-lexical-editor=true]").first.click()  # "Start a new post" in General
+    await page.keyboard.type("@Broad")
+    await page.get_by_role("listbox", name="Typeahead menu").get_by_text("Broadcast Relay").click()
+    await page.keyboard.type(" broadcast Hello from the channel")
+    await page.get_by_role("button", name="Post", exact=True).click()
+    answer = page.get_by_role("paragraph").filter(has_text="I sent it to you in our chat, where only you can see it.")
+    await expect(answer).to_be_visible(timeout=WAIT)
+    await expect(page.get_by_text("Preview of broadcast")).to_have_count(0)
+
+    await page.get_by_text("Personal Chat").click()
+    draft = bot_says(page, "Preview of broadcast")
+    await expect(draft).to_contain_text("Hello from the channel", timeout=WAIT)
+    broadcast = await named(draft)
+    await draft.get_by_role("button", name="Request approval…").click()
+    await draft.get_by_role("button", name="Request approval", exact=True).click()
+    await expect(bot_says(page, f"Broadcast {broadcast} is waiting for an approver.")).to_be_visible(timeout=WAIT)
+
+    await page.get_by_role("treeitem", name="Contoso - General").click()
+    request = page.locator(".ac-adaptiveCard").filter(has_text=f"asks to broadcast {broadcast}")
+    await expect(request).to_contain_text(f"Alex Wilber asks to broadcast {broadcast} to staff", timeout=WAIT)
+    await request.get_by_role("button", name="Approve…").click()
+    await request.get_by_role("button", name="Approve and send", exact=True).click()
+    await expect(page.get_by_text("You cannot approve your own broadcast: another approver must.")).to_be_visible(
+        timeout=WAIT
+    )
