@@ -28,6 +28,7 @@ MSTEAMS = ROOT / "tests" / "msteams"
 CLI = MSTEAMS / "node_modules" / "@microsoft" / "m365agentsplayground" / "cli.js"
 PEOPLE = ROOT / "teams" / "playground.yml"
 TEXT = PEOPLE.read_text()
+RELAY = (ROOT / "teams" / "playground.toml").read_text()
 
 
 def _field(pattern: str) -> str:
@@ -41,6 +42,7 @@ ME = _field(r"^currentUser:\n(?:  .*\n)*?  aadObjectId: (\S+)$")  # Alex Wilber,
 OTHER = _field(r"^users:\n(?:  .*\n)*?    aadObjectId: (\S+)$")  # Megan Bowen, whom the page cannot be
 GENERAL = _field(r"^team:\n  id: (\S+)$")  # a team's General channel has the team's id
 ANNOUNCEMENTS = _field(r"^  channels:\n    - id: (\S+)$")
+assert f'"teams:{ME}"' in RELAY and f'"{ANNOUNCEMENTS}"' in RELAY, "teams/playground.toml names the same people"
 LOCAL = re.compile(r"^(https?|wss?)://(127\.0\.0\.1|localhost)[:/]")
 WAIT = 15_000  # ms for what the page shows to appear: the machine is shared by parallel test runs
 
@@ -125,19 +127,16 @@ async def session(
     tmp_path: Path,
     browser: Browser,  # noqa: F811  (the fixture imported above)
 ) -> AsyncIterator[Starter]:
-    """Start the bot as README's "Trying it in the Microsoft 365 Agents Playground" does (with `policy`
-    lines added to its [policy]), the Playground in front of it, and its page signed in as Alex Wilber,
-    with the bot added to the team: opening a team's channel in the Playground adds the bot, which then
-    asks for the team's channels. Afterwards: the Playground never tried to leave this machine."""
+    """Start the bot as README's "Trying it in the Microsoft 365 Agents Playground" does, on
+    teams/playground.toml (with `policy` lines added to its [policy]), the Playground in front of it and
+    its page, signed in as Alex Wilber, with the bot added to the team: opening a team's channel in the
+    Playground adds the bot, which then asks for the team's channels. Afterwards: the Playground never
+    tried to leave this machine."""
     playgrounds: list[Playground] = []
     async with AsyncExitStack() as stack:
 
         async def start(policy: str = "") -> Page:
-            (tmp_path / "relay.toml").write_text(
-                f'[policy]\nleaders = ["teams:{ME}"]\ndefault_audience = "staff"\n{policy}\n'
-                f'[destinations.teams-announcements]\nkind = "teams"\nchannel = "{ANNOUNCEMENTS}"\n'
-                '[audiences]\nstaff = ["teams-announcements"]\n'
-            )
+            (tmp_path / "relay.toml").write_text(RELAY.replace("[policy]\n", f"[policy]\n{policy}\n"))
             bot = BotProcess(
                 {
                     "PORT": str(free_port()),
