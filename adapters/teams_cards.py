@@ -55,8 +55,9 @@ def _when(moment: float) -> str:
 
 
 def usage(needs_second_person: bool) -> str:
-    """The help, as a markdown message. No `<placeholder>`: Teams reads a message's text as HTML too, and
-    the Agents Playground shows one in a code span as `&lt;message&gt;`."""
+    """The help, as a markdown message. No `<placeholder>`: Teams takes HTML tags in a message's text
+    (learn.microsoft.com, "Formatting bot messages"), and the Agents Playground shows one in a code span as
+    `&lt;message&gt;`."""
     return (
         "**How to broadcast**: write `broadcast` then your message to see exactly what each destination will "
         "receive, then **Approve**. `broadcast` alone opens a composer; `status` and `history` show what went "
