@@ -16,7 +16,9 @@ import re
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.async_api import Browser, Locator, Page, Route, expect
@@ -44,6 +46,7 @@ GENERAL = _field(r"^team:\n  id: (\S+)$")  # a team's General channel has the te
 ANNOUNCEMENTS = _field(r"^  channels:\n    - id: (\S+)$")
 assert f'"teams:{ME}"' in RELAY and f'"{ANNOUNCEMENTS}"' in RELAY, "teams/playground.toml names the same people"
 LOCAL = re.compile(r"^(https?|wss?)://(127\.0\.0\.1|localhost)[:/]")
+ZONE = "Europe/Paris"  # the person's clock, in the page and in the Playground, which tells the bot
 WAIT = 15_000  # ms for what the page shows to appear: the machine is shared by parallel test runs
 
 
@@ -71,6 +74,7 @@ class Playground:
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                 "HOME": str(self.folder),
                 "TEAMSAPPTESTER_BROWSER": "none",  # it would open a browser of its own
+                "TZ": ZONE,  # it tells the bot the writer's time zone from its own clock
                 # --disable-telemetry stops its events, not the Application Insights SDK's own "statsbeat"
                 # (westus-0.in.applicationinsights.azure.com, and the Azure metadata address 169.254.169.254)
                 "APPLICATION_INSIGHTS_NO_STATSBEAT": "true",
@@ -153,7 +157,7 @@ async def session(
             bound = playground.listening()
             assert bound and all(address.startswith("0100007F:") for address in bound), bound  # 127.0.0.1 only
 
-            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = await browser.new_page(viewport={"width": 1400, "height": 1000}, timezone_id=ZONE)
             stack.push_async_callback(page.close)
             page.set_default_timeout(WAIT)
             await page.route("**/*", local_only)
@@ -230,16 +234,28 @@ async def test_a_leader_broadcasts_to_a_teams_channel_from_the_playground(sessio
     await composer.get_by_role("button", name="Preview").click()
     second = bot_says(page, "Office closed on Friday")
     await expect(second).to_contain_text("Preview of broadcast", timeout=WAIT)
-    cancelled = await named(second)
-    await second.get_by_role("button", name="Cancel").click()
-    gone = bot_says(page, f"Broadcast {cancelled} was cancelled. Nothing was sent.")
-    await expect(gone).to_be_visible(timeout=WAIT)
+    later = await named(second)
+    day = datetime.now(ZoneInfo(ZONE)).date() + timedelta(days=7)
+    await second.get_by_role("button", name="Schedule…").click()
+    await second.get_by_placeholder("Select a date...").click()
+    if day.month != datetime.now(ZoneInfo(ZONE)).month:
+        await page.get_by_title("Next month", exact=False).click()
+    await page.get_by_role("button", name=f"{day.day}, {day:%B}, {day.year}", exact=True).click()
+    await second.get_by_role("combobox").last.click()  # the time
+    await page.get_by_role("option", name="9:00 AM", exact=True).click()
+    await second.get_by_role("button", name="Approve and send then").click()
+    scheduled = f"scheduled for {day:%a, %b} {day.day}, {day.year} 9:00 AM"  # on the writer's own clock
+    await expect(bot_says(page, f"Broadcast {later} to staff: {scheduled}")).to_be_visible(timeout=WAIT)
 
     await say(page, "status")
     status = bot_says(page, f"{broadcast} · ")
     await expect(status).to_contain_text("staff · 1 of 1 delivered. · Results are out", timeout=WAIT)
-    await expect(status).to_contain_text(f"{cancelled} · ", timeout=WAIT)
     await expect(status).to_contain_text("teams-announcements: posted", timeout=WAIT)
+    await expect(status).to_contain_text(f"{later} · ", timeout=WAIT)
+    await expect(status).to_contain_text(f"teams-announcements: {scheduled}", timeout=WAIT)
+
+    await say(page, f"broadcast cancel {later}")
+    await expect(bot_says(page, f"Broadcast {later} was cancelled")).to_be_visible(timeout=WAIT)
 
     # The Playground cannot delete a message (it answers 501, "not implemented yet"): the bot says so once.
     await report.get_by_role("button", name="Retract everywhere…").click()
