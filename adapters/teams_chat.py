@@ -41,7 +41,7 @@ from adapters import teams_cards as cards
 from adapters.teams import Directory, reference_json, shared_connection
 from relay import policy, schedule
 from relay.audit import Where
-from relay.broadcasts import BROADCAST_ID, Broadcasts, Refused
+from relay.broadcasts import BROADCAST_ID, Approval, Broadcasts, Refused
 from relay.config import Settings
 from relay.model import Broadcast, BroadcastState
 from relay.render import InputError
@@ -434,7 +434,7 @@ class TeamsSurface:
                 return _message(str(error))
             approval = await self.broadcasts.approve(who, broadcast_id, where=_where(activity), send_at=send_at)
             notice = f"{cards.decided(approval.broadcast, None)} Scheduled for {schedule.shown(send_at, zone)}."
-            return _card(cards.notice(notice))
+            return await self._approved(who, approval, notice)
         if verb == "correct":
             approval = await self.broadcasts.correct(
                 who, broadcast_id, str(values.get("text", "")), where=_where(activity)
@@ -456,14 +456,18 @@ class TeamsSurface:
             return _card(cards.notice(cards.decided(approval.broadcast, None)))
         if verb == "approve":
             approval = await self.broadcasts.approve(who, broadcast_id, where=_where(activity))
-            broadcast = approval.broadcast
-            if approval.sent and broadcast.origin == ORIGIN and self.config.policy.same_person(who, broadcast.author):
-                return _card(
-                    cards.report(broadcast, await self.broadcasts.report(broadcast.id), self.broadcasts.clock())
-                )
             by = "you" if approval.sent else None
-            return _card(cards.notice(cards.decided(broadcast, by)))
+            return await self._approved(who, approval, cards.decided(approval.broadcast, by))
         return _message("This button is not known to the relay any more.")
+
+    async def _approved(self, who: str, approval: Approval, notice: str) -> AdaptiveCardInvokeResponse:
+        """What the clicker's card becomes. The author's own draft becomes the live report at once: the
+        report refresher redraws that card too, and were the answer anything else, Teams could show the
+        refresher's report first and then this answer over it, for good."""
+        broadcast = approval.broadcast
+        if approval.sent and broadcast.origin == ORIGIN and self.config.policy.same_person(who, broadcast.author):
+            return _card(cards.report(broadcast, await self.broadcasts.report(broadcast.id), self.broadcasts.clock()))
+        return _card(cards.notice(notice))
 
     def _preview(self, broadcast: Broadcast) -> cards.Card:
         return cards.preview(

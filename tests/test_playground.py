@@ -108,10 +108,12 @@ class Playground:
     def listening(self) -> list[str]:
         """The local addresses its listening TCP sockets are bound to, as `ss -ltn` would show them."""
         assert self.process is not None
-        inodes = {
-            os.readlink(f"/proc/{self.process.pid}/fd/{fd}").removeprefix("socket:[").rstrip("]")
-            for fd in os.listdir(f"/proc/{self.process.pid}/fd")
-        }
+        inodes = set()
+        for fd in os.listdir(f"/proc/{self.process.pid}/fd"):
+            try:
+                inodes.add(os.readlink(f"/proc/{self.process.pid}/fd/{fd}").removeprefix("socket:[").rstrip("]"))
+            except FileNotFoundError:  # closed since it was listed
+                continue
         found = []
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             for row in Path(table).read_text().splitlines()[1:]:
@@ -220,6 +222,8 @@ async def test_a_leader_broadcasts_to_a_teams_channel_from_the_playground(sessio
     report = bot_says(page, f"Broadcast {broadcast} to staff:")
     await expect(report).to_contain_text("1 of 1 delivered.", timeout=WAIT)
     await expect(report).to_contain_text("teams-announcements: posted", timeout=WAIT)
+    await expect(report.get_by_role("link", name="the Q3 report")).to_have_attribute("href", "https://example.com/q3")
+    await expect(report).not_to_contain_text("<https://")  # the text as written, not in the relay's markup
 
     await page.get_by_role("treeitem", name="Contoso - Announcements").click()
     post = page.locator("p").filter(has_text="Results are out")
@@ -249,7 +253,7 @@ async def test_a_leader_broadcasts_to_a_teams_channel_from_the_playground(sessio
 
     await say(page, "status")
     status = bot_says(page, f"{broadcast} · ")
-    await expect(status).to_contain_text("staff · 1 of 1 delivered. · Results are out", timeout=WAIT)
+    await expect(status).to_contain_text("staff · 1 of 1 delivered. · Results are out: the Q3 report", timeout=WAIT)
     await expect(status).to_contain_text("teams-announcements: posted", timeout=WAIT)
     await expect(status).to_contain_text(f"{later} · ", timeout=WAIT)
     await expect(status).to_contain_text(f"teams-announcements: {scheduled}", timeout=WAIT)

@@ -175,6 +175,30 @@ async def test_a_501_from_teams_is_not_retried(start_relay, connector: FakeConne
     assert len([c for c in connector.calls_to("POST activities") if c.conversation == ANNOUNCEMENTS]) == 1
 
 
+async def test_a_scheduled_broadcast_s_card_is_its_report_at_once(start_relay, connector: FakeConnector) -> None:
+    teams = await start(start_relay, connector)
+    broadcast, card = await ask(teams, connector, CEO, "broadcast Next week's news")
+    soon = datetime.now(ZoneInfo("UTC")) + timedelta(days=2)
+    when = {"send_date": soon.strftime("%Y-%m-%d"), "send_time": "09:00"}
+    shown = await click(teams, connector, CEO, "schedule", broadcast, card, **when)
+    # What Teams shows the clicker is what the report refresher draws on the same card: no answer to
+    # land over the report, which the Agents Playground showed ("is going out", for a broadcast that waits).
+    assert f"**{broadcast}** to **everyone**: scheduled for {{{{DATE(" in shown and "is going out" not in shown
+
+
+async def test_reports_and_status_show_links_not_slack_markup(start_relay, connector: FakeConnector) -> None:
+    teams = await start(start_relay, connector)
+    broadcast, card = await ask(teams, connector, CEO, "broadcast Read <https://example.com/q3|the Q3 report>")
+    await click(teams, connector, CEO, "audience", broadcast, card, audience="teams")
+    await click(teams, connector, CEO, "approve", broadcast, card)
+    await final_card(connector, CHAT)
+    await teams.send(message(connector.service_url, CEO, "status"))
+    [report, status] = await connector.wait_for(lambda: connector.cards(CHAT)[1:] and connector.cards(CHAT))
+    for card_shown in (report, status):
+        shown = "\n".join(text_blocks(card_shown))  # the correction form keeps the text as it is written
+        assert "Read [the Q3 report](https://example.com/q3)" in shown and "<https://" not in shown, shown
+
+
 async def test_a_scheduled_broadcast_says_when_it_goes(start_relay, connector: FakeConnector, x: FakeX) -> None:
     teams = await start(start_relay, connector)
     broadcast, card = await ask(teams, connector, CEO, "broadcast Tomorrow's news")
