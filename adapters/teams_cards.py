@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from relay.config import DestinationConfig
 from relay.destination import Counting
 from relay.model import Alike, Broadcast, BroadcastState, Delivery
-from relay.render import Rendering
+from relay.render import Rendering, as_markdown
 from relay.reports import MARKS, NEEDS_A_LOOK, Line, Report, Status, excerpt, line, summary
 
 Card = dict[str, Any]
@@ -55,10 +56,13 @@ def _when(moment: float) -> str:
 
 
 def usage(needs_second_person: bool) -> str:
+    """The help, as a markdown message. No `<placeholder>`: Teams takes HTML tags in a message's text
+    (learn.microsoft.com, "Formatting bot messages"), and the Agents Playground shows one in a code span as
+    `&lt;message&gt;`."""
     return (
-        "**How to broadcast**: write `broadcast <message>` to see exactly what each destination will receive, "
-        "then **Approve**. `broadcast` alone opens a composer; `status` and `history` show what went out, "
-        "`status <id>` one broadcast in full; `help` shows this. Nothing is sent until you "
+        "**How to broadcast**: write `broadcast` then your message to see exactly what each destination will "
+        "receive, then **Approve**. `broadcast` alone opens a composer; `status` and `history` show what went "
+        "out, `status` then a broadcast's id one broadcast in full; `help` shows this. Nothing is sent until you "
         "approve" + (", and then another approver must approve it." if needs_second_person else ".")
     )
 
@@ -370,7 +374,7 @@ def history(shown: Sequence[tuple[Broadcast, Sequence[Delivery]]], detailed: boo
     def build(listed: int, room: int) -> Card:
         body: list[Element] = []
         for broadcast, deliveries in shown:
-            items = [_text(summary(broadcast, deliveries), weight="Bolder")]
+            items = [_text(summary(_shown(broadcast), deliveries), weight="Bolder")]
             if detailed:
                 condensed = Report.of([Alike(d) for d in deliveries])
                 texts = _lines(condensed.lines, condensed.tallies, listed, _pointer(broadcast.id))
@@ -379,6 +383,11 @@ def history(shown: Sequence[tuple[Broadcast, Sequence[Delivery]]], detailed: boo
         return _card(body)
 
     return _fit(build)
+
+
+def _shown(broadcast: Broadcast) -> Broadcast:
+    """The broadcast with its text as a card shows it: links as links, not as the Slack markup it is kept in."""
+    return replace(broadcast, text=as_markdown(broadcast.text))
 
 
 def _head(broadcast: Broadcast, now: Report, at: float) -> str:
@@ -415,7 +424,7 @@ def report(broadcast: Broadcast, now: Report, at: float, buttons: bool = True) -
             actions.insert(0, {"type": "Action.ShowCard", "title": "Correct staff posts…", "card": correction})
 
     def build(listed: int, room: int) -> Card:
-        body = [_text(_head(broadcast, now, at)), _text(excerpt(broadcast.text), isSubtle=True)]
+        body = [_text(_head(broadcast, now, at)), _text(excerpt(as_markdown(broadcast.text)), isSubtle=True)]
         texts = _lines(now.lines, now.tallies, listed, _pointer(broadcast.id))
         return _card([*body, *(_text(text) for text in texts)], actions)
 

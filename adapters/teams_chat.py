@@ -41,7 +41,7 @@ from adapters import teams_cards as cards
 from adapters.teams import Directory, reference_json, shared_connection
 from relay import policy, schedule
 from relay.audit import Where
-from relay.broadcasts import BROADCAST_ID, Broadcasts, Refused
+from relay.broadcasts import BROADCAST_ID, Approval, Broadcasts, Refused
 from relay.config import Settings
 from relay.model import Broadcast, BroadcastState
 from relay.render import InputError
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 ORIGIN = "teams"
 REPORT_SPACING = 1.0  # Teams allows a bot about 7 messages a second per conversation; edits count too
+NAMES_KEPT = 10_000  # display names of the people who last wrote or clicked, kept in memory
 _MENTION = re.compile(r"<at>.*?</at>", re.IGNORECASE | re.DOTALL)
 # Teams sends what a person wrote as HTML: a link it shows as a link (a typed URL, or a label with a URL
 # behind it) is an anchor, and `<`, `>` and `&` they typed are escaped.
@@ -125,6 +126,7 @@ class TeamsSurface:
         self.connection = shared_connection(settings)  # the channels' own: one token cache, one pool
         self.directory = Directory(store)
         self.reports = ReportRefresher(self._draw_report, REPORT_SPACING, store.exclusive)
+        self.names: dict[str, str] = {}  # relay id → the name Teams last showed for them, newest last
         self.agent = AgentApplication[TurnState](
             ApplicationOptions(storage=MemoryStorage(), start_typing_timer=False),
             connection_manager=self.connection.connections,
@@ -220,6 +222,17 @@ class TeamsSurface:
             if channel.id:
                 await self.directory.remember(_in(reference, channel.id), "channel", channel.name or "General", team)
 
+    def _saw(self, activity: Activity) -> None:
+        """Teams names the sender on every activity, a click in a channel included: an approver who never
+        wrote to the bot in a chat is still named on the cards their decision changes (in the same turn)."""
+        who = actor(activity)
+        name = activity.from_property.name if activity.from_property else None
+        if who and name:
+            self.names.pop(who, None)
+            self.names[who] = name
+            if len(self.names) > NAMES_KEPT:
+                del self.names[next(iter(self.names))]
+
     async def _remember_personal(self, activity: Activity) -> None:
         who = actor(activity)
         if who and activity.conversation and activity.conversation.conversation_type == "personal":
@@ -236,6 +249,7 @@ class TeamsSurface:
         who = actor(activity)
         if who is None:
             return
+        self._saw(activity)
         await self._remember_personal(activity)
         said = command_text(activity)
         word, _, rest = said.partition(" ")
@@ -341,7 +355,10 @@ class TeamsSurface:
             if verb == "cancel":
                 return cards.decided(await self.broadcasts.unschedule(who, words[0], where=where), None)
             if len(words) != 3:
-                return "Write it as **broadcast move <id> 2026-12-01 09:00** (your own time)."
+                return (
+                    "Write it as **broadcast move** then the broadcast's id, the day and the time "
+                    "(**2026-12-01 09:00**, your own time)."
+                )
             zone = activity.local_timezone or "UTC"
             send_at = schedule.instant(words[1], words[2], zone, self.broadcasts.clock())
             await self.broadcasts.reschedule(who, words[0], send_at, where=where)
@@ -362,6 +379,7 @@ class TeamsSurface:
         who = actor(activity)
         if not self._admitted(activity) or who is None:
             return _message("This bot serves another organisation.")
+        self._saw(activity)
         await self._remember_personal(activity)
         values = data if isinstance(data, dict) else {}
         value = activity.value if isinstance(activity.value, dict) else {}
@@ -416,7 +434,7 @@ class TeamsSurface:
                 return _message(str(error))
             approval = await self.broadcasts.approve(who, broadcast_id, where=_where(activity), send_at=send_at)
             notice = f"{cards.decided(approval.broadcast, None)} Scheduled for {schedule.shown(send_at, zone)}."
-            return _card(cards.notice(notice))
+            return await self._approved(who, approval, notice)
         if verb == "correct":
             approval = await self.broadcasts.correct(
                 who, broadcast_id, str(values.get("text", "")), where=_where(activity)
@@ -438,14 +456,18 @@ class TeamsSurface:
             return _card(cards.notice(cards.decided(approval.broadcast, None)))
         if verb == "approve":
             approval = await self.broadcasts.approve(who, broadcast_id, where=_where(activity))
-            broadcast = approval.broadcast
-            if approval.sent and broadcast.origin == ORIGIN and self.config.policy.same_person(who, broadcast.author):
-                return _card(
-                    cards.report(broadcast, await self.broadcasts.report(broadcast.id), self.broadcasts.clock())
-                )
             by = "you" if approval.sent else None
-            return _card(cards.notice(cards.decided(broadcast, by)))
+            return await self._approved(who, approval, cards.decided(approval.broadcast, by))
         return _message("This button is not known to the relay any more.")
+
+    async def _approved(self, who: str, approval: Approval, notice: str) -> AdaptiveCardInvokeResponse:
+        """What the clicker's card becomes. The author's own draft becomes the live report at once: the
+        report refresher redraws that card too, and were the answer anything else, Teams could show the
+        refresher's report first and then this answer over it, for good."""
+        broadcast = approval.broadcast
+        if approval.sent and broadcast.origin == ORIGIN and self.config.policy.same_person(who, broadcast.author):
+            return _card(cards.report(broadcast, await self.broadcasts.report(broadcast.id), self.broadcasts.clock()))
+        return _card(cards.notice(notice))
 
     def _preview(self, broadcast: Broadcast) -> cards.Card:
         return cards.preview(
@@ -496,11 +518,14 @@ class TeamsSurface:
             await self._replace(broadcast.report_ref["teams_card"], cards.notice(cards.decided(broadcast, by)))
 
     async def _name(self, person: str) -> str:
-        """How to call someone: their [people] name, else the name Teams showed for them, else their id.
-        Names are only shown: every decision is made on ids."""
+        """How to call someone: their [people] name, else the name Teams last showed for them (in any
+        activity since start, else in their chat with the bot), else their id. Names are only shown:
+        every decision is made on ids."""
         declared = self.config.policy.name(person)
         if declared != person or not person.startswith("teams:"):
             return declared
+        if person in self.names:
+            return self.names[person]
         chat = await self.directory.personal_chat(person)
         return chat.name if chat is not None and chat.name else person
 

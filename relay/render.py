@@ -208,6 +208,12 @@ def _convert(destination: str, text: str, warnings: list[str], markdown: bool, l
     return str(regex.sub(r"\n{3,}", "\n\n", "\n".join(line.strip() for line in text.split("\n")))).strip()
 
 
+def as_markdown(text: str) -> str:
+    """A broadcast's text, which the relay keeps in Slack mrkdwn, as Markdown: for showing it back on a
+    surface that reads Markdown (Teams cards), where `<url|label>` would be shown as typed."""
+    return _convert("", text, [], markdown=True, labels=False)
+
+
 def _unmark(text: str) -> str:
     """Remove mrkdwn's code ticks and *bold*, _italic_, ~strike~ markers, nested ones too."""
     text = str(_CODE.sub("", text))

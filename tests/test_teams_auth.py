@@ -83,7 +83,7 @@ async def test_a_validly_signed_activity_gets_in_and_the_reply_carries_the_bots_
     assert status == 202
     [reply] = await connector.wait_for(lambda: connector.calls_to("POST reply"))
     assert reply.headers["Authorization"] == "Bearer outbound-token"
-    assert "write `broadcast <message>`" in connector.posted(personal(CEO)["id"])[0]["text"]
+    assert "write `broadcast` then your message" in connector.posted(personal(CEO)["id"])[0]["text"]
     assert "teams-client-secret" not in caplog.text and "outbound-token" not in caplog.text
 
 
