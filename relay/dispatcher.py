@@ -170,8 +170,11 @@ class Dispatcher:
         if timeout == 0.0:
             await asyncio.sleep(0)  # let running deliveries record before claiming again
             return
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation that arrives as the
+        # event is set (a delivery ending while the app shuts down), and the loop would go on for ever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     async def _deliver(self, delivery: Delivery) -> None:
         try:

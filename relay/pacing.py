@@ -134,5 +134,6 @@ class Pacer:
                 if unanswered is None:
                     await asyncio.sleep(timeout or 0.0)
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(unanswered.done.wait(), timeout)
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout keeps a cancellation (see dispatcher)
+                    async with asyncio.timeout(timeout):
+                        await unanswered.done.wait()
