@@ -7,6 +7,7 @@ change that arrives while it is being drawn makes it draw once more, so it alway
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 # A report is redrawn at most every `spacing` seconds, and no more often than it takes to redraw this many
 # lines a second: a report listing thousands of destinations (thousands failed) is redrawn less often.
 REDRAWN_PER_SECOND = 500
+FINAL_DRAWS_SECONDS = 5.0  # at shutdown, the reports still owed a redraw get this long in all
 
 
 class ReportRefresher:
@@ -60,9 +62,21 @@ class ReportRefresher:
             await asyncio.sleep(max(self.spacing, drawn / REDRAWN_PER_SECOND))
 
     async def close(self) -> None:
+        """Stop redrawing, but first draw once more every report that changed since it was last drawn:
+        where several instances share the work, the one stopping may have recorded the last outcome, and
+        no other would redraw a report whose deliveries it did not touch."""
+        owed = set(self._dirty) | set(self._running)
         for task in list(self._running.values()):
             task.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FINAL_DRAWS_SECONDS):
+                for broadcast_id in owed:
+                    try:
+                        async with self.exclusive(f"report:{broadcast_id}"):
+                            await self.draw(broadcast_id)
+                    except Exception:
+                        log.exception("could not redraw the report of broadcast %s", broadcast_id)
 
 
 class Status(Enum):

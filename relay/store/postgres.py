@@ -45,6 +45,7 @@ CONNECT_TIMEOUT = 10.0  # seconds to open a connection, or to wait for one from 
 CONFLICT_RETRIES = 20
 CHANNEL = "relay_outbox"  # NOTIFY'd when work is committed, so idle instances look at once
 PAUSES = "relay_pause"  # NOTIFY'd with "until key" when a network asked for a pause: every instance holds
+LISTEN_LOOK = 0.1  # seconds the listener waits for a notification before looking whether it is to stop
 ALIVE_FOR = 30.0  # seconds an instance counts as alive after it last said so (it says so every 10)
 MIGRATION_LOCK = 7_310_001  # pg_advisory_xact_lock key: one instance migrates, the others wait for it
 NAMED_LOCKS = 7_310  # the first half of the two-number advisory locks `exclusive` takes (the second: the name's)
@@ -173,7 +174,7 @@ class PostgresStore(Store):
                     conn.execute(f"LISTEN {PAUSES}")
                     loop.call_soon_threadsafe(wake)
                     while not self._closing.is_set():
-                        for notice in conn.notifies(timeout=1.0, stop_after=1):
+                        for notice in conn.notifies(timeout=LISTEN_LOOK, stop_after=1):
                             if notice.channel == PAUSES:
                                 until, _, key = notice.payload.partition(" ")
                                 loop.call_soon_threadsafe(paused, key, float(until))
