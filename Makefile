@@ -26,7 +26,7 @@ test: check
 	bash tests/oracle/install.sh
 	bash tests/postgres/install.sh
 	bash tests/browser/install.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 teams-app: $(STAMP)
 	$(PY) teams/package.py
