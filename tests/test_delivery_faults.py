@@ -24,12 +24,13 @@ def report_history(slack: FakeSlack) -> str:
 
 
 async def test_slack_429_is_retried_after_retry_after_then_posted_once(start_relay, slack: FakeSlack) -> None:
-    slack.faults.add("chat.postMessage", slack.rate_limited(retry_after=1), when=to_staff)
+    # A pause longer than the report's redraw spacing (1 s), so the leader surely sees it while it lasts.
+    slack.faults.add("chat.postMessage", slack.rate_limited(retry_after=3), when=to_staff)
     relay = await start_relay()
     await approve(relay, audience="staff")
     assert "1 of 1 delivered." in await relay.final_report()
     first, second = [c for c in slack.calls_to("chat.postMessage") if to_staff(c.params)]
-    assert second.at - first.at >= 1.0, "Retry-After was honoured"
+    assert second.at - first.at >= 3.0, "Retry-After was honoured"
     assert len(slack.messages(STAFF_CHANNEL)) == 1
     assert "retrying (Slack answered 429 ratelimited)" in report_history(slack)
 
