@@ -103,6 +103,7 @@ async def test_a_scheduled_broadcast_can_be_moved_and_cancelled(start_relay, sla
     clock.set(datetime(2027, 3, 30, 8, 0, 1, tzinfo=UTC))  # Tuesday 10:00 CEST: the moved one does
     wake(relay)
     await relay.final_report()
+    await slack.wait_for(lambda: slack.messages(STAFF_CHANNEL))  # the report may be drawn before the post lands
     assert [m["text"] for m in slack.messages(STAFF_CHANNEL)] == ["Moved to Tuesday"]
 
 
