@@ -48,6 +48,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # Every other test runs on both backends.
 ONE_BACKEND = {
     "test_render",
+    "test_report_refresher",
     "test_reference_counts",
     "test_policy",
     "test_schedule_times",
