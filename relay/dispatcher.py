@@ -124,8 +124,8 @@ class Dispatcher:
             try:
                 self._pacer.instances = await self.store.alive(self.clock())
                 await outbox.renew(self.store, self._held.values(), self.clock())
-                if await outbox.recover(self.store, self.clock()):
-                    log.warning("took back deliveries whose process stopped or whose lease ran out")
+                if await outbox.recover(self.store, self.clock(), held=set(self._held.values())):
+                    log.warning("took back deliveries of stopped processes, of run-out leases, or of lost claims")
             except StoreError as error:  # the database is away: the next look tries again
                 log.warning("could not look at leases: %s", error)
             if not self.store.sole:

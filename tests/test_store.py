@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlite_utils import Database
 
@@ -85,6 +86,51 @@ async def test_a_write_the_database_refuses_fails_alone_and_the_rest_of_its_grou
     assert (first, last) == ("before", "after")
     assert isinstance(erase, Exception) and "append-only" in str(erase)
     assert await _written(store) == ["before", "after"]
+
+
+async def test_a_claim_whose_answer_never_came_back_is_taken_back_without_waiting_for_its_lease(store: Store) -> None:
+    """The database committed a claim as it went away, and the process never learned of it: those deliveries
+    are this process's on paper, worked on by nobody. They go back to the queue seconds later, not when
+    their two-minute lease runs out; the ones it does work on stay with it."""
+    await store.write(
+        lambda conn: conn.execute(
+            "INSERT INTO broadcasts (id, author, text, audience, state, created_at, expires_at, origin)"
+            " VALUES ('b00000001', 'slack:U0LEAD', 'Hello', 'staff', 'approved', 1, 9e9, 'slack')"
+        )
+    )
+    for channel in ("all-staff", "leaders"):
+        await store.write(
+            lambda conn, channel=channel: conn.execute(
+                "INSERT INTO deliveries (broadcast_id, destination, kind, parts, state, attempts, next_attempt_at)"
+                " VALUES ('b00000001', ?, 'slack', '[\"Hello\"]', 'pending', 0, 0)",
+                (channel,),
+            )
+        )
+    worked_on, lost = (await outbox.claim_due(store, 100.0, {"slack": 5}, 0))[0]
+    assert worked_on.lease_owner is not None
+
+    assert await outbox.recover(store, 101.0, held={worked_on.lease_owner}) == 0, "a claim just made is left alone"
+    assert await outbox.recover(store, 110.0, held={worked_on.lease_owner}) == 1
+    states = {d.destination: d.state for d in await outbox.for_broadcast(store, "b00000001")}
+    assert states == {worked_on.destination: DeliveryState.SENDING, lost.destination: DeliveryState.PENDING}
+
+
+@pytest.mark.postgres_only
+async def test_a_report_is_read_as_of_one_moment_whatever_another_instance_commits_meanwhile(store: Store) -> None:
+    """A report counts its deliveries, then loads the ones it lists; another instance recording outcomes in
+    between made a finished-looking report that had lost the nine still retrying."""
+
+    def counted_around_a_commit(conn: Connection) -> tuple[int, int]:
+        (before,) = conn.execute("SELECT COUNT(*) FROM audit").fetchone()
+        with psycopg.connect(DATABASE["DATABASE_URL"], autocommit=True) as other:
+            other.execute(
+                "INSERT INTO audit (at, actor, action, surface, detail) VALUES (0, 'other', 'note', 'relay', '')"
+            )
+        (after,) = conn.execute("SELECT COUNT(*) FROM audit").fetchone()
+        return before, after
+
+    assert await store.snapshot(counted_around_a_commit) == (0, 0)
+    assert await store.call(counted_around_a_commit) == (1, 2), "outside a snapshot, the commit shows"
 
 
 @pytest.mark.sqlite_only

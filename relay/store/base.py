@@ -123,6 +123,12 @@ class Store(ABC):
     async def call(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn(connection)` on a database thread, outside any transaction: for reads."""
 
+    async def snapshot(self, fn: Callable[[Connection], T]) -> T:
+        """`call`, for a read of several statements that must agree with each other (a report's counts and
+        the rows it lists): they see the database as it was at one moment, whoever writes meanwhile.
+        SQLite's one connection runs reads and writes one after another, so any read is one moment."""
+        return await self.call(fn)
+
     @abstractmethod
     def _commit(self, fns: list[Callable[[Connection], Any]]) -> Outcomes:
         """On a database thread: run each `fn` in its own savepoint inside one transaction, and commit. Each

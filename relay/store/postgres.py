@@ -85,11 +85,17 @@ class PostgresStore(Store):
             max_size=pool_size,
             open=False,
             timeout=CONNECT_TIMEOUT,
+            # The pool tries again to connect with a doubling wait, for 5 minutes by default: a server back
+            # after 20 s would be seen 10 s late. Given up sooner, the next use tries again at once.
+            reconnect_timeout=CONNECT_TIMEOUT,
             kwargs={"autocommit": True, "prepare_threshold": None, "connect_timeout": int(CONNECT_TIMEOUT)},
             name="relay",
         )
         self._executor = ThreadPoolExecutor(max_workers=pool_size + 1, thread_name_prefix="postgres")
         self._session: psycopg.Connection[Any] | None = None  # direct, for what lasts a session (below)
+        # One thread at a time replaces a lost session: two would each ask for the instance's lock, and the
+        # second would wait for ever behind the first.
+        self._session_lock = threading.Lock()
         self._closing = threading.Event()
         self._listener: threading.Thread | None = None
 
@@ -224,10 +230,11 @@ class PostgresStore(Store):
         await loop.run_in_executor(self._executor, self._session_query, "SELECT pg_advisory_unlock(%s, %s)", key)
 
     def _session_query(self, sql: LiteralString, values: tuple[Any, ...]) -> Any:
-        if self._session is None or self._session.broken or self._session.closed:
-            self._session = self._connect_session()
-        [(answer,)] = self._session.execute(sql, values).fetchall()
-        return answer
+        with self._session_lock:
+            if self._session is None or self._session.broken or self._session.closed:
+                self._session = self._connect_session()
+            [(answer,)] = self._session.execute(sql, values).fetchall()
+            return answer
 
     async def reserve(self, key: str, interval: float, now: float) -> float:
         """One statement, atomic across instances: the slot after the last one reserved, or now."""
@@ -282,6 +289,9 @@ class PostgresStore(Store):
                 return fn(_Translated(conn))
         except (psycopg.OperationalError, PoolTimeout) as error:
             raise StoreError(f"cannot read from the database {self}: {_first_line(error)}") from error
+
+    async def snapshot(self, fn: Callable[[Connection], T]) -> T:
+        return await self.call(lambda conn: _in_snapshot(conn, fn))
 
     async def _on_commit_thread(self, fn: Callable[[], Outcomes]) -> Outcomes:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
@@ -346,6 +356,16 @@ def _migrate(conn: psycopg.Connection[Any]) -> None:
             conn.execute("INSERT INTO relay_schema (version) VALUES (%s)", (VERSION,))
         else:
             conn.execute("UPDATE relay_schema SET version = %s", (VERSION,))
+
+
+def _in_snapshot(conn: Connection, fn: Callable[[Connection], T]) -> T:
+    """Another instance commits outcomes between one statement and the next; in one repeatable-read
+    transaction every statement sees the database as the first one did."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        return fn(conn)
+    finally:
+        conn.execute("COMMIT")
 
 
 def _key(instance: str) -> int:
