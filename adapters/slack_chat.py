@@ -109,7 +109,7 @@ class ReplayGuard:
 
     def __init__(self, secret: str, store: Store) -> None:
         self._verifier = SignatureVerifier(secret)
-        self._store = store
+        self._seen = replays.SeenRequests(store, REPLAY_WINDOW)
 
     async def refusal(self, body: str, headers: Mapping[str, str]) -> str | None:
         """Why this request is refused before Bolt sees it: a timestamp that is not a number (Bolt would
@@ -120,7 +120,7 @@ class ReplayGuard:
         signature = headers.get("X-Slack-Signature", "")
         if not self._verifier.is_valid(body, stamp, signature):
             return None
-        if not await replays.first_time(self._store, signature, time.time(), REPLAY_WINDOW):
+        if not await self._seen.first_time(signature, time.time()):
             log.warning("refused a copy of a Slack request already received")
             return "replayed request"
         return None

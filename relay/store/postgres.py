@@ -31,20 +31,21 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from relay.store.base import Connection, Outcomes, Store, StoreError, Unwritable, in_savepoints, unreadable_schema
+from relay.store.base import Connection, Store, StoreError, Unwritable, unreadable_schema
 from relay.store.schema import POSTGRES_FIRST, SHARED, VERSION
 
 T = TypeVar("T")
 
 log = logging.getLogger("relay.store")
 
-POOL_SIZE = 4  # reads run side by side; writes are grouped into one transaction at a time per instance
+POOL_SIZE = 6  # connections per instance: reads and writes run side by side, each write its own transaction
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection, or to wait for one from the pool
 # A serializable transaction that lost a conflict is run again: soon, with jitter so two that collided do
 # not collide again, and a bounded number of times.
 CONFLICT_RETRIES = 20
 CHANNEL = "relay_outbox"  # NOTIFY'd when work is committed, so idle instances look at once
 PAUSES = "relay_pause"  # NOTIFY'd with "until key" when a network asked for a pause: every instance holds
+INSTANCES = "relay_instances"  # NOTIFY'd when an instance starts or stops: the others share out the rates anew
 LISTEN_LOOK = 0.1  # seconds the listener waits for a notification before looking whether it is to stop
 ALIVE_FOR = 30.0  # seconds an instance counts as alive after it last said so (it says so every 10)
 MIGRATION_LOCK = 7_310_001  # pg_advisory_xact_lock key: one instance migrates, the others wait for it
@@ -98,6 +99,7 @@ class PostgresStore(Store):
         self._session_lock = threading.Lock()
         self._closing = threading.Event()
         self._listener: threading.Thread | None = None
+        self._counted = False  # the others were told this instance started (`alive`)
 
     def __str__(self) -> str:
         return described(self.url)
@@ -160,15 +162,21 @@ class PostgresStore(Store):
         with contextlib.suppress(StoreError):  # a hint only: the others' timed look finds the work all the same
             await self.call(lambda conn: conn.execute(f"NOTIFY {CHANNEL}"))
 
-    def listen(self, wake: Callable[[], None], paused: Callable[[str, float], None]) -> None:
+    def listen(
+        self, wake: Callable[[], None], paused: Callable[[str, float], None], recount: Callable[[], None]
+    ) -> None:
         loop = asyncio.get_running_loop()
         self._listener = threading.Thread(
-            target=self._listen, args=(loop, wake, paused), name="postgres-listen", daemon=True
+            target=self._listen, args=(loop, wake, paused, recount), name="postgres-listen", daemon=True
         )
         self._listener.start()
 
     def _listen(
-        self, loop: asyncio.AbstractEventLoop, wake: Callable[[], None], paused: Callable[[str, float], None]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        wake: Callable[[], None],
+        paused: Callable[[str, float], None],
+        recount: Callable[[], None],
     ) -> None:
         """On a direct connection of its own (LISTEN needs a session, which PgBouncer's transaction mode does
         not keep). A listener that loses its connection misses what was announced meanwhile: it wakes the
@@ -178,12 +186,15 @@ class PostgresStore(Store):
                 with psycopg.connect(self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     conn.execute(f"LISTEN {PAUSES}")
+                    conn.execute(f"LISTEN {INSTANCES}")
                     loop.call_soon_threadsafe(wake)
                     while not self._closing.is_set():
                         for notice in conn.notifies(timeout=LISTEN_LOOK, stop_after=1):
                             if notice.channel == PAUSES:
                                 until, _, key = notice.payload.partition(" ")
                                 loop.call_soon_threadsafe(paused, key, float(until))
+                            elif notice.channel == INSTANCES:
+                                loop.call_soon_threadsafe(recount)
                             else:
                                 loop.call_soon_threadsafe(wake)
             except (psycopg.OperationalError, RuntimeError):  # RuntimeError: the loop closed under us
@@ -269,6 +280,9 @@ class PostgresStore(Store):
             " SELECT COUNT(*) + 1 FROM instances WHERE seen_at > ? AND id != ?",
             (self.instance, now, now - 86400, now - ALIVE_FOR, self.instance),
         )
+        if row is not None and not self._counted:  # just started: the others take a smaller share at once
+            self._counted = True
+            await self._shared("SELECT pg_notify(?, ?)", (INSTANCES, self.instance))
         return int(row[0]) if row else 1
 
     async def _shared(self, sql: str, values: Sequence[Any]) -> Any:
@@ -293,23 +307,27 @@ class PostgresStore(Store):
     async def snapshot(self, fn: Callable[[Connection], T]) -> T:
         return await self.call(lambda conn: _in_snapshot(conn, fn))
 
-    async def _on_commit_thread(self, fn: Callable[[], Outcomes]) -> Outcomes:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+    async def _commit(self, fn: Callable[[Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, fn)
 
-    def _commit(self, fns: list[Callable[[Connection], Any]]) -> Outcomes:
+    def _transaction(self, fn: Callable[[Connection], T]) -> T:
+        """`fn` in a serializable transaction of its own, run again from the start when it conflicted with
+        another. Each write commits on its own, beside the others on the pool's connections, rather than
+        queued into a group as on SQLite: the server flushes its log once for all the transactions that
+        commit together, and a person's click does not wait behind a hundred outcomes."""
         for attempt in range(CONFLICT_RETRIES):
             try:
                 with self._pool.connection() as raw:
                     conn = _Translated(raw)
                     conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
                     try:
-                        outcomes = in_savepoints(conn, fns, fatal=_whole)
+                        result = fn(conn)
                         conn.execute("COMMIT")
                     except BaseException:
                         if not raw.broken:
                             raw.execute("ROLLBACK")
                         raise
-                return outcomes
+                return result
             except _CONFLICTS:
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
             except Exception as error:
@@ -323,6 +341,11 @@ class PostgresStore(Store):
         )
 
     async def close(self) -> None:
+        if self._counted:  # the others take a larger share at once, not when this one's last word is old
+            await self._shared(
+                "WITH gone AS (DELETE FROM instances WHERE id = ? RETURNING id) SELECT pg_notify(?, ?)",
+                (self.instance, INSTANCES, self.instance),
+            )
         self._closing.set()
         if self._listener is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._listener.join, 5.0)
@@ -371,12 +394,6 @@ def _in_snapshot(conn: Connection, fn: Callable[[Connection], T]) -> T:
 def _key(instance: str) -> int:
     """An instance's advisory lock: its id (12 hex digits) is a number that fits PostgreSQL's bigint."""
     return int(instance, 16)
-
-
-def _whole(error: Exception) -> bool:
-    """Errors that undo the whole transaction, not one savepoint: a conflict (the whole is run again), or
-    the database's refusal."""
-    return isinstance(error, _CONFLICTS) or _refusal(error) is not None
 
 
 def _refusal(error: BaseException) -> str | None:
