@@ -689,9 +689,13 @@ class SlackSurface:
         link = await self._safe(self.client.chat_getPermalink(channel=where[0], message_ts=where[1]))
         return str(link["permalink"]) if link is not None else None
 
-    async def _report_message(self, broadcast_id: str) -> tuple[str, str] | None:
-        """Where the live report is: as recorded; else, if a crash may have come between posting it and
-        recording it, found in the DM by its metadata; else posted now."""
+    async def _report_message(self, broadcast_id: str, known: Broadcast | None = None) -> tuple[str, str] | None:
+        """Where the live report is: as recorded (in `known`, if the caller has just read the broadcast);
+        else, if a crash may have come between posting it and recording it, found in the DM by its
+        metadata; else posted now. Only the last two need every other instance kept out."""
+        ref = (known or await self.broadcasts.get(broadcast_id)).report_ref.get("slack_report")
+        if ref:
+            return str(ref["channel"]), str(ref["ts"])
         async with self.broadcasts.store.exclusive(f"first report:{broadcast_id}"):
             broadcast = await self.broadcasts.get(broadcast_id)
             ref = broadcast.report_ref.get("slack_report")
@@ -742,7 +746,7 @@ class SlackSurface:
         broadcast = await self.broadcasts.get(broadcast_id)
         if broadcast.origin != ORIGIN or broadcast.state not in (BroadcastState.APPROVED, BroadcastState.RETRACTED):
             return 0
-        where = await self._report_message(broadcast_id)
+        where = await self._report_message(broadcast_id, broadcast)
         if where is None:
             return 0
         now = await self.broadcasts.report(broadcast_id)

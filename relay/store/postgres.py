@@ -94,9 +94,10 @@ class PostgresStore(Store):
         )
         self._executor = ThreadPoolExecutor(max_workers=pool_size + 1, thread_name_prefix="postgres")
         self._session: psycopg.Connection[Any] | None = None  # direct, for what lasts a session (below)
-        # One thread at a time replaces a lost session: two would each ask for the instance's lock, and the
-        # second would wait for ever behind the first.
-        self._session_lock = threading.Lock()
+        # The session's one thread: its queries (locks taken and let go) run one after another anyway, and
+        # must not hold the pool's threads waiting for it; and one thread alone replaces a lost session (two
+        # would each ask for the instance's lock, the second waiting for ever behind the first).
+        self._on_session = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-session")
         self._closing = threading.Event()
         self._listener: threading.Thread | None = None
         self._counted = False  # the others were told this instance started (`alive`)
@@ -144,7 +145,7 @@ class PostgresStore(Store):
         return conn
 
     async def gone(self, instances: set[str]) -> set[str]:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._gone, instances)
+        return await asyncio.get_running_loop().run_in_executor(self._on_session, self._gone, instances)
 
     def _gone(self, instances: set[str]) -> set[str]:
         """An instance whose lock can be taken has no session left: it stopped. The lock is let go at once."""
@@ -228,7 +229,7 @@ class PostgresStore(Store):
         is cancelled meanwhile (a shutdown): a lock taken for a caller that is gone is let go at once, or
         every other instance would wait for it."""
         loop = asyncio.get_running_loop()
-        ask = loop.run_in_executor(self._executor, self._session_query, "SELECT pg_try_advisory_lock(%s, %s)", key)
+        ask = loop.run_in_executor(self._on_session, self._session_query, "SELECT pg_try_advisory_lock(%s, %s)", key)
         try:
             return bool(await asyncio.shield(ask))
         except asyncio.CancelledError:
@@ -238,14 +239,13 @@ class PostgresStore(Store):
 
     async def _release(self, key: tuple[int, int]) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._session_query, "SELECT pg_advisory_unlock(%s, %s)", key)
+        await loop.run_in_executor(self._on_session, self._session_query, "SELECT pg_advisory_unlock(%s, %s)", key)
 
     def _session_query(self, sql: LiteralString, values: tuple[Any, ...]) -> Any:
-        with self._session_lock:
-            if self._session is None or self._session.broken or self._session.closed:
-                self._session = self._connect_session()
-            [(answer,)] = self._session.execute(sql, values).fetchall()
-            return answer
+        if self._session is None or self._session.broken or self._session.closed:
+            self._session = self._connect_session()
+        [(answer,)] = self._session.execute(sql, values).fetchall()
+        return answer
 
     async def reserve(self, key: str, interval: float, now: float) -> float:
         """One statement, atomic across instances: the slot after the last one reserved, or now."""
@@ -350,12 +350,11 @@ class PostgresStore(Store):
         if self._listener is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._listener.join, 5.0)
 
-        def shut() -> None:
-            self._pool.close()
-            if self._session is not None:
-                self._session.close()
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
+        loop = asyncio.get_running_loop()
+        if self._session is not None:
+            await loop.run_in_executor(self._on_session, self._session.close)
+        self._on_session.shutdown(wait=True)
+        await loop.run_in_executor(self._executor, self._pool.close)
         self._executor.shutdown(wait=True)
 
 
