@@ -128,13 +128,13 @@ class Quota:
         """Why `posts` posts and `replies` replies cannot go out now, or None."""
         if self.posts + posts > self.posts_total:
             return (
-                f"Threads' daily limit is reached: {self.posts} of {self.posts_total} posts in the last 24 hours. "
+                f"Threads' daily limit is reached: {self.posts:,} of {self.posts_total:,} posts in the last 24 hours. "
                 "Threads counts a rolling day: send it later."
             )
         if self.replies + replies > self.replies_total:
             return (
-                f"Threads' daily limit of replies is reached: {self.replies} of {self.replies_total} in the last "
-                f"24 hours, and this thread needs {replies}. Send it later, or shorten it."
+                f"Threads' daily limit of replies is reached: {self.replies:,} of {self.replies_total:,} in the "
+                f"last 24 hours, and this thread needs {replies}. Send it later, or shorten it."
             )
         return None
 
@@ -142,14 +142,14 @@ class Quota:
         if self.deletes < self.deletes_total:
             return None
         return (
-            f"Threads' daily limit of deletions is reached: {self.deletes} of {self.deletes_total} in the last 24 "
+            f"Threads' daily limit of deletions is reached: {self.deletes:,} of {self.deletes_total:,} in the last 24 "
             "hours. Retract it again later, or delete the posts in the Threads app."
         )
 
     def usage(self) -> str:
         return (
-            f"{self.posts} of {self.posts_total} posts and {self.replies} of {self.replies_total} replies used in "
-            "the last 24 hours"
+            f"{self.posts:,} of {self.posts_total:,} posts and {self.replies:,} of {self.replies_total:,} replies "
+            "used in the last 24 hours"
         )
 
 
@@ -274,6 +274,8 @@ class ThreadsAccount:
         status = await self._status(container)
         if isinstance(status, Answer):
             self._containers.pop(part.key, None)
+            if _gone(status):  # unpublished, it was never shown: the next attempt makes another
+                return Retry("Threads no longer knows the post's container; a new one will be made")
             return self._failure(status)
         state, why = status
         if state == "FINISHED":
