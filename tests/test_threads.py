@@ -184,3 +184,20 @@ async def test_another_instance_finds_a_published_part_by_the_accounts_recent_po
     finally:
         await first.close()
         await other.close()
+
+
+SERVICE_ERROR = {"error": {"message": "An unexpected error has occurred.", "type": "OAuthException", "code": 2}}
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["GET /:id/threads_publishing_limit", "POST /:id/threads", "GET /:id", "POST /:id/threads_publish"],
+)
+@pytest.mark.parametrize("fault", [Fault.drop_after(), Fault.status(500, SERVICE_ERROR)], ids=["dropped", "500"])
+async def test_whichever_step_fails_the_part_is_posted_exactly_once(start_relay, threads, endpoint, fault) -> None:
+    threads.processing = 0.0
+    relay = await start(start_relay, threads)
+    threads.faults.add(endpoint, fault)
+    assert "1 of 1 delivered." in await send(relay, "Exactly once")
+    assert [post.text for post in threads.posts] == ["Exactly once"]
+    assert not threads.faults.pending, "the fault was met"
