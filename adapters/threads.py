@@ -14,7 +14,8 @@ limiting"; docs/threads/posts/delete-posts). The bot reads the account's usage
 over, and keeps the last reading for the preview.
 
 One class serves every Threads account: the company's, from the environment (`from_config`), and a leader's
-own, from the token their sign-in gave (`ThreadsAccount(name, token, api_url, user_id=…)`).
+own, from their sign-in (`ThreadsAccount(name, token, api_url, user_id=…)`), where `token` may be a coroutine
+function that answers the current token, so a token refreshed elsewhere is used from the next call on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -49,6 +51,9 @@ from relay.transport import Answer, LazySession, client_timeout, request, server
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://graph.threads.net/v1.0"
+
+# A token, or what answers the current one (a leader's, kept and refreshed by whoever connected it).
+Token = str | Callable[[], Awaitable[str]]
 
 SPEC = DestinationSpec(
     kind="threads",
@@ -168,7 +173,7 @@ class ThreadsAccount:
     def __init__(
         self,
         name: str,
-        token: str,
+        token: Token,
         api_url: str = DEFAULT_URL,
         *,
         user_id: str = "me",
@@ -208,7 +213,7 @@ class ThreadsAccount:
         """One Graph call with the token as Meta documents it (the `access_token` parameter: in the form of a
         POST, the query otherwise). No URL is ever logged or put in a message, so it never shows."""
         given = {key: value for key, value in params.items() if value is not None}
-        given["access_token"] = self._token
+        given["access_token"] = self._token if isinstance(self._token, str) else await self._token()
         where = f"{self.url}/{path}"
         if method == "POST":
             return await request(self._http(), method, where, data=given)

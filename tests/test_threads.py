@@ -165,8 +165,13 @@ async def test_throttling_is_waited_out_and_posts_once(start_relay, threads) -> 
 async def test_another_instance_finds_a_published_part_by_the_accounts_recent_posts_and_replies(threads) -> None:
     """What an instance that never saw the container does after a lost answer: look, and not post again.
     Built as a leader's own account is: from a token, the API's address and the account's user id."""
+    current = {"token": threads.token}
+
+    async def token() -> str:  # what a store of connected accounts answers: the token as last refreshed
+        return current["token"]
+
     first = ThreadsAccount("ceo-threads", threads.token, threads.api_url, user_id=threads.user_id)
-    other = ThreadsAccount("ceo-threads", threads.token, threads.api_url, user_id=threads.user_id)
+    other = ThreadsAccount("ceo-threads", token, threads.api_url, user_id=threads.user_id)
     threads.processing = 0.0
     try:
         root = Part("Root post (1/2)", 0, 2, "b1-1-0", None, created_at=time.time())
@@ -181,6 +186,8 @@ async def test_another_instance_finds_a_published_part_by_the_accounts_recent_po
         elsewhere = Part("Second part (2/2)", 1, 2, "b1-1-1", "17000000000000000", root=sent.remote_id)
         assert await other.find(elsewhere, since=time.time() - 60) is None, "the same words under another post"
         assert len(threads.posts) == 2
+        threads.token = current["token"] = "refreshed-token"
+        assert await other.find(root, since=time.time() - 60) == sent, "the refreshed token, from the next call on"
     finally:
         await first.close()
         await other.close()
