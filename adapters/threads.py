@@ -317,7 +317,7 @@ class ThreadsAccount:
         except Exception as error:
             transport_outcome(error, "Threads")
             return None
-        return answer.field("permalink") or None if answer.ok else None
+        return (answer.field("permalink") or None) if answer.ok else None
 
     async def edit(self, remote_id: str, text: str) -> Outcome:
         return Permanent("Threads cannot edit a post through its API: retract it and post again.")
