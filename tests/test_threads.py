@@ -99,6 +99,20 @@ async def test_retract_deletes_every_part_replies_first(start_relay, threads) ->
     assert not threads.posts and [post.id for post in threads.deleted] == posted[::-1]
 
 
+async def test_retract_with_the_days_deletions_spent_says_so_and_deletes_nothing(start_relay, threads) -> None:
+    relay = await start(start_relay, threads)
+    broadcast = preview_id(await relay.command(LEADER, "Hard to take back"))
+    await relay.click(LEADER, "approve", broadcast)
+    await relay.final_report()
+    threads.use_allowance(deletes=100)
+    await relay.command(LEADER, f"retract {broadcast}")
+    report = await relay.slack.wait_for(
+        lambda: next((m for m in relay.slack.messages(f"D{LEADER}") if m["text"].endswith("deleted.")), None)
+    )
+    assert "Threads' daily limit of deletions is reached: 100 of 100 in the last 24 hours" in json.dumps(report)
+    assert len(threads.posts) == 1 and not threads.calls_to("DELETE /:id")
+
+
 async def test_a_lost_publish_answer_is_looked_for_and_never_doubled(start_relay, threads) -> None:
     threads.faults.add("POST /:id/threads_publish", Fault.drop_after())
     relay = await start(start_relay, threads)
