@@ -72,6 +72,8 @@ ONE_BACKEND = {
     "test_fakes_selftest",
     "test_slack_strict_selftest",
     "test_mastodon_linkedin_selftest",
+    "test_threads_selftest",
+    "test_threads",
     "test_pds_selftest",
 }
 BACKENDS = ("sqlite", "postgres")
