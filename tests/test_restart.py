@@ -52,6 +52,29 @@ async def test_killed_with_deliveries_in_flight_and_pending_each_destination_get
         assert oct(os.stat(tmp_path / "relay.db").st_mode & 0o777) == "0o600"
 
 
+async def test_stopped_with_a_post_under_way_the_bot_waits_for_its_answer_and_leaves_nothing_in_flight(
+    bot: tuple[BotProcess, Relay], slack: FakeSlack, x: FakeX
+) -> None:
+    """A deploy or a restart sends SIGTERM: the post already on its way gets its answer recorded before the
+    process ends, so the next start has nothing to look for, and posts nothing again."""
+    process, relay = bot
+    slack.faults.add("chat.postMessage", Fault.hang(), when=lambda p: p.get("channel") == STAFF_CHANNEL)
+    await process.start()
+    broadcast = preview_id(await relay.command(LEADER, "Said as the deploy began."))
+    await relay.click(LEADER, "approve", broadcast)
+    await slack.wait_for(lambda: slack.messages(STAFF_CHANNEL))
+    assert process.process is not None
+    process.process.terminate()
+    await process.wait_for_log("deliveries under way get up to")
+    slack.release()
+    assert await process.process.wait() == 0
+
+    await process.start()
+    assert "2 of 2 delivered." in await relay.final_report(timeout=20)
+    assert not any("resuming" in line for line in process.log), "nothing was left in flight"
+    assert len(slack.messages(STAFF_CHANNEL)) == 1 and len(x.tweets) == 1
+
+
 @pytest.mark.sqlite_only
 async def test_a_second_bot_on_the_same_sqlite_database_refuses_to_start(bot: tuple[BotProcess, Relay]) -> None:
     process, _ = bot
