@@ -1,0 +1,213 @@
+"""Images with a broadcast: stripped of EXIF before they are stored, fitted to each network's limits, shown in
+the preview, uploaded at delivery and gone from the database once every post is final."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import PIL.Image
+import pytest
+
+from adapters import SPECS, build_destinations
+from relay.audit import TERMINAL
+from relay.broadcasts import Broadcasts, Refused
+from relay.config import load_config, settings_from_env
+from relay.dispatcher import Dispatcher
+from relay.images import Attachment
+from relay.model import Delivery, DeliveryState
+from relay.outbox import RetryPolicy
+from relay.render import InputError
+from relay.store import Store, store_for
+from tests.conftest import bot_env
+from tests.fakes import FakeMastodon, FakeSlack, FakeX, Fault
+
+LEAD = "slack:U0LEAD"
+FAST = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_cap=0.05)
+GPS_LATITUDE = (48.0, 51.0, 29.0)  # where the photo was taken: must reach no network
+
+CONFIG = """
+[policy]
+leaders = ["slack:U0LEAD"]
+default_audience = "mastodon"
+
+[destinations.company-mastodon]
+kind = "mastodon"
+
+[destinations.company-x]
+kind = "x"
+
+[audiences]
+mastodon = ["company-mastodon"]
+x = ["company-x"]
+"""
+
+
+def photo(width: int = 640, height: int = 480, kind: str = "JPEG", noise: bool = False) -> bytes:
+    """A photo as a phone makes it: with EXIF carrying the camera and where it was taken."""
+    if noise:  # noise does not compress: a large file, as a camera's is
+        pixels = PIL.Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    else:
+        pixels = PIL.Image.new("RGB", (width, height), (30, 120, 200))
+    exif = PIL.Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    exif[0x8825] = {1: "N", 2: GPS_LATITUDE, 3: "E", 4: (2.0, 17.0, 40.0)}
+    out = io.BytesIO()
+    pixels.save(out, kind, exif=exif.tobytes(), **({"quality": 95} if kind == "JPEG" else {}))
+    return out.getvalue()
+
+
+def assert_clean(data: bytes) -> PIL.Image.Image:
+    """An uploaded file carries no EXIF at all (so no GPS), and is a real image."""
+    assert b"PhoneMaker" not in data
+    opened = PIL.Image.open(io.BytesIO(data))
+    assert not opened.getexif() and "exif" not in opened.info
+    return opened
+
+
+@dataclass
+class World:
+    broadcasts: Broadcasts
+    store: Store
+    changed: asyncio.Queue[str]
+
+    async def send(self, text: str, audience: str, attachments: list[Attachment]) -> str:
+        draft = await self.broadcasts.request(LEAD, text, audience, "test", {}, where=TERMINAL, attachments=attachments)
+        await self.broadcasts.approve(LEAD, draft.id, where=TERMINAL)
+        return draft.id
+
+    async def settled(self, broadcast_id: str) -> list[Delivery]:
+        async with asyncio.timeout(20):
+            while True:
+                deliveries = await self.broadcasts.deliveries(broadcast_id)
+                if deliveries and all(d.state.final for d in deliveries):
+                    return deliveries
+                await self.changed.get()
+
+    async def stored_images(self, broadcast_id: str) -> int:
+        def run(conn) -> int:  # type: ignore[no-untyped-def]
+            return int(
+                conn.execute(
+                    "SELECT COUNT(*) FROM broadcast_images WHERE broadcast_id = ?", (broadcast_id,)
+                ).fetchone()[0]
+            )
+
+        return await self.store.call(run)
+
+
+@pytest.fixture
+async def mastodon_world(
+    tmp_path: Path, slack: FakeSlack, x: FakeX, mastodon: FakeMastodon
+) -> AsyncIterator[Callable[..., Awaitable[World]]]:
+    running: list[tuple[asyncio.Task[None], Store, dict]] = []  # type: ignore[type-arg]
+
+    async def make(config: str = CONFIG, **env: str) -> World:
+        environment = {
+            **bot_env(tmp_path, slack, x, config),
+            "MASTODON_URL": mastodon.url,
+            "MASTODON_ACCESS_TOKEN": mastodon.token,
+            **env,
+        }
+        settings = settings_from_env(environment)
+        loaded = load_config(settings, SPECS)
+        store = store_for(settings)
+        await store.open()
+        destinations = build_destinations(loaded, settings, store)
+        for destination in destinations.values():
+            await destination.prepare()
+        changed: asyncio.Queue[str] = asyncio.Queue()
+        dispatcher = Dispatcher(store, destinations, on_change=changed.put_nowait, retry=FAST)
+        broadcasts = Broadcasts(store, loaded, destinations, on_approved=dispatcher.poke)
+        running.append((asyncio.create_task(dispatcher.run()), store, destinations))
+        return World(broadcasts, store, changed)
+
+    yield make
+    for task, store, destinations in running:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        for destination in destinations.values():
+            await destination.close()
+        await store.close()
+
+
+async def test_two_photos_reach_mastodon_with_alt_text_and_no_gps(mastodon_world, mastodon: FakeMastodon) -> None:
+    w = await mastodon_world()
+    attachments = [
+        Attachment(photo(), "Our new office, seen from the street"),
+        Attachment(photo(kind="PNG"), "A chart"),
+    ]
+    broadcast = await w.send("We moved!", "mastodon", attachments)
+    [delivery] = await w.settled(broadcast)
+    assert delivery.state is DeliveryState.SENT, delivery.last_error
+    [status] = mastodon.statuses
+    assert [m.description for m in status.media] == ["Our new office, seen from the street", "A chart"]
+    assert [m.content_type for m in status.media] == ["image/jpeg", "image/png"]
+    for media in status.media:
+        assert_clean(media.data)
+    # The upload was processed before the status referred to it: the fake refuses one still processing.
+    assert mastodon.calls_to("GET /api/v1/media/:id")
+    assert await w.stored_images(broadcast) == 0
+
+
+async def test_the_images_are_stored_stripped_until_the_broadcast_is_final(mastodon_world, mastodon) -> None:
+    w = await mastodon_world()
+    draft = await w.broadcasts.request(
+        LEAD, "Soon", "mastodon", "test", {}, where=TERMINAL, attachments=[Attachment(photo(), "A photo")]
+    )
+
+    def stored(conn):  # type: ignore[no-untyped-def]
+        return conn.execute("SELECT data FROM broadcast_images WHERE broadcast_id = ?", (draft.id,)).fetchall()
+
+    [row] = await w.store.call(stored)
+    assert_clean(bytes(row["data"]))
+    await w.broadcasts.cancel(LEAD, draft.id, where=TERMINAL)
+    assert await w.stored_images(draft.id) == 0
+
+
+async def test_a_public_network_refuses_an_image_without_alt_text(mastodon_world) -> None:
+    w = await mastodon_world()
+    draft = await w.broadcasts.request(
+        LEAD, "Look", "mastodon", "test", {}, where=TERMINAL, attachments=[Attachment(photo(), "")]
+    )
+    [rendering] = await w.broadcasts.rendered(draft)
+    assert rendering.error == "Image 1 has no alt text, which company-mastodon needs: describe what it shows."
+    with pytest.raises(Refused, match="no alt text"):
+        await w.broadcasts.approve(LEAD, draft.id, where=TERMINAL)
+
+
+async def test_what_is_not_an_image_is_refused_and_nothing_is_stored(mastodon_world) -> None:
+    w = await mastodon_world()
+    with pytest.raises(InputError, match=r"Image 1 \(notes.txt\) is not a JPEG, PNG, GIF or WebP image"):
+        await w.broadcasts.request(
+            LEAD,
+            "Look",
+            "mastodon",
+            "test",
+            {},
+            where=TERMINAL,
+            attachments=[Attachment(b"just some text", "alt", "notes.txt")],
+        )
+    assert not await w.broadcasts.recent()
+
+
+async def test_an_upload_that_fails_is_retried_with_the_post(mastodon_world, mastodon: FakeMastodon) -> None:
+    mastodon.faults.add("POST /api/v2/media", Fault.status(503, {"error": "unavailable"}))
+    w = await mastodon_world()
+    [delivery] = await w.settled(await w.send("Again", "mastodon", [Attachment(photo(), "A photo")]))
+    assert delivery.state is DeliveryState.SENT and delivery.attempts == 2
+    [status] = mastodon.statuses
+    assert len(status.media) == 1
+
+
+async def test_an_upload_whose_answer_is_lost_never_doubles_the_post(mastodon_world, mastodon: FakeMastodon) -> None:
+    mastodon.faults.add("POST /api/v2/media", Fault.drop_after())
+    w = await mastodon_world()
+    [delivery] = await w.settled(await w.send("Once", "mastodon", [Attachment(photo(), "A photo")]))
+    assert delivery.state is DeliveryState.SENT
+    assert len(mastodon.statuses) == 1 and len(mastodon.calls_to("POST /api/v2/media")) == 2
+    orphan = [m for m in mastodon.media.values() if m.status_id is None]
+    assert len(orphan) == 1  # the upload whose answer was lost: harmless, never shown
