@@ -10,6 +10,7 @@ The session is created once and refreshed, never re-created per post: login is r
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import zlib
@@ -200,7 +201,7 @@ class BlueskyAccount:
         no record refers to is deleted by the PDS: an upload whose post never came is harmless."""
         try:
             answer = await self._xrpc(
-                "POST", "com.atproto.repo.uploadBlob", data=image.data, headers={"Content-Type": image.mime}
+                "POST", "com.atproto.repo.uploadBlob", data=io.BytesIO(image.data), headers={"Content-Type": image.mime}
             )
         except Exception as error:
             raise uploads.fail(transport_outcome(error, "Bluesky"), "Bluesky") from error

@@ -8,6 +8,7 @@ recent statuses are searched first. The length limit is the instance's own, read
 from __future__ import annotations
 
 import html
+import io
 import logging
 import re
 from collections.abc import Mapping
@@ -159,7 +160,7 @@ class MastodonAccount:
         """`POST /api/v2/media` with its description; a 202 is still processing, and a status refers to it
         only once `GET /api/v1/media/:id` answers 200 (206 meanwhile) (docs.joinmastodon.org, "media")."""
         form = aiohttp.FormData()
-        form.add_field("file", image.data, filename=f"image.{image.extension}", content_type=image.mime)
+        form.add_field("file", io.BytesIO(image.data), filename=f"image.{image.extension}", content_type=image.mime)
         form.add_field("description", image.alt)
         try:
             answer = await request(self._http(), "POST", f"{self.url}/api/v2/media", data=form)

@@ -63,6 +63,7 @@ x = ["company-x"]
 bluesky = ["company-bluesky"]
 linkedin = ["company-linkedin"]
 staff = ["staff"]
+photo-networks = ["company-mastodon", "company-x", "company-bluesky"]
 public = ["company-mastodon", "company-x", "company-bluesky", "company-linkedin"]
 everyone = ["staff", "company-mastodon", "company-x", "company-bluesky", "company-linkedin"]
 """
@@ -281,3 +282,37 @@ async def test_a_large_photo_is_resized_for_bluesky_and_accepted_by_the_real_pds
     assert max(width, height) <= 2000 and abs(width / height - 4 / 3) < 0.01
     uploaded = await blob(pds, pds.account("newsroom.test").did, image["image"]["ref"]["$link"])
     assert len(uploaded) <= 1_000_000 and assert_clean(uploaded).size == (width, height)
+
+
+async def test_a_12_mb_photo_is_resized_for_x_and_bluesky_and_sent_as_is_to_mastodon(
+    world, pds: Pds, x: FakeX, mastodon: FakeMastodon
+) -> None:
+    w = await world()
+    big = photo(4000, 3000, noise=True)
+    assert len(big) > 12_000_000
+    draft = await w.broadcasts.request(
+        LEAD, "The view", "photo-networks", "test", {}, where=TERMINAL, attachments=[Attachment(big, "The view")]
+    )
+    notes = {r.destination: r.images for r in await w.broadcasts.rendered(draft)}
+    assert notes["company-mastodon"] == ("image 1: as attached",)
+    assert notes["company-x"][0].startswith("image 1: resized from 4000×3000")
+    assert notes["company-bluesky"][0].startswith("image 1: resized from 4000×3000")
+
+    def stored(conn):  # type: ignore[no-untyped-def]
+        return bytes(
+            conn.execute("SELECT data FROM broadcast_images WHERE broadcast_id = ?", (draft.id,)).fetchone()[0]
+        )
+
+    kept = await w.store.call(stored)
+    await w.broadcasts.approve(LEAD, draft.id, where=TERMINAL)
+    deliveries = await w.settled(draft.id)
+    assert [d.state for d in deliveries] == [DeliveryState.SENT] * 3, [d.last_error for d in deliveries]
+    [status] = mastodon.statuses
+    assert status.media[0].data == kept  # within Mastodon's 16 MB: as stored, not re-encoded
+    [tweet] = x.tweets
+    [sent] = tweet.media
+    assert len(sent.data) <= 5 * 1024 * 1024 and sent.alt == "The view"
+    assert assert_clean(sent.data).size[0] < 4000
+    assert len(x.calls_to("POST /2/media/upload")) > 3  # INIT, APPEND in chunks, FINALIZE
+    assert x.calls_to("GET /2/media/upload")  # STATUS while it was processing: the fake refuses it earlier
+    assert await w.stored_images(draft.id) == 0
