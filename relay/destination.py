@@ -45,6 +45,7 @@ class ImageLimits:
     max_side: int | None = None  # the longer side, in pixels
     alt_length: int | None = None  # characters of alt text it keeps (None: no published limit)
     alt_required: bool = False  # a public audience: a screen-reader user must be told what the image shows
+    max_text: int | None = None  # with images, the text may be at most this long (Slack: text in blocks)
 
 
 @dataclass(frozen=True)

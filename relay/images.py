@@ -160,6 +160,11 @@ def describe(rendering: Rendering, images: Sequence[Image], limits: ImageLimits 
             f"{destination} takes at most {limits.max_count} image{'s' * (limits.max_count > 1)} on a post, "
             f"and {len(images)} are attached: remove {len(images) - limits.max_count}."
         )
+    elif limits.max_text is not None and any(len(part) > limits.max_text for part in rendering.parts):
+        problem = (
+            f"With images, a post to {destination} holds at most {limits.max_text:,} characters: shorten the "
+            "message, or send the images without it."
+        )
     else:
         for number, image in enumerate(images, start=1):
             if limits.alt_required and not image.alt:

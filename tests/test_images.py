@@ -316,3 +316,42 @@ async def test_a_12_mb_photo_is_resized_for_x_and_bluesky_and_sent_as_is_to_mast
     assert len(x.calls_to("POST /2/media/upload")) > 3  # INIT, APPEND in chunks, FINALIZE
     assert x.calls_to("GET /2/media/upload")  # STATUS while it was processing: the fake refuses it earlier
     assert await w.stored_images(draft.id) == 0
+
+
+async def test_two_photos_reach_every_kind_of_destination_once_with_their_alt_text(
+    world, pds: Pds, slack: FakeSlack, x: FakeX, mastodon: FakeMastodon, linkedin: FakeLinkedIn
+) -> None:
+    w = await world()
+    alts = ["Our new office, seen from the street", "The team on the roof"]
+    attachments = [Attachment(photo(1600, 1200), alts[0]), Attachment(photo(800, 800, kind="PNG"), alts[1])]
+    broadcast = await w.send("We moved!", "everyone", attachments)
+    deliveries = await w.settled(broadcast)
+    assert [d.state for d in deliveries] == [DeliveryState.SENT] * 5, [d.last_error for d in deliveries]
+    [message] = slack.messages("C0STAFF")
+    shown = [b for b in message["blocks"] if b["type"] == "image"]
+    assert [b["alt_text"] for b in shown] == alts
+    assert message["blocks"][0]["text"]["text"] == "We moved!" and message["metadata"]["event_type"]
+    files = [slack.files[b["slack_file"]["id"]] for b in shown]
+    assert [f.alt_txt for f in files] == alts and all(f.completed for f in files)
+    assert not slack.refusals
+    [status] = mastodon.statuses
+    [tweet] = x.tweets
+    [post] = linkedin.posts
+    assert [m.description for m in status.media] == alts
+    assert [m.alt for m in tweet.media] == alts
+    assert [i.alt for i in post.images] == alts
+    by_name = {d.destination: d for d in deliveries}
+    [posted] = await w.posted(by_name["company-bluesky"])
+    record = await bluesky_post(pds, posted.split(" ")[0])
+    assert [i["alt"] for i in record["embed"]["images"]] == alts
+    uploads = (
+        [f.data or b"" for f in files]
+        + [m.data for m in status.media]
+        + [m.data for m in tweet.media]
+        + [i.data or b"" for i in post.images]
+    )
+    for image in record["embed"]["images"]:
+        uploads.append(await blob(pds, pds.account("newsroom.test").did, image["image"]["ref"]["$link"]))
+    for data in uploads:
+        assert_clean(data)  # no EXIF, so no GPS, on any network
+    assert await w.stored_images(broadcast) == 0
