@@ -34,6 +34,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters import slack_blocks as blocks
+from adapters import slack_files
 from adapters.slack import explain, web_client, whole_seconds
 from relay import policy, replays, schedule
 from relay.audit import Where
@@ -358,13 +359,16 @@ class SlackSurface:
         except (InputError, Refused) as error:
             await ack(text=str(error), response_type="ephemeral")
             return
-        await ack(**self._preview_message(broadcast))
+        await ack(**await self._preview_message(broadcast))
 
     async def _compose_submitted(
         self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], view: dict[str, Any]
     ) -> None:
         async def request(who: str, text: str, audience: str, _: dict[str, Any]) -> Broadcast:
-            return await self.broadcasts.request(who, text, audience, ORIGIN, {}, where=_where(None))
+            attached = await slack_files.attachments(self.client, view)
+            return await self.broadcasts.request(
+                who, text, audience, ORIGIN, {}, where=_where(None), attachments=attached
+            )
 
         await self._form_submitted(ack, body, view, request, replace=False)
 
@@ -395,7 +399,7 @@ class SlackSurface:
             await ack(response_action="errors", errors={"message": str(error)})
             return
         await ack()
-        preview = self._preview_message(broadcast)
+        preview = await self._preview_message(broadcast)
         await self._respond(metadata.get("response_url"), body["user"]["id"], replace=replace, **preview)
 
     async def _edit(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -424,7 +428,7 @@ class SlackSurface:
         )
         if broadcast is not None:
             await self._respond(
-                body.get("response_url"), body["user"]["id"], replace=True, **self._preview_message(broadcast)
+                body.get("response_url"), body["user"]["id"], replace=True, **await self._preview_message(broadcast)
             )
 
     async def _cancel(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
@@ -523,7 +527,7 @@ class SlackSurface:
         )
         if again is not None:
             await self._respond(
-                body.get("response_url"), body["user"]["id"], replace=False, **self._preview_message(again)
+                body.get("response_url"), body["user"]["id"], replace=False, **await self._preview_message(again)
             )
 
     async def _picked(self, ack: Callable[..., Awaitable[None]]) -> None:
@@ -613,8 +617,8 @@ class SlackSurface:
 
     # ---- messages ------------------------------------------------------------------------------------
 
-    def _preview_message(self, broadcast: Broadcast) -> dict[str, Any]:
-        renderings = self.broadcasts.preview(broadcast.text, broadcast.audience)
+    async def _preview_message(self, broadcast: Broadcast) -> dict[str, Any]:
+        renderings = await self.broadcasts.rendered(broadcast)
         return {
             "response_type": "ephemeral",
             "text": f"Preview of broadcast {broadcast.id} to {broadcast.audience}",
@@ -648,7 +652,7 @@ class SlackSurface:
             await self._safe(self.client.chat_postMessage(channel=who.split(":", 1)[1], text=text))
 
     async def _ask_approvers(self, broadcast: Broadcast) -> None:
-        renderings = self.broadcasts.preview(broadcast.pending_text or broadcast.text, broadcast.audience)
+        renderings = await self.broadcasts.rendered(broadcast, broadcast.pending_text)
         message: dict[str, Any] = {
             "text": f"Approval requested for broadcast {broadcast.id}",
             "blocks": blocks.approval_request(

@@ -26,7 +26,7 @@ from relay.model import Delivery, DeliveryState
 from relay.outbox import RetryPolicy
 from relay.render import InputError
 from relay.store import Store, store_for
-from tests.conftest import bot_env, public_env
+from tests.conftest import LEADER, bot_env, preview_id, public_env
 from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX, Fault
 from tests.pds_fixture import Pds
 
@@ -355,3 +355,54 @@ async def test_two_photos_reach_every_kind_of_destination_once_with_their_alt_te
     for data in uploads:
         assert_clean(data)  # no EXIF, so no GPS, on any network
     assert await w.stored_images(broadcast) == 0
+
+
+def composer_images(slack: FakeSlack, alts: list[str], *files: tuple[bytes, str, str]) -> dict[str, Any]:
+    """The composer's image inputs as Slack submits them: files the leader uploaded, and their alt text."""
+    added = [slack.add_file(data, name, mimetype) for data, name, mimetype in files]
+    picked = [{"id": f.id, "name": f.name, "mimetype": f.mimetype} for f in added]
+    return {
+        "images": {"images": {"type": "file_input", "files": picked}},
+        "alt": {"alt": {"type": "plain_text_input", "value": "\n".join(alts)}},
+    }
+
+
+async def test_a_leader_attaches_two_photos_in_the_slack_composer_and_they_go_out(
+    start_relay, slack: FakeSlack, x: FakeX
+) -> None:
+    relay = await start_relay()
+    await relay.command(LEADER, "")
+    [opened] = await slack.wait_for(lambda: slack.calls_to("views.open"))
+    view = opened.params["view"]
+    view = json.loads(view) if isinstance(view, str) else view
+    assert [b["element"]["type"] for b in view["blocks"]][-2:] == ["file_input", "plain_text_input"]
+    metadata = json.loads(view["private_metadata"])
+    alts = ["The new office", "A chart of Q3 sales"]
+    images = composer_images(
+        slack, alts, (photo(), "office.jpg", "image/jpeg"), (photo(kind="PNG"), "q3.png", "image/png")
+    )
+    response = await relay.submit_view(LEADER, "compose", metadata, "We moved!", "everyone", images)
+    assert response.status == 200
+    preview = await relay.answer(metadata["response_url"].rsplit("/", 1)[1])
+    assert "image 1: as attached · image 2: as attached" in json.dumps(preview, ensure_ascii=False)
+    await relay.click(LEADER, "approve", preview_id(preview))
+    report = await relay.final_report()
+    assert "2 of 2 delivered." in report
+    [message] = slack.messages("C0STAFF")
+    assert [b["alt_text"] for b in message["blocks"] if b["type"] == "image"] == alts
+    [tweet] = x.tweets
+    assert [m.alt for m in tweet.media] == alts
+    for media in tweet.media:
+        assert_clean(media.data)
+    assert not slack.refusals
+
+
+async def test_alt_text_is_required_before_a_photo_goes_to_a_public_network(start_relay, slack: FakeSlack) -> None:
+    relay = await start_relay()
+    images = composer_images(slack, [], (photo(), "office.jpg", "image/jpeg"))
+    response = await relay.submit_view(
+        LEADER, "compose", {"response_url": slack.response_url("r1")}, "Hi", "everyone", images
+    )
+    assert response.status == 200
+    preview = json.dumps(await relay.answer("r1"))
+    assert "Image 1 has no alt text, which company-x needs: describe what it shows." in preview
