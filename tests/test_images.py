@@ -26,7 +26,8 @@ from relay.model import Delivery, DeliveryState
 from relay.outbox import RetryPolicy
 from relay.render import InputError
 from relay.store import Store, store_for
-from tests.conftest import LEADER, bot_env, preview_id, public_env
+from tests.bot_process import BotProcess, free_port
+from tests.conftest import LEADER, Relay, bot_env, config_text, preview_id, public_env
 from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX, Fault
 from tests.pds_fixture import Pds
 
@@ -406,3 +407,63 @@ async def test_alt_text_is_required_before_a_photo_goes_to_a_public_network(star
     assert response.status == 200
     preview = json.dumps(await relay.answer("r1"))
     assert "Image 1 has no alt text, which company-x needs: describe what it shows." in preview
+
+
+async def test_a_correction_keeps_the_images_and_a_retraction_takes_the_posts_with_them(
+    world, pds: Pds, slack: FakeSlack, x: FakeX, mastodon: FakeMastodon, linkedin: FakeLinkedIn
+) -> None:
+    w = await world()
+    alts = ["The new office", "The team"]
+    broadcast = await w.send("We moved!", "everyone", [Attachment(photo(), alts[0]), Attachment(photo(), alts[1])])
+    await w.settled(broadcast)
+    await w.broadcasts.correct(LEAD, broadcast, "We moved to Lyon!", where=TERMINAL)
+    await w.settled(broadcast)
+    [message] = slack.messages("C0STAFF")
+    assert message["blocks"][0]["text"]["text"] == "We moved to Lyon!"
+    assert [b["alt_text"] for b in message["blocks"] if b["type"] == "image"] == alts
+    bluesky = next(d for d in await w.broadcasts.deliveries(broadcast) if d.destination == "company-bluesky")
+    [posted] = await w.posted(bluesky)
+    await w.broadcasts.retract(LEAD, broadcast, where=TERMINAL)
+    deliveries = await w.settled(broadcast)
+    assert all(d.state is DeliveryState.SENT for d in deliveries if d.action == "delete")
+    assert not slack.messages("C0STAFF") and not mastodon.statuses and not x.tweets and not linkedin.posts
+    did, collection, rkey = posted.split(" ")[0].removeprefix("at://").split("/")
+    async with aiohttp.ClientSession() as http:
+        params = {"repo": did, "collection": collection, "rkey": rkey}
+        async with http.get(f"{pds.url}/xrpc/com.atproto.repo.getRecord", params=params) as response:
+            assert response.status == 400  # RecordNotFound: the post, and its embed of images, are gone
+    assert await w.stored_images(broadcast) == 0
+
+
+async def test_killed_between_upload_and_post_and_again_after_the_post_it_posts_once(
+    tmp_path: Path, slack: FakeSlack, x: FakeX
+) -> None:
+    port = free_port()
+    process = BotProcess({**bot_env(tmp_path, slack, x, config_text()), "PORT": str(port)})
+    # First attempt: the image is uploaded, its alt text lands, and the bot dies before posting.
+    x.faults.add("POST /2/media/metadata", Fault.hang())
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        relay = Relay(f"http://127.0.0.1:{port}", slack, http)
+        try:
+            await process.start()
+            images = composer_images(slack, ["The new office"], (photo(), "office.jpg", "image/jpeg"))
+            metadata = {"response_url": slack.response_url("crash")}
+            await relay.submit_view(LEADER, "compose", metadata, "Survives a crash, with a photo.", "public", images)
+            await relay.click(LEADER, "approve", preview_id(await relay.answer("crash")))
+            await x.wait_for(lambda: x.calls_to("POST /2/media/metadata"), timeout=20)
+            await process.kill()
+            # Second attempt: the post lands and its answer is lost to another death.
+            x.faults.add("POST /2/tweets", Fault.hang())
+            await process.start()
+            await x.wait_for(lambda: x.calls_to("POST /2/tweets"), timeout=20)
+            await process.kill()
+            await process.start()
+            assert "1 of 1 delivered." in await relay.final_report(timeout=30)
+        finally:
+            await process.stop()
+    [tweet] = x.tweets
+    [media] = tweet.media
+    assert media.alt == "The new office"
+    assert_clean(media.data)
+    assert len(x.calls_to("POST /2/tweets")) == 1, "the post whose answer was lost was found, not repeated"
+    assert len([c for c in x.calls_to("POST /2/media/upload") if c.params.get("command") == "INIT"]) == 2
