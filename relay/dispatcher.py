@@ -60,6 +60,7 @@ class Dispatcher:
             d.limit_key(): asyncio.Semaphore(d.limits.concurrency) for d in destinations.values()
         }  # one per workspace, tenant or account
         self._pacer = Pacer(store, clock)
+        self._images = images.Loaded(store)
         self._networks: defaultdict[str, dict[str, Destination]] = defaultdict(dict)  # kind → limit key → one
         for name, kind in (kinds or {}).items():
             if name in destinations:
@@ -222,7 +223,7 @@ class Dispatcher:
         check_first = delivery.check_first
         attached: tuple[Image, ...] = ()
         if not posted:  # a thread's images go on its first part
-            stored = await images.load(self.store, delivery.broadcast_id)
+            stored = await self._images.of(delivery.broadcast_id)
             attached = await asyncio.to_thread(images.for_part, stored, destination.limits.images)
         async with self._limits[destination.limit_key()]:
             for index in range(len(posted), len(delivery.parts)):

@@ -1,8 +1,9 @@
 """Images with a broadcast: cleaned once when the leader attaches them, fitted to each network's limits.
 
 A photo from a phone carries where it was taken (EXIF GPS), the camera's serial number and more: every
-image is decoded and encoded again by Pillow before anything is stored, so nothing but its pixels survives
-(the orientation tag is applied to the pixels first, since it goes too). Fitting is deterministic and
+image is decoded and encoded again by Pillow before anything is stored, so nothing but its pixels and its
+colour profile survives (the orientation tag is applied to the pixels first, since it goes too; the ICC
+profile stays, or a phone's wide-gamut photo would show washed out). Fitting is deterministic and
 done the same way for the preview and for the delivery, from the same stored bytes and the same limits:
 what the leader approved is what is uploaded. An image is resized or converted only where a network's
 limit requires it; otherwise it goes as stored.
@@ -14,9 +15,11 @@ as they are needed.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import io
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -77,24 +80,29 @@ def clean(attachment: Attachment, number: int) -> Image:
             if getattr(opened, "n_frames", 1) > 1:
                 raise InputError(f"{what} is animated; the relay sends still images only.")
             pixels = ImageOps.exif_transpose(opened)
+            pixels.info = {"icc_profile": opened.info["icc_profile"]} if opened.info.get("icc_profile") else {}
     except InputError:
         raise
     except PIL.UnidentifiedImageError as error:
         raise InputError(f"{what} is not a JPEG, PNG, GIF or WebP image: attach it in one of those.") from error
     except (OSError, ValueError, PIL.Image.DecompressionBombError) as error:
         raise InputError(f"{what} could not be read as an image ({type(error).__name__}).") from error
-    data = _encode(pixels, kind)
+    data = _encode(pixels, kind, pixels.info.get("icc_profile"))
     return Image(data=data, mime=_FORMATS[kind], width=pixels.width, height=pixels.height, alt=alt)
 
 
-def _encode(pixels: PIL.Image.Image, kind: str) -> bytes:
-    """Pixels into a file of `kind`, with nothing else in it (Pillow writes metadata only when asked)."""
+def _encode(pixels: PIL.Image.Image, kind: str, icc: bytes | None) -> bytes:
+    """Pixels into a file of `kind` with their colour profile and nothing else (Pillow writes metadata
+    only when asked)."""
     out = io.BytesIO()
+    profile = {"icc_profile": icc} if icc else {}
     if kind == "JPEG":
         pixels = pixels if pixels.mode in ("RGB", "L") else pixels.convert("RGB")
-        pixels.save(out, "JPEG", quality=_QUALITY, optimize=True)
+        pixels.save(out, "JPEG", quality=_QUALITY, optimize=True, **profile)
     elif kind == "WEBP":
-        pixels.save(out, "WEBP", quality=_QUALITY)
+        pixels.save(out, "WEBP", quality=_QUALITY, **profile)
+    elif kind == "PNG":
+        pixels.save(out, "PNG", optimize=True, **profile)
     else:
         pixels.save(out, kind, optimize=True)
     return out.getvalue()
@@ -116,14 +124,15 @@ def fit(image: Image, limits: ImageLimits) -> Fitted:
     if target == kind and scale == 1.0 and len(image.data) <= limits.max_bytes:
         return Fitted(image, None)
     with PIL.Image.open(io.BytesIO(image.data)) as opened:
+        icc = opened.info.get("icc_profile")
         pixels = opened.convert("RGBA" if _has_alpha(image) and target != "JPEG" else "RGB")
-    data, size = _encode(pixels, target), pixels.size
+    data, size = _encode(pixels, target, icc), pixels.size
     for _ in range(12):  # each round shrinks by at least 10%: a 30 MB photo fits 1 MB well within it
         if scale < 1.0 or len(data) > limits.max_bytes:
             if len(data) > limits.max_bytes:
                 scale *= min(0.9, math.sqrt(limits.max_bytes / len(data)) * 0.95)
             size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
-            data = _encode(pixels.resize(size, PIL.Image.Resampling.LANCZOS), target)
+            data = _encode(pixels.resize(size, PIL.Image.Resampling.LANCZOS), target, icc)
         if len(data) <= limits.max_bytes:
             break
     fitted = replace(image, data=data, mime=_FORMATS[target], width=size[0], height=size[1])
@@ -196,6 +205,29 @@ def insert(conn: Connection, broadcast_id: str, images: Sequence[Image]) -> None
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         [(broadcast_id, n, i.mime, i.width, i.height, i.alt, i.data) for n, i in enumerate(images)],
     )
+
+
+class Loaded:
+    """The images of the broadcasts going out, read once each: a broadcast to a thousand channels holds one
+    copy of its images, not one per delivery in flight. What is stored for a broadcast never changes."""
+
+    def __init__(self, store: Store, keep: int = 4) -> None:
+        self.store = store
+        self.keep = keep
+        self._held: OrderedDict[str, asyncio.Task[tuple[Image, ...]]] = OrderedDict()
+
+    async def of(self, broadcast_id: str) -> tuple[Image, ...]:
+        task = self._held.get(broadcast_id)
+        if task is None:
+            task = self._held[broadcast_id] = asyncio.create_task(load(self.store, broadcast_id))
+            while len(self._held) > self.keep:
+                self._held.popitem(last=False)
+        self._held.move_to_end(broadcast_id)
+        try:
+            return await asyncio.shield(task)
+        except Exception:
+            self._held.pop(broadcast_id, None)  # the database was away: the next delivery reads again
+            raise
 
 
 async def load(store: Store, broadcast_id: str) -> tuple[Image, ...]:

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import PIL.Image
 import pytest
+from PIL import ImageCms
 
 from adapters import SPECS, build_destinations
 from relay.audit import TERMINAL
@@ -34,6 +35,8 @@ from tests.pds_fixture import Pds
 LEAD = "slack:U0LEAD"
 FAST = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_cap=0.05)
 GPS_LATITUDE = (48.0, 51.0, 29.0)  # where the photo was taken: must reach no network
+# A colour profile, as a phone's wide-gamut photo carries: not personal, and without it colours shift.
+PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 CONFIG = """
 [policy]
@@ -80,7 +83,8 @@ def photo(width: int = 640, height: int = 480, kind: str = "JPEG", noise: bool =
     exif[0x010F] = "PhoneMaker"
     exif[0x8825] = {1: "N", 2: GPS_LATITUDE, 3: "E", 4: (2.0, 17.0, 40.0)}
     out = io.BytesIO()
-    pixels.save(out, kind, exif=exif.tobytes(), **({"quality": 95} if kind == "JPEG" else {}))
+    options = {"quality": 95} if kind == "JPEG" else {}
+    pixels.save(out, kind, exif=exif.tobytes(), icc_profile=PROFILE, **options)
     return out.getvalue()
 
 
@@ -89,6 +93,7 @@ def assert_clean(data: bytes) -> PIL.Image.Image:
     assert b"PhoneMaker" not in data
     opened = PIL.Image.open(io.BytesIO(data))
     assert not opened.getexif() and "exif" not in opened.info
+    assert opened.info.get("icc_profile") == PROFILE, "the colour profile is kept"
     return opened
 
 
