@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -472,3 +473,17 @@ async def test_killed_between_upload_and_post_and_again_after_the_post_it_posts_
     assert_clean(media.data)
     assert len(x.calls_to("POST /2/tweets")) == 1, "the post whose answer was lost was found, not repeated"
     assert len([c for c in x.calls_to("POST /2/media/upload") if c.params.get("command") == "INIT"]) == 2
+
+
+async def test_a_scheduled_broadcast_uploads_when_it_goes_out_so_no_upload_id_expires(world, x: FakeX) -> None:
+    x.media_ttl = 1.0  # an upload made at approval would have expired before the post
+    w = await world()
+    draft = await w.broadcasts.request(
+        LEAD, "Later, with a chart", "x", "test", {}, where=TERMINAL, attachments=[Attachment(photo(), "A chart")]
+    )
+    await w.broadcasts.approve(LEAD, draft.id, where=TERMINAL, send_at=time.time() + 1.5)
+    assert not x.calls_to("POST /2/media/upload")  # nothing is uploaded before its time
+    [delivery] = await w.settled(draft.id)
+    assert delivery.state is DeliveryState.SENT, delivery.last_error
+    [tweet] = x.tweets
+    assert [m.alt for m in tweet.media] == ["A chart"]
