@@ -541,7 +541,12 @@ def history(shown: Sequence[tuple[Broadcast, Sequence[Delivery]]], detailed: boo
 
 
 def composer(
-    audiences: Iterable[str], audience: str, metadata: dict[str, Any], text: str = "", callback: str = "compose"
+    audiences: Iterable[str],
+    audience: str,
+    metadata: dict[str, Any],
+    text: str = "",
+    callback: str = "compose",
+    attached: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The modal for `/broadcast` with no text, for Edit and for a correction. A text longer than the form
     holds is refused (ValueError) rather than cut: the callers offer another way."""
@@ -581,16 +586,20 @@ def composer(
                     "initial_option": next(o for o in options if o["value"] == audience),
                 },
             },
-            *(_image_inputs() if callback == "compose" else []),
+            *(_image_inputs(attached) if callback == "compose" else []),
         ],
     }
 
 
-def _image_inputs() -> list[Block]:
-    """A new broadcast may carry images (Slack's file_input: the files the leader picks or uploads), each
-    described for screen readers: public networks refuse an image without alt text."""
-    return [
-        {
+def _image_inputs(attached: Sequence[str]) -> list[Block]:
+    """A new broadcast may carry images (Slack's file_input: the files the leader picks or uploads; or, from
+    the message shortcut, the message's own, named), each described for screen readers: public networks
+    refuse an image without alt text."""
+    if attached:
+        names = ", ".join(f"`{name}`" for name in attached)
+        chosen: Block = _context(f"🖼 Images from the message, in order: {names}")
+    else:
+        chosen = {
             "type": "input",
             "block_id": "images",
             "optional": True,
@@ -601,7 +610,9 @@ def _image_inputs() -> list[Block]:
                 "filetypes": ["jpg", "jpeg", "png", "gif", "webp"],
                 "max_files": MAX_IMAGES,
             },
-        },
+        }
+    return [
+        chosen,
         {
             "type": "input",
             "block_id": "alt",

@@ -40,6 +40,7 @@ from relay import policy, replays, schedule
 from relay.audit import Where
 from relay.broadcasts import BROADCAST_ID, Broadcasts, Refused
 from relay.config import Settings
+from relay.images import MAX_IMAGES
 from relay.model import Broadcast, BroadcastState
 from relay.render import InputError
 from relay.reports import ReportRefresher
@@ -260,6 +261,7 @@ class SlackSurface:
         app.action("send_time")(self._after_ack(self._picked))
         app.action("choose_audience")(self._after_ack(self._choose_audience))
         app.view("compose")(self._after_ack(self._compose_submitted))
+        app.shortcut("broadcast_message")(self._after_ack(self._broadcast_message))
         app.view("edit")(self._after_ack(self._edit_submitted))
 
     def _after_ack(self, handler: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Awaitable[None]]:
@@ -360,6 +362,36 @@ class SlackSurface:
             await ack(text=str(error), response_type="ephemeral")
             return
         await ack(**await self._preview_message(broadcast))
+
+    async def _broadcast_message(
+        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        """The message shortcut "Broadcast this message": the composer, holding a message its author wrote,
+        with its images (named; the alt text is asked for in the form)."""
+        await ack()
+        user, message = body["user"]["id"], body.get("message") or {}
+        decision = policy.may_request(self.config.policy, actor(user))
+        refusal = None if decision.allowed else decision.reason
+        if refusal is None and message.get("user") != user:
+            refusal = "Only a message you wrote can be broadcast: copy it into /broadcast instead."
+        images = slack_files.images_of(message)
+        if refusal is None and len(images) > MAX_IMAGES:
+            refusal = f"The message has {len(images)} images; a broadcast carries at most {MAX_IMAGES}."
+        metadata = {"response_url": body.get("response_url"), "files": images}
+        try:
+            view = blocks.composer(
+                self.broadcasts.audiences,
+                self.config.policy.default_audience,
+                metadata,
+                str(message.get("text") or ""),
+                attached=[image["name"] for image in images],
+            )
+        except ValueError:
+            refusal = refusal or f"The message is longer than Slack's form holds ({blocks.INPUT_MAX:,} characters)."
+        if refusal is not None:
+            await self._respond(body.get("response_url"), user, replace=False, text=refusal)
+            return
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
 
     async def _compose_submitted(
         self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], view: dict[str, Any]

@@ -6,6 +6,7 @@ Slack answers with a redirect to its sign-in page, never the bytes, so anything 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -17,11 +18,23 @@ from relay.render import InputError
 
 
 def chosen(view: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The files picked in the composer, and the alt text given for each, in order (one line each)."""
+    """The files picked in the composer (or those of the message its shortcut was used on, named in its
+    metadata), and the alt text given for each, in order (one line each)."""
     values = view["state"]["values"]
     files = ((values.get("images") or {}).get("images") or {}).get("files") or []
+    files = files or json.loads(view.get("private_metadata") or "{}").get("files") or []
     alt = ((values.get("alt") or {}).get("alt") or {}).get("value") or ""
     return list(files), [line.strip() for line in alt.splitlines()]
+
+
+def images_of(message: dict[str, Any]) -> list[dict[str, str]]:
+    """The images a Slack message carries (its files of an image type), as the composer lists them."""
+    files = message.get("files") or []
+    return [
+        {"id": str(f["id"]), "name": str(f.get("name") or f["id"])}
+        for f in files
+        if str(f.get("mimetype", "")).startswith("image/")
+    ]
 
 
 async def attachments(client: AsyncWebClient, view: dict[str, Any]) -> list[Attachment]:

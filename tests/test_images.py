@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import PIL.Image
@@ -32,6 +33,7 @@ from tests.bot_process import BotProcess, free_port
 from tests.conftest import LEADER, Relay, bot_env, config_text, preview_id, public_env
 from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX, Fault
 from tests.pds_fixture import Pds
+from tests.slack_requests import TEAM
 
 LEAD = "slack:U0LEAD"
 FAST = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_cap=0.05)
@@ -487,3 +489,59 @@ async def test_a_scheduled_broadcast_uploads_when_it_goes_out_so_no_upload_id_ex
     assert delivery.state is DeliveryState.SENT, delivery.last_error
     [tweet] = x.tweets
     assert [m.alt for m in tweet.media] == ["A chart"]
+
+
+def message_action(user: str, message: dict[str, Any], response_url: str) -> str:
+    """Slack's payload when someone uses the message shortcut "Broadcast this message"."""
+    payload = {
+        "type": "message_action",
+        "callback_id": "broadcast_message",
+        "trigger_id": "trigger.shortcut",
+        "team": {"id": TEAM, "domain": "test"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM},
+        "channel": {"id": "C0CMD", "name": "leadership"},
+        "message_ts": message["ts"],
+        "message": message,
+        "response_url": response_url,
+        "api_app_id": "A0APP",
+        "token": "deprecated-verification-token",
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+async def test_the_message_shortcut_broadcasts_a_leaders_message_with_its_images(
+    start_relay, slack: FakeSlack, x: FakeX
+) -> None:
+    relay = await start_relay()
+    shared = [
+        slack.add_file(photo(), "office.jpg", "image/jpeg"),
+        slack.add_file(photo(kind="PNG"), "q3.png", "image/png"),
+    ]
+    files = [{"id": f.id, "name": f.name, "mimetype": f.mimetype} for f in shared]
+    said = {"type": "message", "user": LEADER, "ts": "1700000000.000100", "text": "We moved!", "files": files}
+    response = await relay.post_signed(message_action(LEADER, said, slack.response_url("shortcut")))
+    assert response.status == 200
+    [opened] = await slack.wait_for(lambda: slack.calls_to("views.open"))
+    view = opened.params["view"]
+    view = json.loads(view) if isinstance(view, str) else view
+    assert view["blocks"][0]["element"]["initial_value"] == "We moved!"
+    assert "`office.jpg`, `q3.png`" in json.dumps(view)
+    alts = {"alt": {"alt": {"type": "plain_text_input", "value": "The new office\nQ3 sales"}}}
+    metadata = json.loads(view["private_metadata"])
+    await relay.submit_view(LEADER, "compose", metadata, "We moved!", "everyone", alts)
+    await relay.click(LEADER, "approve", preview_id(await relay.answer("shortcut")))
+    assert "2 of 2 delivered." in await relay.final_report()
+    [tweet] = x.tweets
+    assert [m.alt for m in tweet.media] == ["The new office", "Q3 sales"]
+    [message] = slack.messages("C0STAFF")
+    assert len([b for b in message["blocks"] if b["type"] == "image"]) == 2
+    assert not slack.refusals
+
+
+async def test_the_message_shortcut_refuses_someone_elses_message(start_relay, slack: FakeSlack) -> None:
+    relay = await start_relay()
+    said = {"type": "message", "user": "U0OTHER", "ts": "1700000000.000200", "text": "Not mine"}
+    await relay.post_signed(message_action(LEADER, said, slack.response_url("theirs")))
+    [answer] = await slack.wait_for(lambda: slack.responses.get("theirs"))
+    assert answer["text"] == "Only a message you wrote can be broadcast: copy it into /broadcast instead."
+    assert not slack.calls_to("views.open")
