@@ -152,6 +152,7 @@ class Broadcasts:
                 f"INSERT INTO broadcasts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()),
             )
+            images.drop_unconfirmed(conn, now)
             images.insert(conn, broadcast_id, attached)
             with_images = f" with {len(attached)} image{'s' * (len(attached) > 1)}" if attached else ""
             detail = f"audience {audience}{with_images}: {text[:200]}"

@@ -256,3 +256,13 @@ _NOT_NEEDED = (
 def drop_when_final(conn: Connection, broadcast_id: str) -> None:
     """Inside any transaction that may have ended the last post of a broadcast, or the broadcast itself."""
     conn.execute(_NOT_NEEDED, (broadcast_id, broadcast_id, broadcast_id))
+
+
+def drop_unconfirmed(conn: Connection, now: float) -> None:
+    """Inside a new request's transaction: the images of drafts and requests left to expire (a broadcast
+    is marked expired only when someone acts on it again, which may be never)."""
+    conn.execute(
+        "DELETE FROM broadcast_images WHERE broadcast_id IN (SELECT id FROM broadcasts"
+        " WHERE state IN ('draft', 'pending') AND expires_at <= ?)",
+        (now,),
+    )

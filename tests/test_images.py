@@ -545,3 +545,14 @@ async def test_the_message_shortcut_refuses_someone_elses_message(start_relay, s
     [answer] = await slack.wait_for(lambda: slack.responses.get("theirs"))
     assert answer["text"] == "Only a message you wrote can be broadcast: copy it into /broadcast instead."
     assert not slack.calls_to("views.open")
+
+
+async def test_the_images_of_a_draft_left_to_expire_leave_the_database(world) -> None:
+    w = await world()
+    forgotten = await w.broadcasts.request(
+        LEAD, "Never confirmed", "x", "test", {}, where=TERMINAL, attachments=[Attachment(photo(), "A photo")]
+    )
+    assert await w.stored_images(forgotten.id) == 1
+    w.broadcasts.clock = lambda: time.time() + 3 * 24 * 3600  # days later, someone else asks to broadcast
+    await w.broadcasts.request(LEAD, "Another day", "x", "test", {}, where=TERMINAL)
+    assert await w.stored_images(forgotten.id) == 0
