@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from adapters import bluesky, linkedin, mastodon, slack, teams, x
+from adapters import bluesky, linkedin, mastodon, slack, teams, threads, x
 from relay.config import Config, DestinationConfig, Settings
 from relay.destination import Destination, DestinationSpec
 from relay.store import Store
@@ -23,6 +23,7 @@ REGISTRY: Mapping[str, Kind] = {
     "mastodon": Kind(mastodon.SPEC, mastodon.MastodonAccount),
     "slack": Kind(slack.SPEC, slack.SlackChannel),
     "teams": Kind(teams.SPEC, teams.TeamsChannel),
+    "threads": Kind(threads.SPEC, threads.ThreadsAccount.from_config),
     "x": Kind(x.SPEC, x.XAccount),
 }
 

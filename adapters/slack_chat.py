@@ -111,7 +111,7 @@ class ReplayGuard:
 
     def __init__(self, secret: str, store: Store) -> None:
         self._verifier = SignatureVerifier(secret)
-        self._store = store
+        self._seen = replays.SeenRequests(store, REPLAY_WINDOW)
 
     async def refusal(self, body: str, headers: Mapping[str, str]) -> str | None:
         """Why this request is refused before Bolt sees it: a timestamp that is not a number (Bolt would
@@ -122,7 +122,7 @@ class ReplayGuard:
         signature = headers.get("X-Slack-Signature", "")
         if not self._verifier.is_valid(body, stamp, signature):
             return None
-        if not await replays.first_time(self._store, signature, time.time(), REPLAY_WINDOW):
+        if not await self._seen.first_time(signature, time.time()):
             log.warning("refused a copy of a Slack request already received")
             return "replayed request"
         return None
@@ -725,9 +725,13 @@ class SlackSurface:
         link = await self._safe(self.client.chat_getPermalink(channel=where[0], message_ts=where[1]))
         return str(link["permalink"]) if link is not None else None
 
-    async def _report_message(self, broadcast_id: str) -> tuple[str, str] | None:
-        """Where the live report is: as recorded; else, if a crash may have come between posting it and
-        recording it, found in the DM by its metadata; else posted now."""
+    async def _report_message(self, broadcast_id: str, known: Broadcast | None = None) -> tuple[str, str] | None:
+        """Where the live report is: as recorded (in `known`, if the caller has just read the broadcast);
+        else, if a crash may have come between posting it and recording it, found in the DM by its
+        metadata; else posted now. Only the last two need every other instance kept out."""
+        ref = (known or await self.broadcasts.get(broadcast_id)).report_ref.get("slack_report")
+        if ref:
+            return str(ref["channel"]), str(ref["ts"])
         async with self.broadcasts.store.exclusive(f"first report:{broadcast_id}"):
             broadcast = await self.broadcasts.get(broadcast_id)
             ref = broadcast.report_ref.get("slack_report")
@@ -778,7 +782,7 @@ class SlackSurface:
         broadcast = await self.broadcasts.get(broadcast_id)
         if broadcast.origin != ORIGIN or broadcast.state not in (BroadcastState.APPROVED, BroadcastState.RETRACTED):
             return 0
-        where = await self._report_message(broadcast_id)
+        where = await self._report_message(broadcast_id, broadcast)
         if where is None:
             return 0
         now = await self.broadcasts.report(broadcast_id)

@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 from relay import audit, images, outbox, policy
 from relay.audit import Where
 from relay.config import Config
-from relay.destination import Destination, Image
+from relay.destination import Destination, Image, Rationed
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering, clean, render
 from relay.reports import LISTED, Report, needs_rows
@@ -89,7 +89,16 @@ class Broadcasts:
         text = clean(text)
         if audience not in self.config.audiences:
             raise Refused(f"There is no audience called '{audience}'. Choose one of: {', '.join(self.audiences)}.")
-        return self._rendered(text, audience, attached)
+        return tuple(self._with_allowance(rendering) for rendering in self._rendered(text, audience, attached))
+
+    def _with_allowance(self, rendering: Rendering) -> Rendering:
+        """A network's daily allowance changes by the minute, so it is applied after the cached rendering."""
+        destination = self.destinations[rendering.destination]
+        if not isinstance(destination, Rationed) or not rendering.parts:
+            return rendering
+        allowance = destination.allowance(len(rendering.parts))
+        warnings = rendering.warnings + ((allowance.warning,) if allowance.warning else ())
+        return replace(rendering, warnings=warnings, error=rendering.error or allowance.error)
 
     async def rendered(self, broadcast: Broadcast, text: str | None = None) -> tuple[Rendering, ...]:
         """A stored broadcast's preview, with its images, fitted off the event loop."""

@@ -40,7 +40,7 @@ from tests.conftest import (
     preview_id,
     teams_config,
 )
-from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX, Fault
+from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeThreads, FakeX, Fault
 from tests.fakes.teams import FakeConnector
 from tests.proof import tally
 from tests.slack_requests import action_body, command_body, signed_headers, view_submission_body
@@ -511,8 +511,11 @@ kind = "mastodon"
 kind = "linkedin"
 organization = "urn:li:organization:2414183"
 
+[destinations.company-threads]
+kind = "threads"
+
 [audiences]
-everyone = ["all-staff", "company-x", "company-mastodon", "company-linkedin"]
+everyone = ["all-staff", "company-x", "company-mastodon", "company-linkedin", "company-threads"]
 """
 
 
@@ -528,6 +531,7 @@ async def test_no_secret_reaches_a_log_line_an_error_or_the_database(tmp_path: P
         FakeX(*x_credentials) as x,
         FakeMastodon(token=unique("mastodon")) as mastodon,
         FakeLinkedIn(token=unique("linkedin")) as linkedin,
+        FakeThreads(token=unique("threads")) as threads,
     ):
         env = {
             **bot_env(tmp_path, slack, x, CONFIG),
@@ -537,6 +541,8 @@ async def test_no_secret_reaches_a_log_line_an_error_or_the_database(tmp_path: P
             "MASTODON_ACCESS_TOKEN": mastodon.token,
             "LINKEDIN_API_URL": linkedin.url,
             "LINKEDIN_ACCESS_TOKEN": linkedin.token,
+            "THREADS_API_URL": threads.api_url,
+            "THREADS_ACCESS_TOKEN": threads.token,
             "RELAY_STATUS_SECRET": unique("status"),
             "PORT": str(free_port()),
         }
@@ -552,6 +558,7 @@ async def test_no_secret_reaches_a_log_line_an_error_or_the_database(tmp_path: P
         )
         linkedin.faults.add("POST /rest/posts", Fault.status(401, {"status": 401, "message": "Invalid access token"}))
         mastodon.token_revoked = True
+        threads.token_expired = True  # refused at every call, each of which carries the token in its parameters
         process = BotProcess(env)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
             relay = Relay(f"http://127.0.0.1:{env['PORT']}", slack, http)
@@ -570,9 +577,9 @@ async def test_no_secret_reaches_a_log_line_an_error_or_the_database(tmp_path: P
                 assert login.status == 401
             finally:
                 await process.stop()
-        assert "0 of 4 delivered." in report
+        assert "0 of 5 delivered." in report
         values = [value for name, value in env.items() if SECRET_NAME.search(name)]
-        assert len(values) == 10 and SIGNING_SECRET in values
+        assert len(values) == 11 and SIGNING_SECRET in values
         values += ["deprecated-verification-token", slack.response_url("late")]  # what Slack's requests carry
         lines = process.log
         tally("log lines checked for secrets", n=len(lines))
