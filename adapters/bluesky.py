@@ -10,6 +10,7 @@ The session is created once and refreshed, never re-created per post: login is r
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import zlib
@@ -17,12 +18,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from relay import facets, linked
+from relay import facets, linked, uploads
 from relay.config import DestinationConfig, Replies, Settings
 from relay.destination import (
     Counting,
     DestinationSpec,
     FindResult,
+    Image,
+    ImageLimits,
     Limits,
     Markup,
     Outcome,
@@ -65,6 +68,17 @@ LIMITS = Limits(
     max_thread_parts=10,
     concurrency=2,
     linked_text=True,
+    # app.bsky.embed.images: at most 4 images, each a blob of at most 1,000,000 bytes (the lexicon's maxLength
+    # and maxSize); Bluesky's app sends at most 2,000 pixels a side and keeps 2,000 characters of alt text
+    # (bluesky-social/social-app: POST_IMG_MAX, MAX_ALT_TEXT).
+    images=ImageLimits(
+        max_count=4,
+        max_bytes=1_000_000,
+        max_side=2000,
+        formats=frozenset({"image/jpeg", "image/png", "image/webp"}),
+        alt_length=2000,
+        alt_required=True,
+    ),
 )
 
 POST = "app.bsky.feed.post"
@@ -129,7 +143,7 @@ class BlueskyAccount:
         return answer
 
     async def _call(self, method: str, nsid: str, token: str | None, **options: Any) -> Answer:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {**options.pop("headers", {}), **({"Authorization": f"Bearer {token}"} if token else {})}
         return await request(self._http(), method, f"{self.pds}/xrpc/{nsid}", headers=headers, **options)
 
     async def _login(self) -> Answer | None:
@@ -163,20 +177,41 @@ class BlueskyAccount:
                     return self._failure(failed)
             assert self.did is not None
             post_uri = f"at://{self.did}/{POST}/{rkey}"
-            answer = await self._xrpc(
-                "POST",
-                "com.atproto.repo.applyWrites",
-                json={"repo": self.did, "writes": await self._writes(part, rkey, post_uri)},
-            )
+            writes = await self._writes(part, rkey, post_uri)
+            if part.images:
+                writes[0]["value"]["embed"] = {
+                    "$type": "app.bsky.embed.images",
+                    "images": [await self._upload(image) for image in part.images],
+                }
+            answer = await self._xrpc("POST", "com.atproto.repo.applyWrites", json={"repo": self.did, "writes": writes})
             if answer.ok:
                 cid = answer.body["results"][0]["cid"]
                 return Sent(f"{post_uri} {cid}", self._link(rkey))
             existing = await self._existing(rkey)
+        except uploads.Unuploaded as failed:
+            return failed.outcome
         except Exception as error:  # classified, or raised again when not a transport failure
             return transport_outcome(error, "Bluesky")
         if existing is not None:  # written by an earlier attempt whose answer was lost
             return existing
         return self._failure(answer)
+
+    async def _upload(self, image: Image) -> dict[str, Any]:
+        """`com.atproto.repo.uploadBlob`, then the image as `app.bsky.embed.images#image` refers to it. A blob
+        no record refers to is deleted by the PDS: an upload whose post never came is harmless."""
+        try:
+            answer = await self._xrpc(
+                "POST", "com.atproto.repo.uploadBlob", data=io.BytesIO(image.data), headers={"Content-Type": image.mime}
+            )
+        except Exception as error:
+            raise uploads.fail(transport_outcome(error, "Bluesky"), "Bluesky") from error
+        if not answer.ok:
+            raise uploads.fail(self._failure(answer), "Bluesky")
+        return {
+            "image": answer.body["blob"],
+            "alt": image.alt,
+            "aspectRatio": {"width": image.width, "height": image.height},
+        }
 
     async def _writes(self, part: Part, rkey: str, post_uri: str) -> list[dict[str, Any]]:
         text, links = linked.read(part.text)

@@ -8,6 +8,7 @@ recent statuses are searched first. The length limit is the instance's own, read
 from __future__ import annotations
 
 import html
+import io
 import logging
 import re
 from collections.abc import Mapping
@@ -15,12 +16,16 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from relay import twitter_text
+import aiohttp
+
+from relay import twitter_text, uploads
 from relay.config import DestinationConfig, Replies, Settings
 from relay.destination import (
     Counting,
     DestinationSpec,
     FindResult,
+    Image,
+    ImageLimits,
     Limits,
     Markup,
     Outcome,
@@ -56,6 +61,17 @@ SPEC = DestinationSpec(
 # Mastodon's defaults (docs.joinmastodon.org, "Instance": configuration.statuses): 500 characters, every
 # link counted as 23. An instance may allow more; `prepare` asks it. Counted as the server's
 # StatusLengthValidator counts (relay/twitter_text.py): graphemes, links 23, remote mentions by local part.
+# Images, Mastodon's defaults (docs.joinmastodon.org, "Instance": configuration.media_attachments and
+# statuses.max_media_attachments; app/models/media_attachment.rb): 4 per status, 16 MB and 33,177,600 pixels
+# (7680×4320) an image, alt text ("description") up to 1,500 characters. `prepare` reads the instance's own.
+IMAGES = ImageLimits(
+    max_count=4,
+    max_bytes=16 * 1024 * 1024,
+    max_pixels=33_177_600,
+    formats=frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/heic", "image/avif"}),
+    alt_length=1500,
+    alt_required=True,
+)
 LIMITS = Limits(
     max_length=500,
     counting=Counting.MASTODON,
@@ -63,6 +79,7 @@ LIMITS = Limits(
     url_length=23,
     max_thread_parts=10,
     concurrency=2,
+    images=IMAGES,
 )
 
 _TAG = re.compile(r"<[^>]+>")
@@ -96,10 +113,19 @@ class MastodonAccount:
         try:
             answer = await request(self._http(), "GET", f"{self.url}/api/v2/instance")
             statuses = answer.body["configuration"]["statuses"]
+            media = answer.body["configuration"].get("media_attachments") or {}
+            images = replace(
+                IMAGES,
+                max_count=int(statuses.get("max_media_attachments", IMAGES.max_count)),
+                max_bytes=int(media.get("image_size_limit", IMAGES.max_bytes)),
+                max_pixels=int(media.get("image_matrix_limit", 33_177_600)),
+                formats=frozenset(media.get("supported_mime_types", IMAGES.formats)) & IMAGES.formats,
+            )
             self.limits = replace(
                 LIMITS,
                 max_length=int(statuses["max_characters"]),
                 url_length=int(statuses.get("characters_reserved_per_url", 23)),
+                images=images,
             )
         except Exception as error:  # the default limit is safe on every instance
             log.warning("could not read %s's limits (%s); using 500 characters", self.name, type(error).__name__)
@@ -110,7 +136,12 @@ class MastodonAccount:
         return "Mastodon cannot restrict replies: anyone who can see the post can reply"
 
     async def publish(self, part: Part) -> Outcome:
-        status = {"status": part.text, "visibility": self.visibility, "in_reply_to_id": part.reply_to}
+        status: dict[str, Any] = {"status": part.text, "visibility": self.visibility, "in_reply_to_id": part.reply_to}
+        try:
+            if part.images:
+                status["media_ids"] = [await self._upload(image) for image in part.images]
+        except uploads.Unuploaded as failed:
+            return failed.outcome
         try:
             answer = await request(
                 self._http(),
@@ -124,6 +155,33 @@ class MastodonAccount:
         if answer.ok:
             return Sent(str(answer.body["id"]), answer.field("url") or None)
         return self._failure(answer, part.text)
+
+    async def _upload(self, image: Image) -> str:
+        """`POST /api/v2/media` with its description; a 202 is still processing, and a status refers to it
+        only once `GET /api/v1/media/:id` answers 200 (206 meanwhile) (docs.joinmastodon.org, "media")."""
+        form = aiohttp.FormData()
+        form.add_field("file", io.BytesIO(image.data), filename=f"image.{image.extension}", content_type=image.mime)
+        form.add_field("description", image.alt)
+        try:
+            answer = await request(self._http(), "POST", f"{self.url}/api/v2/media", data=form)
+        except Exception as error:
+            raise uploads.fail(transport_outcome(error, "Mastodon"), "Mastodon") from error
+        if answer.status not in (200, 202):
+            raise uploads.fail(self._failure(answer), "Mastodon")
+        media_id = str(answer.body["id"])
+
+        async def processed() -> bool:
+            try:
+                look = await request(self._http(), "GET", f"{self.url}/api/v1/media/{media_id}")
+            except Exception as error:
+                raise uploads.fail(transport_outcome(error, "Mastodon"), "Mastodon") from error
+            if look.status not in (200, 206):
+                raise uploads.fail(self._failure(look), "Mastodon")
+            return look.status == 200
+
+        if answer.status == 202:
+            await uploads.until_processed(processed, "Mastodon")
+        return media_id
 
     async def edit(self, remote_id: str, text: str) -> Outcome:
         return Permanent("Mastodon cannot edit a post: retract it and post again.")

@@ -7,6 +7,7 @@ channel's history is searched for a message carrying the part's key before anyth
 from __future__ import annotations
 
 import asyncio
+import io
 from typing import Any
 
 import aiohttp
@@ -14,12 +15,16 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.metadata import Metadata
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack_blocks import MESSAGE_TEXT_BUDGET, split
+from relay import uploads
 from relay.config import DestinationConfig, Settings, slack_channel_problem
 from relay.destination import (
     Ambiguous,
     Counting,
     DestinationSpec,
     FindResult,
+    Image,
+    ImageLimits,
     Limits,
     Markup,
     Outcome,
@@ -52,6 +57,18 @@ LIMITS = Limits(
     markup=Markup.MRKDWN,
     concurrency=16,
     min_interval=1.0,
+    # Images go in the post as image blocks referring to files the bot uploaded (files.getUploadURLExternal,
+    # files.completeUploadExternal), so the post keeps its metadata and can be found, corrected and
+    # deleted as before. The image block (docs.slack.dev, "Image block") shows PNG, JPEG and GIF, with alt
+    # text up to 2,000 characters; files may be up to 1 GB. With images the text is shown in section
+    # blocks, which Slack refuses past about 12,000 characters in all (adapters/slack_blocks.py).
+    images=ImageLimits(
+        max_count=4,
+        max_bytes=1_000_000_000,
+        formats=frozenset({"image/jpeg", "image/png", "image/gif"}),
+        alt_length=2000,
+        max_text=MESSAGE_TEXT_BUDGET,
+    ),
 )
 
 _BAD_TOKEN = {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"}
@@ -175,9 +192,14 @@ class SlackChannel:
 
     async def publish(self, part: Part) -> Outcome:
         try:
+            pictures = [await self._upload(image) for image in part.images]
+        except uploads.Unuploaded as failed:
+            return failed.outcome
+        try:
             answer = await self.client.chat_postMessage(
                 channel=self.channel,
                 text=part.text,
+                blocks=_with_images(part.text, pictures) if pictures else None,
                 metadata=Metadata(event_type=EVENT_TYPE, event_payload={"key": part.key}),
                 link_names=False,
             )
@@ -188,9 +210,45 @@ class SlackChannel:
         ts = str(answer["ts"])
         return Sent(ts, await self._permalink(ts))
 
-    async def edit(self, remote_id: str, text: str) -> Outcome:
+    async def _upload(self, image: Image) -> dict[str, Any]:
+        """Slack's external upload (files.getUploadURLExternal, the bytes to its URL, then
+        files.completeUploadExternal without a channel: the file is the bot's, shown where a block refers
+        to it). Answers the image block that shows it."""
         try:
-            await self.client.chat_update(channel=self.channel, ts=remote_id, text=text, link_names=False)
+            got = await self.client.files_getUploadURLExternal(
+                filename=f"image.{image.extension}", length=len(image.data), alt_txt=image.alt or None
+            )
+            session = self.client.session
+            assert session is not None
+            async with session.post(str(got["upload_url"]), data=io.BytesIO(image.data)) as sent:
+                if sent.status >= 300:
+                    raise uploads.fail(Retry(f"Slack's upload URL answered {sent.status}"), "Slack")
+            file_id = str(got["file_id"])
+            await self.client.files_completeUploadExternal(files=[{"id": file_id, "title": image.alt or "image"}])
+        except SlackApiError as error:
+            raise uploads.fail(api_failure(error, self.channel), "Slack") from error
+        except uploads.Unuploaded:
+            raise
+        except Exception as error:
+            raise uploads.fail(transport_outcome(error, "Slack"), "Slack") from error
+        return {"type": "image", "slack_file": {"id": file_id}, "alt_text": image.alt or "image"}
+
+    async def edit(self, remote_id: str, text: str) -> Outcome:
+        """Replace the text; a post that shows images keeps them (its image blocks are sent again)."""
+        try:
+            found = await self.client.conversations_history(
+                channel=self.channel, latest=remote_id, oldest=remote_id, inclusive=True, limit=1
+            )
+            messages: list[dict[str, Any]] = found.get("messages", [])
+            shown = [m for m in messages if m.get("ts") == remote_id]
+            pictures = [b for b in (shown[0].get("blocks") or []) if b.get("type") == "image"] if shown else []
+            await self.client.chat_update(
+                channel=self.channel,
+                ts=remote_id,
+                text=text,
+                blocks=_with_images(text, pictures) if pictures else None,
+                link_names=False,
+            )
         except SlackApiError as error:
             return api_failure(error, self.channel)
         except Exception as error:
@@ -264,3 +322,10 @@ class SlackChannel:
         workspace = _WORKSPACES.pop(_key(self.settings, self.token_variable))
         if workspace is not None:
             await workspace.close()
+
+
+def _with_images(text: str, pictures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A post with images: its text in sections (a message with blocks shows them, not its `text`), then
+    the images."""
+    sections = [{"type": "section", "text": {"type": "mrkdwn", "text": piece}} for piece in split(text)]
+    return [*sections, *pictures]

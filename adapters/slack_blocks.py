@@ -19,6 +19,7 @@ from relay.broadcasts import Approval
 from relay.config import DestinationConfig, Policy
 from relay.destination import Counting
 from relay.facets import Facet
+from relay.images import MAX_IMAGES
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering
 from relay.reports import NEEDS_A_LOOK, Line, Report, Status, excerpt, line, summary
@@ -149,6 +150,11 @@ def _shown(rendering: Rendering, kind: str, room: _Room) -> tuple[list[Block], b
             cut = not room.take([links])
             if not cut:
                 blocks.append(links)
+    if rendering.images and not cut:  # what the first part carries: each image as this network receives it
+        images = _context("🖼 " + " · ".join(rendering.images))
+        cut = not room.take([images])
+        if not cut:
+            blocks.append(images)
     return blocks, not cut and len(blocks) >= len(rendering.parts)
 
 
@@ -179,16 +185,17 @@ def _destinations(
 ) -> list[Block]:
     """Each distinct text once, under every destination that receives it alike; the ones that cannot take
     the message first, with why. What does not fit in `room` is said in a last line."""
-    groups: dict[tuple[str, bool, tuple[str, ...]], list[Rendering]] = {}
+    groups: dict[tuple[str, bool, tuple[str, ...], tuple[str, ...]], list[Rendering]] = {}
     for rendering in sorted(renderings, key=lambda r: r.error is None):
         slack = destinations[rendering.destination].kind == "slack"
-        groups.setdefault((rendering.error or "", slack, rendering.payloads()), []).append(rendering)
+        key = (rendering.error or "", slack, rendering.payloads(), rendering.images)
+        groups.setdefault(key, []).append(rendering)
     room.blocks -= 1
     room.text -= _NOTE_ROOM
     blocks: list[Block] = []
     unseen = 0  # destinations not even named
     complete = True
-    for (error, slack, _), members in groups.items():
+    for (error, slack, _, _), members in groups.items():
         title = _mrkdwn(_group_title([destinations[m.destination] for m in members]))
         if not room.take([title]):
             unseen += len(members)
@@ -534,7 +541,12 @@ def history(shown: Sequence[tuple[Broadcast, Sequence[Delivery]]], detailed: boo
 
 
 def composer(
-    audiences: Iterable[str], audience: str, metadata: dict[str, Any], text: str = "", callback: str = "compose"
+    audiences: Iterable[str],
+    audience: str,
+    metadata: dict[str, Any],
+    text: str = "",
+    callback: str = "compose",
+    attached: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The modal for `/broadcast` with no text, for Edit and for a correction. A text longer than the form
     holds is refused (ValueError) rather than cut: the callers offer another way."""
@@ -574,5 +586,39 @@ def composer(
                     "initial_option": next(o for o in options if o["value"] == audience),
                 },
             },
+            *(_image_inputs(attached) if callback == "compose" else []),
         ],
     }
+
+
+def _image_inputs(attached: Sequence[str]) -> list[Block]:
+    """A new broadcast may carry images (Slack's file_input: the files the leader picks or uploads; or, from
+    the message shortcut, the message's own, named), each described for screen readers: public networks
+    refuse an image without alt text."""
+    if attached:
+        names = ", ".join(f"`{name}`" for name in attached)
+        chosen: Block = _context(f"🖼 Images from the message, in order: {names}")
+    else:
+        chosen = {
+            "type": "input",
+            "block_id": "images",
+            "optional": True,
+            "label": {"type": "plain_text", "text": f"Images (up to {MAX_IMAGES})"},
+            "element": {
+                "type": "file_input",
+                "action_id": "images",
+                "filetypes": ["jpg", "jpeg", "png", "gif", "webp"],
+                "max_files": MAX_IMAGES,
+            },
+        }
+    return [
+        chosen,
+        {
+            "type": "input",
+            "block_id": "alt",
+            "optional": True,
+            "label": {"type": "plain_text", "text": "Alt text, one line per image"},
+            "hint": {"type": "plain_text", "text": "What each image shows, in order: public networks need it."},
+            "element": {"type": "plain_text_input", "action_id": "alt", "multiline": True, "max_length": INPUT_MAX},
+        },
+    ]

@@ -35,11 +35,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters import slack_blocks as blocks
+from adapters import slack_files
 from adapters.slack import explain, web_client, whole_seconds
 from relay import policy, replays, schedule
 from relay.audit import Where
 from relay.broadcasts import BROADCAST_ID, Broadcasts, Refused
 from relay.config import Settings
+from relay.images import MAX_IMAGES
 from relay.model import Broadcast, BroadcastState
 from relay.render import InputError
 from relay.reports import ReportRefresher
@@ -289,6 +291,7 @@ class SlackSurface:
         app.action("send_time")(self._after_ack(self._picked))
         app.action("choose_audience")(self._after_ack(self._choose_audience))
         app.view("compose")(self._after_ack(self._compose_submitted))
+        app.shortcut("broadcast_message")(self._after_ack(self._broadcast_message))
         app.view("edit")(self._after_ack(self._edit_submitted))
 
     def _after_ack(self, handler: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Awaitable[None]]:
@@ -393,13 +396,46 @@ class SlackSurface:
         except (InputError, Refused) as error:
             await ack(text=str(error), response_type="ephemeral")
             return
-        await ack(**self._preview_message(broadcast))
+        await ack(**await self._preview_message(broadcast))
+
+    async def _broadcast_message(
+        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        """The message shortcut "Broadcast this message": the composer, holding a message its author wrote,
+        with its images (named; the alt text is asked for in the form)."""
+        await ack()
+        user, message = body["user"]["id"], body.get("message") or {}
+        decision = policy.may_request(self.config.policy, actor(user))
+        refusal = None if decision.allowed else decision.reason
+        if refusal is None and message.get("user") != user:
+            refusal = "Only a message you wrote can be broadcast: copy it into /broadcast instead."
+        images = slack_files.images_of(message)
+        if refusal is None and len(images) > MAX_IMAGES:
+            refusal = f"The message has {len(images)} images; a broadcast carries at most {MAX_IMAGES}."
+        metadata = {"response_url": body.get("response_url"), "files": images}
+        try:
+            view = blocks.composer(
+                self.broadcasts.audiences,
+                self.config.policy.default_audience,
+                metadata,
+                str(message.get("text") or ""),
+                attached=[image["name"] for image in images],
+            )
+        except ValueError:
+            refusal = refusal or f"The message is longer than Slack's form holds ({blocks.INPUT_MAX:,} characters)."
+        if refusal is not None:
+            await self._respond(body.get("response_url"), user, replace=False, text=refusal)
+            return
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
 
     async def _compose_submitted(
         self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], view: dict[str, Any]
     ) -> None:
         async def request(who: str, text: str, audience: str, _: dict[str, Any]) -> Broadcast:
-            return await self.broadcasts.request(who, text, audience, ORIGIN, {}, where=_where(None))
+            attached = await slack_files.attachments(self.client, view)
+            return await self.broadcasts.request(
+                who, text, audience, ORIGIN, {}, where=_where(None), attachments=attached
+            )
 
         await self._form_submitted(ack, body, view, request, replace=False)
 
@@ -430,7 +466,7 @@ class SlackSurface:
             await ack(response_action="errors", errors={"message": str(error)})
             return
         await ack()
-        preview = self._preview_message(broadcast)
+        preview = await self._preview_message(broadcast)
         await self._respond(metadata.get("response_url"), body["user"]["id"], replace=replace, **preview)
 
     async def _edit(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -459,7 +495,7 @@ class SlackSurface:
         )
         if broadcast is not None:
             await self._respond(
-                body.get("response_url"), body["user"]["id"], replace=True, **self._preview_message(broadcast)
+                body.get("response_url"), body["user"]["id"], replace=True, **await self._preview_message(broadcast)
             )
 
     async def _cancel(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
@@ -558,7 +594,7 @@ class SlackSurface:
         )
         if again is not None:
             await self._respond(
-                body.get("response_url"), body["user"]["id"], replace=False, **self._preview_message(again)
+                body.get("response_url"), body["user"]["id"], replace=False, **await self._preview_message(again)
             )
 
     async def _picked(self, ack: Callable[..., Awaitable[None]]) -> None:
@@ -648,8 +684,8 @@ class SlackSurface:
 
     # ---- messages ------------------------------------------------------------------------------------
 
-    def _preview_message(self, broadcast: Broadcast) -> dict[str, Any]:
-        renderings = self.broadcasts.preview(broadcast.text, broadcast.audience)
+    async def _preview_message(self, broadcast: Broadcast) -> dict[str, Any]:
+        renderings = await self.broadcasts.rendered(broadcast)
         return {
             "response_type": "ephemeral",
             "text": f"Preview of broadcast {broadcast.id} to {broadcast.audience}",
@@ -683,7 +719,7 @@ class SlackSurface:
             await self._safe(self.client.chat_postMessage(channel=who.split(":", 1)[1], text=text))
 
     async def _ask_approvers(self, broadcast: Broadcast) -> None:
-        renderings = self.broadcasts.preview(broadcast.pending_text or broadcast.text, broadcast.audience)
+        renderings = await self.broadcasts.rendered(broadcast, broadcast.pending_text)
         message: dict[str, Any] = {
             "text": f"Approval requested for broadcast {broadcast.id}",
             "blocks": blocks.approval_request(

@@ -120,6 +120,7 @@ def _looks(rendering: Rendering) -> tuple[Any, ...]:
         rendering.replies,
         rendering.warnings,
         rendering.error,
+        rendering.images,
     )
 
 
@@ -185,6 +186,8 @@ def _receivers(group: Sequence[Rendering], destinations: dict[str, DestinationCo
     ]
     if rendering.replies:
         items.append(_text(f"💬 Replies: {rendering.replies}", isSubtle=True, size="Small"))
+    if rendering.images:
+        items.append(_text(excerpt("🖼 " + " · ".join(rendering.images), WORDS_MAX), isSubtle=True, size="Small"))
     items.extend(_text(f"⚠️ {excerpt(w, WORDS_MAX)}", color="Warning", size="Small") for w in rendering.warnings)
     if rendering.error:
         items.append(_text(f"⛔ {excerpt(rendering.error, WORDS_MAX)}", color="Attention"))

@@ -286,7 +286,7 @@ class TeamsSurface:
         except (InputError, Refused) as error:
             await context.send_activity(str(error))
             return
-        posted = await self._privately(context, who, self._preview(broadcast))
+        posted = await self._privately(context, who, await self._preview(broadcast))
         if posted is not None:
             await self._keep_card(broadcast.id, *posted)
 
@@ -396,10 +396,10 @@ class TeamsSurface:
             broadcast = await self.broadcasts.request(who, text, audience, ORIGIN, {}, where=_where(activity))
             if activity.reply_to_id:
                 await self._keep_card(broadcast.id, activity.get_conversation_reference(), activity.reply_to_id)
-            return _card(self._preview(broadcast))
+            return _card(await self._preview(broadcast))
         if verb == "audience":
             return _card(
-                self._preview(
+                await self._preview(
                     await self.broadcasts.change(
                         who, broadcast_id, audience=str(values.get("audience")), where=_where(activity)
                     )
@@ -407,7 +407,7 @@ class TeamsSurface:
             )
         if verb == "edit":
             return _card(
-                self._preview(
+                await self._preview(
                     await self.broadcasts.change(
                         who, broadcast_id, text=str(values.get("text", "")), where=_where(activity)
                     )
@@ -469,10 +469,10 @@ class TeamsSurface:
             return _card(cards.report(broadcast, await self.broadcasts.report(broadcast.id), self.broadcasts.clock()))
         return _card(cards.notice(notice))
 
-    def _preview(self, broadcast: Broadcast) -> cards.Card:
+    async def _preview(self, broadcast: Broadcast) -> cards.Card:
         return cards.preview(
             broadcast,
-            self.broadcasts.preview(broadcast.text, broadcast.audience),
+            await self.broadcasts.rendered(broadcast),
             dict(self.config.destinations),
             self.broadcasts.audiences,
             policy.needs_second_person(self.config.policy) and broadcast.state is BroadcastState.DRAFT,
@@ -485,7 +485,7 @@ class TeamsSurface:
         card = cards.approval_request(
             broadcast,
             await self._name(broadcast.author),
-            self.broadcasts.preview(broadcast.text, broadcast.audience),
+            await self.broadcasts.rendered(broadcast),
             dict(self.config.destinations),
         )
         places = []

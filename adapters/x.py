@@ -7,6 +7,8 @@ posts before it is tried again; an account whose plan cannot read its own timeli
 from __future__ import annotations
 
 import html
+import io
+import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -19,12 +21,14 @@ from oauthlib.oauth1 import Client as OAuthClient
 from tweepy.asynchronous import AsyncClient
 from yarl import URL
 
-from relay import twitter_text
+from relay import twitter_text, uploads
 from relay.config import DestinationConfig, Replies, Settings
 from relay.destination import (
     Counting,
     DestinationSpec,
     FindResult,
+    Image,
+    ImageLimits,
     Limits,
     Markup,
     Outcome,
@@ -63,7 +67,19 @@ LIMITS = Limits(
     url_length=23,
     max_thread_parts=10,
     concurrency=2,
+    # Images (docs.x.com, "Media": size restrictions and best practices; "Create Media metadata"): up to 4 on
+    # a post, 5 MB each, JPEG, PNG, GIF or WebP; alt text up to 1,000 characters.
+    images=ImageLimits(
+        max_count=4,
+        max_bytes=5 * 1024 * 1024,
+        formats=frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"}),
+        alt_length=1000,
+        alt_required=True,
+    ),
 )
+# The chunked upload's APPEND takes chunks of at most 5 MB (docs.x.com, "Chunked media upload"); smaller
+# chunks keep each request well within the HTTP timeout.
+CHUNK = 1024 * 1024
 
 _URLISH = regex.compile(r"https?://\S+")
 
@@ -88,7 +104,9 @@ class _Client(AsyncClient):  # type: ignore[misc]
         params: dict[str, Any] | None = None,
         json: dict[str, Any] | None = None,
         user_auth: bool = False,
+        form: aiohttp.FormData | None = None,
     ) -> aiohttp.ClientResponse:
+        """`form`, a multipart body (media upload), is not part of an OAuth 1.0a signature (RFC 5849 §3.4.1.3)."""
         headers = {"User-Agent": self.user_agent}
         if json is not None:
             headers["Content-Type"] = "application/json"
@@ -98,7 +116,7 @@ class _Client(AsyncClient):  # type: ignore[misc]
         before, _, query = signed_url.partition("?")
         target = URL(f"{before}?{query.replace(':', '%3A')}" if query else before, encoded=True)
         assert self.session is not None
-        async with self.session.request(method, target, json=json, headers=headers) as response:
+        async with self.session.request(method, target, json=json, data=form, headers=headers) as response:
             await response.read()
         if 200 <= response.status < 300:
             return response
@@ -192,10 +210,15 @@ class XAccount:
 
     async def publish(self, part: Part) -> Outcome:
         try:
+            media_ids = [await self._upload(image) for image in part.images] or None
+        except uploads.Unuploaded as failed:
+            return failed.outcome
+        try:
             answer = await self._api().create_tweet(
                 text=part.text,
                 in_reply_to_tweet_id=part.reply_to,
                 reply_settings=_REPLY_SETTINGS[self.replies],
+                media_ids=media_ids,
                 user_auth=True,
             )
         except tweepy.HTTPException as error:
@@ -204,6 +227,52 @@ class XAccount:
             return transport_outcome(error, "X")
         tweet_id = str(answer.data["id"])
         return Sent(tweet_id, f"https://x.com/i/web/status/{tweet_id}")
+
+    async def _upload(self, image: Image) -> str:
+        """X API v2's chunked upload (`POST /2/media/upload`: INIT, APPEND, FINALIZE, then STATUS while it
+        is processing), then the alt text (`POST /2/media/metadata`). The id is used at once: it expires."""
+        try:
+            init = await self._media(
+                {
+                    "command": "INIT",
+                    "media_type": image.mime,
+                    "total_bytes": str(len(image.data)),
+                    "media_category": "tweet_image",
+                }
+            )
+            media_id = str(init["data"]["id"])
+            for index, start in enumerate(range(0, len(image.data), CHUNK)):
+                chunk = {"command": "APPEND", "media_id": media_id, "segment_index": str(index)}
+                await self._media(chunk, image.data[start : start + CHUNK])
+            info = (await self._media({"command": "FINALIZE", "media_id": media_id}))["data"].get("processing_info")
+
+            async def processed() -> bool:
+                response = await self._api().request(
+                    "GET", "/2/media/upload", params={"command": "STATUS", "media_id": media_id}, user_auth=True
+                )
+                state = ((await response.json())["data"].get("processing_info") or {}).get("state", "succeeded")
+                if state == "failed":
+                    raise uploads.Unuploaded(Permanent("X could not process an image: attach another."))
+                return bool(state == "succeeded")
+
+            if info and info.get("state") != "succeeded":
+                await uploads.until_processed(processed, "X")
+            if image.alt:
+                metadata = {"id": media_id, "metadata": {"alt_text": {"text": image.alt}}}
+                await self._api().request("POST", "/2/media/metadata", json=metadata, user_auth=True)
+        except tweepy.HTTPException as error:
+            raise uploads.fail(_classify(error, self.env), "X") from error
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise uploads.fail(transport_outcome(error, "X"), "X") from error
+        return media_id
+
+    async def _media(self, fields: dict[str, str], data: bytes | None = None) -> Any:
+        form = aiohttp.FormData(fields, default_to_multipart=True)
+        if data is not None:
+            form.add_field("media", io.BytesIO(data), filename="media", content_type="application/octet-stream")
+        response = await self._api().request("POST", "/2/media/upload", form=form, user_auth=True)
+        body = await response.text()  # APPEND answers 204, with no body
+        return json.loads(body) if body else {}
 
     async def edit(self, remote_id: str, text: str) -> Outcome:
         return Permanent("X cannot edit a post: retract it and post again.")

@@ -7,21 +7,22 @@ nothing left to change.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from relay import audit, outbox, policy
+from relay import audit, images, outbox, policy
 from relay.audit import Where
 from relay.config import Config
-from relay.destination import Destination, Rationed
+from relay.destination import Destination, Image, Rationed
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.render import Rendering, clean, render
 from relay.reports import LISTED, Report, needs_rows
@@ -82,12 +83,13 @@ class Broadcasts:
     def audiences(self) -> list[str]:
         return list(self.config.audiences)
 
-    def preview(self, text: str, audience: str) -> tuple[Rendering, ...]:
-        """Exactly what each destination of `audience` will receive (raises InputError on bad text)."""
+    def preview(self, text: str, audience: str, attached: tuple[Image, ...] = ()) -> tuple[Rendering, ...]:
+        """Exactly what each destination of `audience` will receive, images included (raises InputError on
+        bad text). Fitting a large photo takes a moment: from the event loop, call `rendered`."""
         text = clean(text)
         if audience not in self.config.audiences:
             raise Refused(f"There is no audience called '{audience}'. Choose one of: {', '.join(self.audiences)}.")
-        return tuple(self._with_allowance(rendering) for rendering in self._rendered(text, audience))
+        return tuple(self._with_allowance(rendering) for rendering in self._rendered(text, audience, attached))
 
     def _with_allowance(self, rendering: Rendering) -> Rendering:
         """A network's daily allowance changes by the minute, so it is applied after the cached rendering."""
@@ -98,23 +100,47 @@ class Broadcasts:
         warnings = rendering.warnings + ((allowance.warning,) if allowance.warning else ())
         return replace(rendering, warnings=warnings, error=rendering.error or allowance.error)
 
-    def _render(self, text: str, audience: str) -> tuple[Rendering, ...]:
+    async def rendered(self, broadcast: Broadcast, text: str | None = None) -> tuple[Rendering, ...]:
+        """A stored broadcast's preview, with its images, fitted off the event loop."""
+        attached = await images.load(self.store, broadcast.id)
+        return await asyncio.to_thread(self.preview, text or broadcast.text, broadcast.audience, attached)
+
+    def _render(self, text: str, audience: str, attached: tuple[Image, ...]) -> tuple[Rendering, ...]:
         return tuple(
-            replace(
-                render(d.name, text, self.destinations[d.name].limits, d.allow_broadcast_mentions),
-                replies=self.destinations[d.name].replies_note(),
+            images.describe(
+                replace(
+                    render(d.name, text, self.destinations[d.name].limits, d.allow_broadcast_mentions),
+                    replies=self.destinations[d.name].replies_note(),
+                ),
+                attached,
+                self.destinations[d.name].limits.images,
+                d.kind,
             )
             for d in self.config.audience(audience)
         )
 
     async def request(
-        self, actor: str, text: str, audience: str | None, origin: str, origin_ref: dict[str, Any], *, where: Where
+        self,
+        actor: str,
+        text: str,
+        audience: str | None,
+        origin: str,
+        origin_ref: dict[str, Any],
+        *,
+        where: Where,
+        attachments: Sequence[images.Attachment] = (),
     ) -> Broadcast:
-        """A leader asks to broadcast: a draft only its author sees, until confirmed."""
+        """A leader asks to broadcast: a draft only its author sees, until confirmed. Attached images are
+        stripped of their metadata here, before anything is stored."""
         _check(policy.may_request(self.config.policy, actor))
         audience = audience or self.config.policy.default_audience
         text = clean(text)
-        self.preview(text, audience)
+        if len(attachments) > images.MAX_IMAGES:
+            raise Refused(f"A broadcast carries at most {images.MAX_IMAGES} images; {len(attachments)} are attached.")
+        attached = await asyncio.to_thread(
+            lambda: tuple(images.clean(a, number) for number, a in enumerate(attachments, start=1))
+        )
+        await asyncio.to_thread(self.preview, text, audience, attached)
         now = self.clock()
         broadcast_id = "b" + secrets.token_hex(4)
         row = {
@@ -135,7 +161,11 @@ class Broadcasts:
                 f"INSERT INTO broadcasts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()),
             )
-            audit.record(conn, now, actor, "requested", broadcast_id, where, f"audience {audience}: {text[:200]}")
+            images.drop_unconfirmed(conn, now)
+            images.insert(conn, broadcast_id, attached)
+            with_images = f" with {len(attached)} image{'s' * (len(attached) > 1)}" if attached else ""
+            detail = f"audience {audience}{with_images}: {text[:200]}"
+            audit.record(conn, now, actor, "requested", broadcast_id, where, detail)
 
         await self._write(insert)
         unset = {"decided_by": None, "retract_requested_by": None, "send_at": None, "pending_text": None}
@@ -191,7 +221,7 @@ class Broadcasts:
         current = await self.for_change(actor, broadcast_id)
         new_text = clean(text) if text is not None else current.text
         new_audience = audience or current.audience
-        self.preview(new_text, new_audience)
+        await self.rendered(replace(current, audience=new_audience), new_text)
         await self._move(
             current,
             (BroadcastState.DRAFT,),
@@ -250,7 +280,7 @@ class Broadcasts:
         if current.state is BroadcastState.EDIT_PENDING:
             await self._apply_correction(current, current.pending_text or current.text, actor, where)
             return Approval(await self._announce(broadcast_id, pending=False), sent=True)
-        renderings = self.preview(current.text, current.audience)
+        renderings = await self.rendered(current)
         errors = [r.error for r in renderings if r.error]
         if errors:
             raise Refused(" ".join(errors))
@@ -457,6 +487,7 @@ class Broadcasts:
                 audit.record(conn, now, actor, action, current.id, where, detail)
                 if then is not None:
                     then(conn)
+                images.drop_when_final(conn, current.id)
                 return "ok"
             row = conn.execute("SELECT state, expires_at FROM broadcasts WHERE id = ?", (current.id,)).fetchone()
             if (
@@ -464,6 +495,7 @@ class Broadcasts:
                 and row["expires_at"] <= not_after
             ):
                 conn.execute("UPDATE broadcasts SET state = 'expired' WHERE id = ?", (current.id,))
+                images.drop_when_final(conn, current.id)
                 return BroadcastState.EXPIRED.value
             return str(row["state"])
 

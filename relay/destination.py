@@ -36,6 +36,20 @@ class Markup(Enum):
 
 
 @dataclass(frozen=True)
+class ImageLimits:
+    """What a network accepts as images on one post; each adapter cites where its numbers come from."""
+
+    max_count: int  # images on one post
+    max_bytes: int  # one image's file size
+    formats: frozenset[str]  # MIME types it takes as they are; others are converted to JPEG (or PNG)
+    max_pixels: int | None = None  # width × height
+    max_side: int | None = None  # the longer side, in pixels
+    alt_length: int | None = None  # characters of alt text it keeps (None: no published limit)
+    alt_required: bool = False  # a public audience: a screen-reader user must be told what the image shows
+    max_text: int | None = None  # with images, the text may be at most this long (Slack: text in blocks)
+
+
+@dataclass(frozen=True)
 class Limits:
     """A network's rules, as data the renderer and the dispatcher read."""
 
@@ -53,6 +67,7 @@ class Limits:
     # link too long for a post is shown shortened (relay/linked.py).
     linked_text: bool = False
     max_links: int | None = None  # distinct links a post may carry (Threads: 5); a thread spreads them out
+    images: ImageLimits | None = None  # None: this network takes no images from the relay
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,24 @@ class Part:
     reply_to: str | None  # remote id of the previous part, for threads
     root: str | None = None  # remote id of the first part, for threads
     created_at: float = 0.0  # when the delivery was first attempted: stable, for record keys and dates
+    # The images this part carries (a thread's first part only), already fitted to the network's limits:
+    # the same bytes the preview described. Uploaded within the attempt, so no upload id outlives it.
+    images: tuple[Image, ...] = ()
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image as it is uploaded: metadata stripped, within the network's limits."""
+
+    data: bytes = field(repr=False)
+    mime: str
+    width: int
+    height: int
+    alt: str
+
+    @property
+    def extension(self) -> str:
+        return self.mime.partition("/")[2].replace("jpeg", "jpg")
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 
-from relay import outbox
-from relay.destination import Ambiguous, Destination, Part, Permanent, Retry, Sent, Unprovable
+from relay import images, outbox
+from relay.destination import Ambiguous, Destination, Image, Part, Permanent, Retry, Sent, Unprovable
 from relay.model import Delivery, DeliveryState
 from relay.pacing import Pacer
 from relay.store import Store, StoreError
@@ -61,6 +61,7 @@ class Dispatcher:
             d.limit_key(): asyncio.Semaphore(d.limits.concurrency) for d in destinations.values()
         }  # one per workspace, tenant or account
         self._pacer = Pacer(store, clock)
+        self._images = images.Loaded(store)
         self._networks: defaultdict[str, dict[str, Destination]] = defaultdict(dict)  # kind → limit key → one
         for name, kind in (kinds or {}).items():
             if name in destinations:
@@ -231,6 +232,10 @@ class Dispatcher:
         self.on_change(delivery.broadcast_id)  # the report shows it as sending
         posted = list(delivery.posted)
         check_first = delivery.check_first
+        attached: tuple[Image, ...] = ()
+        if not posted:  # a thread's images go on its first part
+            stored = await self._images.of(delivery.broadcast_id)
+            attached = await asyncio.to_thread(images.for_part, stored, destination.limits.images)
         async with self._limits[destination.limit_key()]:
             for index in range(len(posted), len(delivery.parts)):
                 part = Part(
@@ -241,6 +246,7 @@ class Dispatcher:
                     reply_to=posted[-1] if posted else None,
                     root=posted[0] if posted else None,
                     created_at=delivery.first_attempt_at or self.clock(),
+                    images=attached if index == 0 else (),
                 )
                 age = self.clock() - (delivery.first_attempt_at or self.clock())
                 if check_first and age >= destination.idempotency_window:

@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from relay import audit
+from relay import audit, images
 from relay.destination import Sent
 from relay.model import Alike, Delivery, DeliveryState
 from relay.render import Rendering
@@ -346,6 +346,8 @@ async def finish(
             link = row["link"] if state is DeliveryState.SENT else None
             trail = f"{delivery.destination}: {error or link or ''}".rstrip(": ")
             audit.record(conn, now, "relay", action, delivery.broadcast_id, audit.RELAY, trail)
+            if delivery.action == "post":
+                images.drop_when_final(conn, delivery.broadcast_id)
 
     await store.persist(run)
 

@@ -241,9 +241,16 @@ class Relay:
         return key
 
     async def submit_view(
-        self, user: str, callback_id: str, metadata: dict[str, Any], message: str, audience: str
+        self,
+        user: str,
+        callback_id: str,
+        metadata: dict[str, Any],
+        message: str,
+        audience: str,
+        more: dict[str, Any] | None = None,
     ) -> aiohttp.ClientResponse:
-        return await self.post_signed(view_submission_body(user, callback_id, json.dumps(metadata), message, audience))
+        body = view_submission_body(user, callback_id, json.dumps(metadata), message, audience, more)
+        return await self.post_signed(body)
 
     async def answer(self, key: str) -> dict[str, Any]:
         """The bot's answer to one interaction, posted to its response_url."""

@@ -85,7 +85,15 @@ def action_body(
     return urlencode({"payload": json.dumps(payload)})
 
 
-def view_submission_body(user: str, callback_id: str, private_metadata: str, message: str, audience: str) -> str:
+def view_submission_body(
+    user: str,
+    callback_id: str,
+    private_metadata: str,
+    message: str,
+    audience: str,
+    more: dict[str, Any] | None = None,
+) -> str:
+    """A modal's submission; `more`: other inputs' state, by block id (the composer's images and alt text)."""
     payload = {
         "type": "view_submission",
         "team": {"id": TEAM, "domain": "test"},
@@ -108,6 +116,7 @@ def view_submission_body(user: str, callback_id: str, private_metadata: str, mes
                             "selected_option": {"text": {"type": "plain_text", "text": audience}, "value": audience},
                         }
                     },
+                    **(more or {}),
                 }
             },
         },

@@ -21,7 +21,15 @@ from relay.store.postgres import PostgresStore
 from relay.store.sqlite import SqliteStore
 
 # In the order foreign keys need. What only paces a running fleet (pace, pauses, instances) is not copied.
-TABLES = ("broadcasts", "deliveries", "teams_conversations", "audit", "seen_requests", "status_sessions")
+TABLES = (
+    "broadcasts",
+    "deliveries",
+    "broadcast_images",
+    "teams_conversations",
+    "audit",
+    "seen_requests",
+    "status_sessions",
+)
 # Tables whose ids PostgreSQL numbers itself: its counter must go on after the copied ids.
 NUMBERED = ("deliveries", "audit")
 

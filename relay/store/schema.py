@@ -201,6 +201,15 @@ SHARED: tuple[tuple[str, ...], ...] = (
         # The instances alive, seen every few seconds: a published rate is shared out among them.
         "CREATE TABLE instances (id TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)",
     ),
+    (
+        # Images with a broadcast (relay/images.py), stripped of their metadata, kept from the request until
+        # every post of it is final, then deleted: in a table of their own, so the broadcasts table stays
+        # small to scan. BYTEA is PostgreSQL's type for bytes; SQLite keeps a bytes value as a BLOB whatever
+        # the column's declared type.
+        "CREATE TABLE broadcast_images (broadcast_id TEXT NOT NULL REFERENCES broadcasts (id),"
+        " position INTEGER NOT NULL, mime TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,"
+        " alt TEXT NOT NULL, data BYTEA NOT NULL, PRIMARY KEY (broadcast_id, position))",
+    ),
 )
 
 VERSION = len(SQLITE_FIRST) + len(SHARED)

@@ -36,6 +36,8 @@ CONFIRM_TITLE, CONFIRM_TEXT, CONFIRM_BUTTON = 100, 300, 30  # composition-object
 INPUT_MAX_LENGTH = 3000  # block-elements/plain-text-input-element: max_length "between 1 and 3000, inclusive"
 MODAL_TITLE, MODAL_BUTTON = 24, 24  # surfaces/modals (view object): title, submit, close
 PRIVATE_METADATA = 3000  # view object: private_metadata
+IMAGE_ALT_TEXT, IMAGE_URL = 2000, 3000  # image-block: alt_text, image_url
+FILE_INPUT_MAX_FILES = 10  # block-elements/file-input-element: max_files "between 1 and 10"
 
 Problem = str  # Slack's wording: "<what> [json-pointer:<where>]"
 
@@ -96,6 +98,10 @@ def _element(element: Any, where: str) -> Iterator[Problem]:
             yield f"must be between 1 and {INPUT_MAX_LENGTH} [json-pointer:{where}/max_length]"
             most = INPUT_MAX_LENGTH
         yield from _too_long(element.get("initial_value"), most, f"{where}/initial_value")
+    elif kind == "file_input":
+        most = element.get("max_files", FILE_INPUT_MAX_FILES)
+        if not isinstance(most, int) or not 1 <= most <= FILE_INPUT_MAX_FILES:
+            yield f"must be between 1 and {FILE_INPUT_MAX_FILES} [json-pointer:{where}/max_files]"
     elif kind not in ("datepicker", "timepicker"):
         yield f"{kind!r} is not an element this checker knows [json-pointer:{where}/type]"
 
@@ -135,6 +141,13 @@ def _block(block: Any, where: str) -> Iterator[Problem]:
         if "hint" in block:
             yield from _text(block["hint"], INPUT_HINT, f"{where}/hint", plain_only=True)
         yield from _element(block.get("element"), f"{where}/element")
+    elif kind == "image":
+        if not isinstance(block.get("alt_text"), str) or not block["alt_text"]:
+            yield f"must provide alt_text [json-pointer:{where}/alt_text]"
+        yield from _too_long(block.get("alt_text"), IMAGE_ALT_TEXT, f"{where}/alt_text")
+        yield from _too_long(block.get("image_url"), IMAGE_URL, f"{where}/image_url")
+        if ("image_url" in block) == ("slack_file" in block):
+            yield f"must provide exactly one of image_url or slack_file [json-pointer:{where}]"
     elif kind != "divider":
         yield f"{kind!r} is not a block this checker knows [json-pointer:{where}/type]"
 

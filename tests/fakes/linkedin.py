@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -96,6 +97,7 @@ class LinkedInPost:
     reshare_disabled: bool
     created_at: int  # epoch milliseconds
     comments_state: str = "OPEN"
+    images: list[LinkedInImage] = field(default_factory=list)
 
     @property
     def shown(self) -> str:
@@ -120,6 +122,29 @@ class LinkedInPost:
             "publishedAt": self.created_at,
             "lastModifiedAt": self.created_at,
         }
+
+
+# Images API (learn.microsoft.com, "Images API"): JPG, GIF, PNG under 36,152,320 pixels; the upload URL
+# expires (`uploadUrlExpiresAt`); a post takes one image (`content.media`) or 2 to 20 (`content.multiImage`);
+# alt text at most 4,086 characters.
+IMAGE_FORMATS = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"GIF8": "image/gif"}
+MAX_ALT_TEXT = 4086
+MAX_MULTI_IMAGE = 20
+
+
+@dataclass
+class LinkedInImage:
+    """An image the page initialized: WAITING_UPLOAD until its bytes are PUT, AVAILABLE after."""
+
+    urn: str
+    owner: str
+    upload_expires_at: float  # monotonic
+    data: bytes | None = field(default=None, repr=False)
+    alt: str | None = None
+
+    @property
+    def content_type(self) -> str | None:
+        return next((t for magic, t in IMAGE_FORMATS.items() if self.data and self.data.startswith(magic)), None)
 
 
 @dataclass
@@ -162,9 +187,13 @@ class FakeLinkedIn(LoopbackServer[LinkedInCall]):
             ("GET", "/rest/posts", "GET /rest/posts", self._find_posts),
             ("DELETE", "/rest/posts/{urn}", "DELETE /rest/posts", self._delete_post),
             ("POST", "/rest/socialMetadata/{urn}", "POST /rest/socialMetadata", self._set_social_metadata),
+            ("POST", "/rest/images", "POST /rest/images", self._initialize_upload),
         ]
         for method, path, endpoint, handler in routes:
             self.app.router.add_route(method, path, self._endpoint(endpoint, handler))
+        self.app.router.add_route("PUT", "/dms-uploads/{id}", self._upload)
+        self.images: dict[str, LinkedInImage] = {}
+        self.upload_url_ttl = 3600.0  # seconds an upload URL stays valid
 
     @property
     def url(self) -> str:
@@ -277,6 +306,15 @@ class FakeLinkedIn(LoopbackServer[LinkedInCall]):
         commentary = str(body["commentary"])
         if len(commentary) > MAX_COMMENTARY:
             return _error(422, f"ERROR :: /commentary :: length {len(commentary)} exceeds maximum of {MAX_COMMENTARY}")
+        content = body.get("content") or {}
+        wanted = [content["media"]] if "media" in content else (content.get("multiImage") or {}).get("images", [])
+        if "multiImage" in content and not 2 <= len(wanted) <= MAX_MULTI_IMAGE:
+            return _error(422, f"ERROR :: /content/multiImage/images :: must hold 2 to {MAX_MULTI_IMAGE} images")
+        images = [self.images.get(str(item.get("id"))) for item in wanted]
+        if any(image is None or image.data is None or image.owner != body["author"] for image in images):
+            return _error(422, "ERROR :: /content :: image is not AVAILABLE (never uploaded, or not the author's)")
+        if any(len(str(item.get("altText") or "")) > MAX_ALT_TEXT for item in wanted):
+            return _error(422, f"ERROR :: /content :: altText exceeds maximum of {MAX_ALT_TEXT}")
         original = next((post for post in self.posts if post.commentary == commentary), None)
         if original is not None:
             return _error(422, f"Content is a duplicate of {original.id}", "DUPLICATE_POST")
@@ -287,7 +325,43 @@ class FakeLinkedIn(LoopbackServer[LinkedInCall]):
             distribution=body["distribution"],
             reshare_disabled=bool(body.get("isReshareDisabledByAuthor", False)),
         )
+        for item, image in zip(wanted, images, strict=True):
+            assert image is not None
+            image.alt = str(item.get("altText") or "")
+            post.images.append(image)
         return web.Response(status=201, headers={"x-restli-id": post.id})
+
+    def _initialize_upload(self, call: LinkedInCall) -> web.Response:
+        if call.params.get("action") != "initializeUpload":
+            return _error(400, "Only action=initializeUpload is supported")
+        owner = ((call.json or {}).get("initializeUploadRequest") or {}).get("owner")
+        if owner != self.organization:
+            return _access_denied("images.ACTION-initializeUpload", call.headers["LinkedIn-Version"])
+        number = next(self._ids)
+        image = LinkedInImage(f"urn:li:image:C{number}", owner, time.monotonic() + self.upload_url_ttl)
+        self.images[image.urn] = image
+        expires = int((time.time() + self.upload_url_ttl) * 1000)
+        url = f"{self.origin}/dms-uploads/{quote(image.urn, safe='')}"
+        return web.json_response({"value": {"uploadUrlExpiresAt": expires, "uploadUrl": url, "image": image.urn}})
+
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        """The upload URL: the bytes, with the member's token, before it expires; only JPG, GIF or PNG."""
+        data = await request.read()
+        call = LinkedInCall("PUT /dms-uploads", request.path, dict(request.match_info), None, request.headers)
+
+        async def apply() -> web.StreamResponse:
+            if request.headers.get("Authorization") != f"Bearer {self.token}":
+                return _error(401, "Invalid access token", "INVALID_ACCESS_TOKEN", 65600)
+            image = self.images.get(request.match_info["id"])
+            if image is None or image.upload_expires_at <= time.monotonic():
+                return _error(400, "The upload URL has expired or is unknown")
+            image.data = data
+            if image.content_type is None:
+                image.data = None
+                return _error(400, "Unsupported image format: JPG, GIF or PNG only")
+            return web.Response(status=201)
+
+        return await self._serve(request, call, self._fault_for("PUT /dms-uploads", call.params), apply)
 
     def _find_posts(self, call: LinkedInCall) -> web.Response:
         """The `author` finder, newest first."""

@@ -27,6 +27,14 @@ URL_LENGTH = 23  # every http(s) link counts as this many characters, whatever i
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 IDEMPOTENCY_TTL = timedelta(hours=1)  # how long Mastodon remembers an Idempotency-Key
 _FIRST_STATUS_ID = 113_500_000_000_000_001
+# Media limits, Mastodon 4.3's (app/models/media_attachment.rb, and what GET /api/v2/instance says).
+MAX_MEDIA = 4
+IMAGE_TYPES = frozenset(
+    {"image/jpeg", "image/png", "image/gif", "image/heic", "image/heif", "image/webp", "image/avif"}
+)
+IMAGE_SIZE_LIMIT = 16 * 1024 * 1024
+IMAGE_MATRIX_LIMIT = 33_177_600
+MAX_DESCRIPTION = 1500
 _TIMELINE_LIMIT, _TIMELINE_MAX = 20, 40
 
 
@@ -66,9 +74,10 @@ def _present(value: Any) -> str | None:
     return str(value) if value is not None and str(value).strip() else None
 
 
-async def _read_params(request: web.Request) -> dict[str, Any]:
-    """Query plus JSON or form body, merged the way Rails builds `params`."""
+async def _read_params(request: web.Request) -> tuple[dict[str, Any], dict[str, web.FileField]]:
+    """Query plus JSON or form body, merged the way Rails builds `params`; and the uploaded files."""
     params: dict[str, Any] = dict(request.query)
+    files: dict[str, web.FileField] = {}
     if request.content_type == "application/json" and request.body_exists:
         body = json.loads(await request.text())
         if isinstance(body, dict):
@@ -76,7 +85,21 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
     elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await request.post()
         params.update((key, value) for key, value in form.items() if isinstance(value, str))
-    return params
+        files.update((key, value) for key, value in form.items() if isinstance(value, web.FileField))
+    return params, files
+
+
+@dataclass
+class MastodonMedia:
+    """An uploaded media attachment: unattached until a status refers to it."""
+
+    id: str
+    data: bytes = field(repr=False)
+    content_type: str
+    description: str
+    created_at: float  # monotonic
+    ready_at: float  # monotonic: processing is done from then on
+    status_id: str | None = None
 
 
 @dataclass
@@ -91,6 +114,7 @@ class MastodonStatus:
     language: str | None
     spoiler_text: str
     created_at: datetime
+    media: list[MastodonMedia] = field(default_factory=list)
 
 
 @dataclass
@@ -104,6 +128,8 @@ class MastodonCall:
     fault: Fault | None = None
     at: float = field(default_factory=time.monotonic, repr=False)  # when it arrived
     wall: float = field(default_factory=time.time, repr=False)  # the same, on the clock rate-limit resets use
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)
+    file_types: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 class FakeMastodon(LoopbackServer[MastodonCall]):
@@ -131,12 +157,18 @@ class FakeMastodon(LoopbackServer[MastodonCall]):
         self._clock = clock
         self._ids = itertools.count(_FIRST_STATUS_ID)
         self._idempotency: dict[str, tuple[str, datetime]] = {}  # key → (status id, when it was stored)
+        self.media: dict[str, MastodonMedia] = {}
+        self.processing_delay = 0.3  # seconds an upload stays "processing" (202, then 206 until ready)
+        # Mastodon deletes media never attached to a status after a day (`media_remove` / MediaCleanupScheduler)
+        self.media_ttl = 24 * 3600.0
         routes: list[tuple[str, str, Callable[[MastodonCall], web.Response], _Auth]] = [
             ("GET", "/api/v2/instance", self._instance, _Auth.NONE),
             ("POST", "/api/v1/statuses", self._create_status, _Auth.REQUIRED),
             ("DELETE", "/api/v1/statuses/{id}", self._delete_status, _Auth.REQUIRED),
             ("GET", "/api/v1/accounts/verify_credentials", self._verify_credentials, _Auth.REQUIRED),
             ("GET", "/api/v1/accounts/{id}/statuses", self._account_statuses, _Auth.OPTIONAL),
+            ("POST", "/api/v2/media", self._upload_media, _Auth.REQUIRED),
+            ("GET", "/api/v1/media/{id}", self._show_media, _Auth.REQUIRED),
         ]
         for method, path, handler, auth in routes:
             endpoint = f"{method} {path.replace('{id}', ':id')}"
@@ -210,7 +242,7 @@ class FakeMastodon(LoopbackServer[MastodonCall]):
             "edited_at": None,
             "reblog": None,
             "account": self.account,
-            "media_attachments": [],
+            "media_attachments": [self._media_entity(media) for media in status.media],
             "mentions": [],
             "tags": [],
         }
@@ -235,9 +267,12 @@ class FakeMastodon(LoopbackServer[MastodonCall]):
         """Wrap a handler with parsing, token checks, recording and fault injection."""
 
         async def serve(request: web.Request) -> web.StreamResponse:
-            params = {**await _read_params(request), **request.match_info}
+            read, uploaded = await _read_params(request)
+            params = {**read, **request.match_info}
             fault = self._fault_for(endpoint, params)
-            call = MastodonCall(endpoint, request.path, params, request.headers, fault)
+            files = {name: upload.file.read() for name, upload in uploaded.items()}
+            types = {name: upload.content_type for name, upload in uploaded.items()}
+            call = MastodonCall(endpoint, request.path, params, request.headers, fault, files=files, file_types=types)
 
             async def apply() -> web.StreamResponse:
                 return self._refused(request.headers.get("Authorization"), auth) or handler(call)
@@ -278,8 +313,13 @@ class FakeMastodon(LoopbackServer[MastodonCall]):
                     "urls": {"streaming": self.origin.replace("http://", "ws://")},
                     "statuses": {
                         "max_characters": self.max_characters,
-                        "max_media_attachments": 4,
+                        "max_media_attachments": MAX_MEDIA,
                         "characters_reserved_per_url": URL_LENGTH,
+                    },
+                    "media_attachments": {
+                        "supported_mime_types": sorted(IMAGE_TYPES),
+                        "image_size_limit": IMAGE_SIZE_LIMIT,
+                        "image_matrix_limit": IMAGE_MATRIX_LIMIT,
                     },
                 },
             }
@@ -303,7 +343,17 @@ class FakeMastodon(LoopbackServer[MastodonCall]):
         visibility = _present(params.get("visibility")) or "public"
         if visibility not in VISIBILITIES:
             return _error(422, "Validation failed: Visibility is not included in the list")
-        if not text.strip():
+        media_ids = [str(i) for i in params.get("media_ids") or params.get("media_ids[]") or []]
+        if len(media_ids) > MAX_MEDIA:
+            return _error(422, f"Cannot attach more than {MAX_MEDIA} files.")
+        now = time.monotonic()
+        media = [self.media.get(i) for i in media_ids]
+        usable = [m for m in media if m is not None and m.status_id is None and now - m.created_at < self.media_ttl]
+        if len(usable) != len(media_ids):  # PostStatusService#validate_media!
+            return _error(422, f"Media with IDs {', '.join(media_ids)} not found. Already attached to another post?")
+        if any(m.ready_at > now for m in usable):
+            return _error(422, "Cannot attach files that have not finished processing. Try again in a moment!")
+        if not text.strip() and not media_ids:
             return _error(422, "Validation failed: Text can't be blank")
         if countable_length(text, spoiler_text) > self.max_characters:
             return _error(422, f"Validation failed: Text character limit of {self.max_characters} exceeded")
@@ -315,9 +365,49 @@ class FakeMastodon(LoopbackServer[MastodonCall]):
             language=_present(params.get("language")),
             spoiler_text=spoiler_text,
         )
+        for attached in usable:
+            attached.status_id = status.id
+        status.media = usable
         if key is not None:
             self._idempotency[key] = (status.id, self._clock())
         return web.json_response(self.render(status))
+
+    def _media_entity(self, media: MastodonMedia) -> Payload:
+        ready = media.ready_at <= time.monotonic()
+        url = f"{self.origin}/system/media_attachments/{media.id}"
+        return {
+            "id": media.id,
+            "type": "image",
+            "url": url if ready else None,
+            "preview_url": url,
+            "description": media.description or None,
+        }
+
+    def _upload_media(self, call: MastodonCall) -> web.Response:
+        """MediaAttachment's validations, then 202: processing goes on for `processing_delay` seconds."""
+        data = call.files.get("file")
+        if data is None:
+            return _error(422, "Validation failed: File can't be blank")
+        if call.file_types.get("file") not in IMAGE_TYPES:
+            return _error(422, "Validation failed: File content type is invalid, File is invalid")
+        if len(data) > IMAGE_SIZE_LIMIT:
+            return _error(422, "Validation failed: File file size must be less than 16 MB")
+        description = str(call.params.get("description") or "")
+        if len(description) > MAX_DESCRIPTION:
+            return _error(422, f"Validation failed: Description is too long (maximum is {MAX_DESCRIPTION} characters)")
+        now = time.monotonic()
+        media = MastodonMedia(
+            str(next(self._ids)), data, call.file_types["file"], description, now, now + self.processing_delay
+        )
+        self.media[media.id] = media
+        return web.json_response(self._media_entity(media), status=202)
+
+    def _show_media(self, call: MastodonCall) -> web.Response:
+        """206 while processing, 200 once done (docs.joinmastodon.org, "GET /api/v1/media/:id")."""
+        media = self.media.get(call.params["id"])
+        if media is None or media.status_id is not None:  # only the uploader's unattached media
+            return _error(404, "Record not found")
+        return web.json_response(self._media_entity(media), status=200 if media.ready_at <= time.monotonic() else 206)
 
     def _delete_status(self, call: MastodonCall) -> web.Response:
         status = self._find(call.params["id"])

@@ -30,7 +30,8 @@ class LoopbackServer(Generic[CallT]):
         self.faults = FaultPlan()
         self.limits = RateLimits()  # none unless a test or the benchmark sets the platform's own
         self.latency = 0.0  # seconds each answer takes, to emulate a real network's round trip
-        self.app = web.Application()
+        # Bodies as large as any network takes (a 16 MB Mastodon image); each fake refuses past its own limits.
+        self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self._gate = Gate()
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None

@@ -27,7 +27,7 @@ TEAM_ID = "T0TEAM"
 WORKSPACE_URL = "https://test.slack.com/"
 
 # Form-encoded callers send these as JSON strings; JSON callers send objects.
-_JSON_FIELDS = ("blocks", "attachments", "metadata", "view")
+_JSON_FIELDS = ("blocks", "attachments", "metadata", "view", "files")
 _TS_STEP_MICROS = 100
 MANIFEST = Path(__file__).resolve().parents[2] / "manifest.json"
 
@@ -48,7 +48,30 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "views.update": (),
     "views.publish": (),
     "users.info": ("users:read",),
+    "files.getUploadURLExternal": ("files:write",),
+    "files.completeUploadExternal": ("files:write",),
+    "files.info": ("files:read",),
 }
+# An upload URL from files.getUploadURLExternal is good for a limited time; one never completed is dropped.
+UPLOAD_URL_TTL = 3600.0
+
+
+@dataclass
+class SlackFile:
+    """A file: announced (getUploadURLExternal), then its bytes, then completed; a block may show it after."""
+
+    id: str
+    name: str
+    length: int
+    alt_txt: str | None
+    expires_at: float  # monotonic: the upload URL's end
+    data: bytes | None = field(default=None, repr=False)
+    title: str | None = None
+    completed: bool = False
+    mimetype: str = "application/octet-stream"
+    user: str = BOT_USER_ID
+
+
 _HISTORY_BY_KIND = {"C": "channels:history", "G": "groups:history", "D": "im:history"}
 
 
@@ -171,6 +194,16 @@ class FakeSlack(LoopbackServer[Call]):
             "views.publish": self._publish_view,
             "users.info": self._user_info,
         }
+        self.files: dict[str, SlackFile] = {}
+        self._methods.update(
+            {
+                "files.getUploadURLExternal": self._upload_url,
+                "files.completeUploadExternal": self._complete_upload,
+                "files.info": self._file_info,
+            }
+        )
+        self.app.router.add_post("/upload/{id}", self._upload)
+        self.app.router.add_get("/files-pri/{id}", self._download)
         self.app.router.add_get("/api/{method}", self._api)
         self.app.router.add_post("/api/{method}", self._api)
         self.app.router.add_post("/response/{key}", self._response_url)
@@ -337,6 +370,85 @@ class FakeSlack(LoopbackServer[Call]):
             return _invalid("msg_blocks_too_long", [f"{block_kit.block_text(blocks)} characters of block text"])
         return None
 
+    def _unknown_files(self, params: Mapping[str, Any]) -> Payload | None:
+        """An image block may show only a file the app uploaded and completed."""
+        for block in params.get("blocks") or []:
+            wanted = (block.get("slack_file") or {}).get("id") if isinstance(block, dict) else None
+            if wanted is not None:
+                shown = self.files.get(str(wanted))
+                if shown is None or not shown.completed:
+                    return _invalid("invalid_blocks", [f"invalid slack file {wanted} [json-pointer:/blocks]"])
+        return None
+
+    def add_file(self, data: bytes, name: str, mimetype: str, user: str = "U0LEAD") -> SlackFile:
+        """A file a person uploaded in Slack (the composer's file_input): completed, theirs."""
+        number = len(self.files) + 1
+        added = SlackFile(f"F0UP{number:06d}", name, len(data), None, math.inf, data, name, True, mimetype, user)
+        self.files[added.id] = added
+        return added
+
+    def _upload_url(self, params: dict[str, Any]) -> Payload:
+        name, length = str(params.get("filename") or ""), int(params.get("length") or 0)
+        if not name or length <= 0:
+            return _error("invalid_arguments")
+        alt = params.get("alt_txt")
+        if alt is not None and len(str(alt)) > 1000:  # files.getUploadURLExternal: alt_txt
+            return _error("invalid_arguments")
+        number = len(self.files) + 1
+        announced = SlackFile(f"F0BOT{number:05d}", name, length, alt, time.monotonic() + UPLOAD_URL_TTL)
+        self.files[announced.id] = announced
+        return {"ok": True, "upload_url": f"{self.origin}/upload/{announced.id}", "file_id": announced.id}
+
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        """The upload URL: the bytes, their length as announced, before the URL expires."""
+        data = await request.read()
+        params = {"file_id": request.match_info["id"]}
+        fault = self._fault_for("upload", params)
+
+        async def apply() -> web.StreamResponse:
+            announced = self.files.get(request.match_info["id"])
+            if announced is None or announced.expires_at <= time.monotonic() or announced.completed:
+                return web.Response(status=404, text="upload URL expired or unknown")
+            if len(data) != announced.length:
+                return web.Response(status=400, text=f"expected {announced.length} bytes, got {len(data)}")
+            announced.data = data
+            return web.Response(text=f"OK - {len(data)}")
+
+        return await self._serve(request, Call("upload", params, request.headers, fault), fault, apply)
+
+    def _complete_upload(self, params: dict[str, Any]) -> Payload:
+        listed = params.get("files")
+        if not isinstance(listed, list) or not listed:
+            return _error("invalid_arguments")
+        done = []
+        for item in listed:
+            announced = self.files.get(str(item.get("id")))
+            if announced is None or announced.data is None or announced.expires_at <= time.monotonic():
+                return _error("file_not_found")
+            announced.completed, announced.title = True, str(item.get("title") or announced.name)
+            done.append({"id": announced.id, "title": announced.title})
+        return {"ok": True, "files": done}
+
+    def _file_info(self, params: dict[str, Any]) -> Payload:
+        found = self.files.get(str(params.get("file")))
+        if found is None or not found.completed:
+            return _error("file_not_found")
+        url = f"{self.origin}/files-pri/{found.id}"
+        described = {"id": found.id, "name": found.name, "title": found.title, "mimetype": found.mimetype}
+        return {
+            "ok": True,
+            "file": {**described, "size": found.length, "user": found.user, "url_private": url},
+        }
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        """`url_private`: the bytes, only with the bot token (Slack answers a login page otherwise)."""
+        found = self.files.get(request.match_info["id"])
+        if request.headers.get("Authorization") != f"Bearer {self.token}" or found is None or found.data is None:
+            return web.Response(status=302, headers={"Location": f"{self.origin}/signin"})
+        if "files:read" not in self.scopes:
+            return web.Response(status=403, text="missing files:read")
+        return web.Response(body=found.data, content_type=found.mimetype)
+
     def _post_message(self, params: dict[str, Any]) -> Payload:
         requested = str(params.get("channel", ""))
         if not requested:
@@ -345,7 +457,7 @@ class FakeSlack(LoopbackServer[Call]):
             return _error(self.channel_errors[requested])
         if not (params.get("text") or params.get("blocks") or params.get("attachments")):
             return _error("no_text")
-        if refused := self._blocks_refused(params):
+        if refused := self._blocks_refused(params) or self._unknown_files(params):
             return refused
         channel = _channel_id(requested)
         message = self.add_message(
@@ -364,7 +476,7 @@ class FakeSlack(LoopbackServer[Call]):
         message = self._find(channel, str(params.get("ts", "")))
         if message is None:
             return _error("message_not_found")
-        if refused := self._blocks_refused(params):
+        if refused := self._blocks_refused(params) or self._unknown_files(params):
             return refused
         message.update({key: params[key] for key in ("text", "blocks", "attachments", "metadata") if key in params})
         message["edited"] = {"user": BOT_USER_ID, "ts": self._next_ts()}

@@ -54,6 +54,7 @@ class Tweet:
     in_reply_to_id: str | None = None
     in_reply_to_user_id: str | None = None
     reply_settings: str | None = None
+    media: list[Media] = field(default_factory=list)
 
     def render(self, fields: Collection[str]) -> Payload:
         """The tweet object X returns when asked for `fields` (defaults always included)."""
@@ -88,6 +89,34 @@ class XCall:
     fault: Fault | None = None
     at: float = field(default_factory=time.monotonic, repr=False)  # when it arrived
     wall: float = field(default_factory=time.time, repr=False)  # the same, on the clock X's reset uses
+    media: bytes | None = field(default=None, repr=False)  # a multipart upload's `media` part
+
+
+# Media upload (docs.x.com, "Media": 5 MB an image, JPEG/PNG/GIF/WebP, 4 on a post; alt text up to 1,000
+# characters; APPEND chunks of at most 5 MB).
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+MAX_CHUNK = 5 * 1024 * 1024
+MAX_MEDIA = 4
+MAX_ALT = 1000
+
+
+@dataclass
+class Media:
+    """An upload session, then a media object a post can refer to until it expires."""
+
+    id: str
+    media_type: str
+    total_bytes: int
+    expires_at: float  # monotonic
+    chunks: dict[int, bytes] = field(default_factory=dict, repr=False)
+    finalized: bool = False
+    ready_at: float = 0.0  # monotonic: processing is done from then on
+    alt: str | None = None
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks[i] for i in sorted(self.chunks))
 
 
 def _problem(status: int, title: str, detail: str, type_: str = "about:blank", **extra: Any) -> web.Response:
@@ -160,7 +189,13 @@ class FakeX(LoopbackServer[XCall]):
             ("DELETE", "/2/tweets/{id}"): self._delete_tweet,
             ("GET", "/2/users/me"): self._me,
             ("GET", "/2/users/{id}/tweets"): self._timeline,
+            ("POST", "/2/media/upload"): self._upload,
+            ("GET", "/2/media/upload"): self._upload_status,
+            ("POST", "/2/media/metadata"): self._metadata,
         }
+        self.media: dict[str, Media] = {}
+        self.processing_delay = 0.2  # seconds a finalized upload is "in_progress"
+        self.media_ttl = 24 * 3600.0  # an image's media id expires (FINALIZE's `expires_after_secs`)
         for (method, path), handler in routes.items():
             self.app.router.add_route(method, path, self._endpoint(f"{method} {path}", handler))
 
@@ -227,9 +262,14 @@ class FakeX(LoopbackServer[XCall]):
         async def serve(request: web.Request) -> web.StreamResponse:
             body = await _read_json(request)
             form = await request.text() if request.content_type == "application/x-www-form-urlencoded" else None
+            multipart: dict[str, Any] = {}
+            if request.content_type == "multipart/form-data":
+                multipart = dict(await request.post())
+            media = multipart.pop("media", None)
             params = {
                 **request.query,
                 **(body if isinstance(body, dict) else {}),
+                **{key: value for key, value in multipart.items() if isinstance(value, str)},
                 **request.match_info,
             }
             authorized = verify(
@@ -242,6 +282,7 @@ class FakeX(LoopbackServer[XCall]):
             )
             fault = self._fault_for(endpoint, params)
             call = XCall(endpoint, request.path, params, body, request.headers, authorized, fault)
+            call.media = media.file.read() if isinstance(media, web.FileField) else None
 
             async def apply() -> web.StreamResponse:
                 if not authorized:
@@ -274,7 +315,18 @@ class FakeX(LoopbackServer[XCall]):
             return _invalid(f"The `reply.in_reply_to_tweet_id` [{parent_id}] does not exist.")
         if any(tweet.text == text for tweet in self.tweets):
             return _forbidden("You are not allowed to create a Tweet with duplicate content.")
+        media_ids = [str(i) for i in (body.get("media") or {}).get("media_ids") or []]
+        if len(media_ids) > MAX_MEDIA:
+            return _invalid(f"Your media IDs are invalid: at most {MAX_MEDIA} images on a post.")
+        now = time.monotonic()
+        media = [self.media.get(i) for i in media_ids]
+        attached = [m for m in media if m is not None and m.finalized and m.expires_at > now]
+        if len(attached) != len(media_ids):
+            return _invalid("Your media IDs are invalid.")
+        if any(m.ready_at > now for m in attached):
+            return _invalid("Your media is still processing.")
         tweet = self.add_tweet(text, in_reply_to=parent_id, reply_settings=body.get("reply_settings"))
+        tweet.media = attached
         return web.json_response({"data": tweet.render(_DEFAULT_FIELDS)}, status=201)
 
     def _delete_tweet(self, call: XCall) -> web.Response:
@@ -333,3 +385,56 @@ class FakeX(LoopbackServer[XCall]):
                 "meta": meta,
             }
         )
+
+    def _upload(self, call: XCall) -> web.Response:
+        """The chunked upload's commands, each refused as X refuses it."""
+        command = call.params.get("command")
+        now = time.monotonic()
+        if command == "INIT":
+            media_type, total = call.params.get("media_type", ""), int(call.params.get("total_bytes") or 0)
+            if media_type not in IMAGE_TYPES:
+                return _invalid(f"media_type {media_type!r} is not supported for tweet_image.")
+            if call.params.get("media_category") != "tweet_image":
+                return _invalid("media_category must be tweet_image for an image.")
+            if total > MAX_IMAGE_BYTES:
+                return _invalid(f"File size exceeds {MAX_IMAGE_BYTES} bytes.")
+            media = Media(str(self._next_id), media_type, total, now + self.media_ttl)
+            self._next_id += 1
+            self.media[media.id] = media
+            return web.json_response({"data": {"id": media.id, "expires_after_secs": int(self.media_ttl)}})
+        media = self.media.get(str(call.params.get("media_id")))
+        if media is None or media.expires_at <= now:
+            return _invalid("Invalid media_id.")
+        if command == "APPEND":
+            if call.media is None or len(call.media) > MAX_CHUNK or media.finalized:
+                return _invalid("APPEND needs a `media` part of at most 5 MB, before FINALIZE.")
+            media.chunks[int(call.params.get("segment_index") or 0)] = call.media
+            return web.Response(status=204)
+        if command == "FINALIZE":
+            if len(media.data) != media.total_bytes:
+                return _invalid(f"File size {len(media.data)} does not match total_bytes {media.total_bytes}.")
+            media.finalized, media.ready_at = True, now + self.processing_delay
+            return web.json_response({"data": {"id": media.id, "size": media.total_bytes, **self._processing(media)}})
+        return _invalid(f"Unknown command {command!r}.")
+
+    def _processing(self, media: Media) -> Payload:
+        if media.ready_at <= time.monotonic():
+            return {"processing_info": {"state": "succeeded", "progress_percent": 100}}
+        return {"processing_info": {"state": "in_progress", "check_after_secs": 1, "progress_percent": 50}}
+
+    def _upload_status(self, call: XCall) -> web.Response:
+        media = self.media.get(str(call.params.get("media_id")))
+        if call.params.get("command") != "STATUS" or media is None or not media.finalized:
+            return _invalid("Invalid media_id.")
+        return web.json_response({"data": {"id": media.id, **self._processing(media)}})
+
+    def _metadata(self, call: XCall) -> web.Response:
+        body = call.json if isinstance(call.json, dict) else {}
+        media = self.media.get(str(body.get("id")))
+        if media is None or not media.finalized:
+            return _invalid("Invalid media id.")
+        alt = str(((body.get("metadata") or {}).get("alt_text") or {}).get("text") or "")
+        if len(alt) > MAX_ALT:
+            return _invalid(f"alt_text.text must be at most {MAX_ALT} characters.")
+        media.alt = alt
+        return web.json_response({"data": {"id": media.id, "associated_metadata": {"alt_text": {"text": alt}}}})
