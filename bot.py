@@ -20,10 +20,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from adapters import SPECS, build_destinations
+from adapters.sign_in import SignIns
 from adapters.slack_chat import SlackSurface
 from adapters.teams import unreachable_channels
 from adapters.teams_chat import TeamsSurface
-from relay import audit
+from relay import audit, sign_in_pages
+from relay.accounts import Accounts
 from relay.broadcasts import Broadcasts
 from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
 from relay.dispatcher import Dispatcher
@@ -31,6 +33,7 @@ from relay.server import bounded_body, listening_socket, security_headers, serve
 from relay.startup import startup_warnings
 from relay.status_page import StatusPage
 from relay.store import Store, StoreError, store_for
+from relay.vault import vault_from
 
 log = logging.getLogger("relay")
 
@@ -42,6 +45,7 @@ TEAMS = web.AppKey("teams", TeamsSurface)
 CLOCK = web.AppKey("clock", Callable[[], float])
 STATUS = web.AppKey("status", StatusPage)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+ACCOUNTS = web.AppKey("accounts", Accounts)
 
 
 def build_app(settings: Settings, config: Config, clock: Callable[[], float] = time.time) -> web.Application:
@@ -63,6 +67,8 @@ def build_app(settings: Settings, config: Config, clock: Callable[[], float] = t
         ("POST", "/status/logout", StatusPage.logout),
     ):
         app.router.add_route(method, path, _on_status_page(handler))
+    app.router.add_get("/oauth/{network}/start", _on_accounts(sign_in_pages.start))
+    app.router.add_get("/oauth/{network}/callback", _on_accounts(sign_in_pages.callback))
     return app
 
 
@@ -82,11 +88,16 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     dispatcher = Dispatcher(store, destinations, clock=app[CLOCK], kinds=kinds)
     app[DISPATCHER] = dispatcher
     broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.new_work, clock=app[CLOCK])
+    accounts = Accounts(
+        store, vault_from(settings), SignIns(settings), sign_in_pages.public_url(settings), clock=app[CLOCK]
+    )
+    app[ACCOUNTS] = accounts
     socket_mode = None
     if settings.slack_ready:
-        surface = SlackSurface(settings, broadcasts)
+        surface = SlackSurface(settings, broadcasts, accounts)
         app[SURFACE] = surface
         broadcasts.listeners.append(surface)
+        accounts.listeners.append(surface)
         app_token = settings.secret("SLACK_APP_TOKEN")
         if app_token:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -120,6 +131,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
             await app[TEAMS].close()
         for destination in destinations.values():
             await destination.close()
+        await accounts.sign_ins.close()
         await store.close()
 
 
@@ -139,6 +151,15 @@ def _on_status_page(
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def serve(request: web.Request) -> web.Response:
         return await handler(request.app[STATUS], request)
+
+    return serve
+
+
+def _on_accounts(
+    handler: Callable[[Accounts, web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return await handler(request.app[ACCOUNTS], request)
 
     return serve
 
@@ -179,6 +200,8 @@ def main() -> None:
     try:
         settings = settings_from_env(os.environ)
         config = load_config(settings, SPECS)
+        vault_from(settings)
+        sign_in_pages.public_url(settings)
         warnings = startup_warnings(settings, config)
         sock = listening_socket(settings.listen_host, settings.port)
     except ConfigError as error:

@@ -35,7 +35,9 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters import slack_blocks as blocks
 from adapters.slack import explain, web_client, whole_seconds
+from adapters.slack_accounts import SlackAccounts
 from relay import policy, replays, schedule
+from relay.accounts import Accounts
 from relay.audit import Where
 from relay.broadcasts import BROADCAST_ID, Broadcasts, Refused
 from relay.config import Settings
@@ -175,7 +177,7 @@ def ours(body: Mapping[str, Any], team: str | None, enterprise: str | None) -> b
 class SlackSurface:
     """Wires Bolt listeners to the core, and keeps each broadcast's live report up to date."""
 
-    def __init__(self, settings: Settings, broadcasts: Broadcasts) -> None:
+    def __init__(self, settings: Settings, broadcasts: Broadcasts, accounts: Accounts | None = None) -> None:
         self.broadcasts = broadcasts
         self.config = broadcasts.config
         self.timeout = whole_seconds(settings.http_timeout)
@@ -198,6 +200,17 @@ class SlackSurface:
         self._handlers: set[asyncio.Task[None]] = set()
         self.replays = ReplayGuard(settings.reveal("SLACK_SIGNING_SECRET"), broadcasts.store)
         self.reports = ReportRefresher(self._draw_report, REPORT_SPACING, broadcasts.store.exclusive)
+        self.accounts = (
+            SlackAccounts(
+                accounts,
+                self.config.policy,
+                self._respond,
+                broadcasts.clock,
+                settings.reveal("BLUESKY_PDS_URL") or "https://bsky.social",
+            )
+            if accounts is not None
+            else None
+        )
         self._register()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -260,6 +273,8 @@ class SlackSurface:
         app.action("choose_audience")(self._after_ack(self._choose_audience))
         app.view("compose")(self._after_ack(self._compose_submitted))
         app.view("edit")(self._after_ack(self._edit_submitted))
+        if self.accounts is not None:
+            self.accounts.register(app, self._after_ack)
 
     def _after_ack(self, handler: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Awaitable[None]]:
         """Run `handler` until it acknowledges (or ends), then leave the rest of it running on its own."""
@@ -342,6 +357,9 @@ class SlackSurface:
         decision = policy.may_request(self.config.policy, who)
         if not decision.allowed:
             await ack(text=decision.reason, response_type="ephemeral")
+            return
+        if text.lower() == "accounts" and self.accounts is not None:
+            await ack(response_type="ephemeral", **await self.accounts.message(who))
             return
         if not text:
             await ack()
@@ -642,6 +660,10 @@ class SlackSurface:
             log.warning("Slack's response_url did not take the answer; sending it by DM instead")
         message.pop("response_type", None)
         await self._safe(self.client.chat_postMessage(channel=user, **message))
+
+    async def tell(self, person: str, text: str, reconnect: str | None = None) -> None:
+        """A private word about the person's own accounts (relay.accounts), by DM."""
+        await self._notify(person, text + (" Connect it again with `/broadcast accounts`." if reconnect else ""))
 
     async def _notify(self, who: str, text: str) -> None:
         if who.startswith("slack:"):

@@ -297,10 +297,14 @@ async def start_relay(tmp_path: Path, slack: FakeSlack, x: FakeX) -> AsyncIterat
     servers: list[TestServer] = []
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
-    async def start(config: str | None = None, clock: Callable[[], float] = time.time, **env: str) -> Relay:
+    async def start(
+        config: str | None = None, clock: Callable[[], float] = time.time, port: int | None = None, **env: str
+    ) -> Relay:
+        """`port`: where to listen, for a test that must name the relay's address beforehand (RELAY_PUBLIC_URL)."""
         environment = {**bot_env(tmp_path, slack, x, config or config_text()), **env}
         settings = settings_from_env(environment)
-        server = TestServer(build_app(settings, load_config(settings, SPECS), clock), host="127.0.0.1")
+        app = build_app(settings, load_config(settings, SPECS), clock)
+        server = TestServer(app, host="127.0.0.1", **({"port": port} if port else {}))
         await server.start_server()
         servers.append(server)
         return Relay(str(server.make_url("")).rstrip("/"), slack, http, server)
