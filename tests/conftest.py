@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from playwright.async_api import Browser, async_playwright
 
 from adapters import SPECS
 from bot import STORE, SURFACE, build_app
@@ -313,6 +315,30 @@ async def start_relay(tmp_path: Path, slack: FakeSlack, x: FakeX) -> AsyncIterat
     for server in servers:
         await server.close()
     await http.close()
+
+
+# Debian's Chromium, driven by Playwright (the status page, and the networks' sign-in pages).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# The flags this machine's Chromium needs headless and offline (no background calls home).
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed: run tests/browser/install.sh")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield launched
+        await launched.close()
 
 
 TEAMS_ENV = {

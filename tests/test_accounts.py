@@ -19,7 +19,6 @@ from tests.bot_process import free_port
 from tests.conftest import LEADER, Relay, config_text, report_text
 from tests.fakes import FakeX
 from tests.fakes.slack import FakeSlack
-from tests.test_status_page import browser  # noqa: F401  (the fixture)
 
 KEY = Fernet.generate_key().decode()
 OTHER_LEADER = "U0LEAD2"
