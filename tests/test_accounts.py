@@ -6,17 +6,24 @@ twice, a redirect URI the app did not register."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import pytest
 from cryptography.fernet import Fernet
 from playwright.async_api import Browser
 
+from bot import ACCOUNTS
+from relay.accounts import STATE_LIFETIME
 from relay.vault import Unsealable, Vault
 from tests.bot_process import free_port
-from tests.conftest import LEADER, Relay, config_text, report_text
+from tests.conftest import LEADER, STRANGER, Relay, config_text, report_text
 from tests.fakes import FakeX
 from tests.fakes.slack import FakeSlack
 
@@ -95,3 +102,132 @@ async def test_a_leader_connects_x_and_its_tokens_are_sealed(
     assert Vault([KEY]).open(sealed)["access_token"] == issued[-1]
     with pytest.raises(Unsealable):
         Vault([Fernet.generate_key().decode()]).open(sealed)
+
+
+async def callback_for(relay: Relay, browser: Browser, x: FakeX, user: str = LEADER) -> tuple[Any, str]:
+    """A sign-in opened in one browser (bound to it), authorized at the network; the network's redirect back
+    to the relay, not yet followed: (that browser's context, the callback URL)."""
+    link = await sign_in_link(relay, user, "X")
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(link)  # the relay binds this browser, and sends it to X's sign-in page
+    form = {
+        name: await field.get_attribute("value")
+        for field in await page.query_selector_all("input")
+        for name in [await field.get_attribute("name")]
+    }
+    async with relay.http.post(page.url.split("?")[0], data={**form, "decision": "allow"}, allow_redirects=False) as r:
+        assert r.status == 302, await r.text()
+        return context, r.headers["Location"]
+
+
+async def answer_page(context: Any, url: str) -> str:
+    page = await context.new_page()
+    await page.goto(url)
+    return str(await page.inner_text("#message"))
+
+
+async def test_a_callback_is_used_once_in_the_browser_that_started_it(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, browser: Browser
+) -> None:
+    relay = await relay_with_accounts(start_relay, x)
+    own, callback = await callback_for(relay, browser, x)
+    elsewhere = await browser.new_context()  # someone who got hold of the link
+    assert "started in another browser" in await answer_page(elsewhere, callback)
+    assert "already used" in await answer_page(own, callback)  # the state went with the first try
+    assert x.sign_in.grants == []  # no code was traded
+    own, callback = await callback_for(relay, browser, x)
+    assert "is connected" in await answer_page(own, callback)
+    assert "already used" in await answer_page(own, callback)  # a replay
+    forged = callback.replace("state=", "state=forged")
+    assert "unknown or was already used" in await answer_page(own, forged)
+    assert x.sign_in.grants == ["authorization_code"]
+    assert [a.handle for a in await relay.server.app[ACCOUNTS].mine({f"slack:{LEADER}"})] == ["@ceo"]
+
+
+async def test_a_sign_in_link_opens_once_and_expires(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, browser: Browser
+) -> None:
+    now = [time.time()]
+    relay = await relay_with_accounts(start_relay, x, clock=lambda: now[0])
+    link = await sign_in_link(relay, LEADER, "X")
+    first, second = await browser.new_context(), await browser.new_context()
+    await (await first.new_page()).goto(link)
+    page = await second.new_page()
+    await page.goto(link)
+    assert "already opened" in await page.inner_text("#message")
+    own, callback = await callback_for(relay, browser, x)
+    now[0] += STATE_LIFETIME + 1
+    assert "expired" in await answer_page(own, callback)
+    assert x.sign_in.grants == []
+    late = await sign_in_link(relay, LEADER, "X")
+    now[0] += STATE_LIFETIME + 1
+    page = await first.new_page()
+    await page.goto(late)
+    assert "expired" in await page.inner_text("#message")
+
+
+@pytest.mark.sqlite_only  # the fake alone: no database
+async def test_x_refuses_a_code_without_the_right_pkce_verifier(x: FakeX) -> None:
+    """What makes PKCE worth having: the fake, like X, trades a code only for the verifier of its challenge."""
+    redirect = "http://127.0.0.1:9/oauth/x/callback"
+    x.sign_in.register(redirect, "x-client-id", "x-client-secret")
+    verifier = "v" * 50
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    query = {
+        "response_type": "code",
+        "client_id": "x-client-id",
+        "redirect_uri": redirect,
+        "state": "s",
+        "scope": "tweet.read offline.access",
+    }
+    basic = {"Authorization": "Basic " + base64.b64encode(b"x-client-id:x-client-secret").decode()}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{x.api_url}/i/oauth2/authorize", params=query) as page:
+            assert page.status == 400  # no challenge: refused
+        codes = []
+        for _ in range(2):
+            form = {**query, "code_challenge": challenge, "code_challenge_method": "S256", "decision": "allow"}
+            async with http.post(f"{x.api_url}/i/oauth2/authorize", data=form, allow_redirects=False) as r:
+                codes.append(parse_qs(urlsplit(r.headers["Location"]).query)["code"][0])
+        token = f"{x.api_url}/2/oauth2/token"
+        trade = {"grant_type": "authorization_code", "redirect_uri": redirect}
+        async with http.post(token, data={**trade, "code": codes[0], "code_verifier": "w" * 50}, headers=basic) as r:
+            assert r.status == 400 and (await r.json())["error"] == "invalid_grant"
+        async with http.post(token, data={**trade, "code": codes[1], "code_verifier": verifier}, headers=basic) as r:
+            assert r.status == 200 and "refresh_token" in await r.json()
+
+
+async def test_disconnect_revokes_at_x_and_only_the_owner_can(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, slack: FakeSlack, browser: Browser
+) -> None:
+    relay = await relay_with_accounts(start_relay, x)
+    await connect_in_browser(browser, await sign_in_link(relay, LEADER, "X"))
+    accounts = relay.server.app[ACCOUNTS]
+    (account,) = await accounts.mine({f"slack:{LEADER}"})
+    key = await relay.click(OTHER_LEADER, "disconnect", account.id, block_id=f"account:{account.id}")
+    assert "no such account of yours" in (await relay.answer(key))["text"]
+    assert await accounts.mine({f"slack:{LEADER}"}) and x.sign_in.revoked == []
+    key = await relay.click(LEADER, "disconnect", account.id, block_id=f"account:{account.id}")
+    said = await slack.wait_for(
+        lambda: [m for m in slack.responses.get(key, []) if "disconnected" in m.get("text", "")]
+    )
+    assert "X was asked to revoke" in said[0]["text"]
+    assert await accounts.mine({f"slack:{LEADER}"}) == []
+    assert x.sign_in.revoked == list(x.sign_in.tokens)
+    assert "None connected yet" in report_text(await relay.command(LEADER, "accounts"))
+
+
+async def test_without_a_key_connecting_is_off_and_says_how_to_turn_it_on(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX
+) -> None:
+    relay = await relay_with_accounts(start_relay, x, RELAY_SECRET_KEY="")
+    shown = await relay.command(LEADER, "accounts")
+    assert "python -m relay new-secret-key" in report_text(shown)
+    assert not [b for b in buttons(shown) if b.startswith("Connect")]
+
+
+async def test_only_leaders_have_accounts_here(start_relay: Callable[..., Awaitable[Relay]], x: FakeX) -> None:
+    relay = await relay_with_accounts(start_relay, x)
+    shown = await relay.command(STRANGER, "accounts")
+    assert "Only the leaders" in shown["text"] and not buttons(shown)
