@@ -9,8 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,8 +26,8 @@ from playwright.async_api import Browser
 from bot import ACCOUNTS
 from relay.accounts import STATE_LIFETIME
 from relay.vault import Unsealable, Vault
-from tests.bot_process import free_port
-from tests.conftest import LEADER, STRANGER, Relay, config_text, report_text
+from tests.bot_process import ROOT, free_port
+from tests.conftest import DATABASE, LEADER, STRANGER, Relay, config_text, report_text
 from tests.fakes import FakeX
 from tests.fakes.slack import FakeSlack
 
@@ -231,3 +235,44 @@ async def test_only_leaders_have_accounts_here(start_relay: Callable[..., Awaita
     relay = await relay_with_accounts(start_relay, x)
     shown = await relay.command(STRANGER, "accounts")
     assert "Only the leaders" in shown["text"] and not buttons(shown)
+
+
+def relay_command(relay_env: dict[str, str], *words: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "relay", *words],
+        env={**os.environ, **relay_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+async def test_a_new_key_reads_old_tokens_and_rotate_key_reseals_them(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, browser: Browser, tmp_path: Path
+) -> None:
+    relay = await relay_with_accounts(start_relay, x)
+    await connect_in_browser(browser, await sign_in_link(relay, LEADER, "X"))
+    accounts = relay.server.app[ACCOUNTS]
+    (account,) = await accounts.mine({f"slack:{LEADER}"})
+    await relay.server.close()
+    env = {**DATABASE, "RELAY_DB": str(tmp_path / "relay.db"), "RELAY_CONFIG": str(tmp_path / "relay.toml")}
+
+    new = relay_command(env, "new-secret-key")
+    assert new.returncode == 0
+    newer = new.stdout.strip()
+    assert Fernet(newer.encode())  # a key Fernet takes
+    refused = relay_command({**env, "RELAY_SECRET_KEY": Fernet.generate_key().decode()}, "rotate-key")
+    assert refused.returncode == 2 and "cannot be opened with any key" in refused.stderr
+    assert "nothing was changed" in refused.stderr
+    bad = relay_command({**env, "RELAY_SECRET_KEY": f"{newer},not-a-key"}, "rotate-key")
+    assert bad.returncode == 2 and "key 2 of 2 is not a Fernet key" in bad.stderr and newer not in bad.stderr
+
+    rotated = relay_command({**env, "RELAY_SECRET_KEY": f"{newer},{KEY}"}, "rotate-key")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "sealed 1 stored tokens" in rotated.stdout
+    # Now the new key alone opens them: the relay, restarted with it, revokes the token it holds at X.
+    relay = await relay_with_accounts(start_relay, x, RELAY_SECRET_KEY=newer)
+    key = await relay.click(LEADER, "disconnect", account.id, block_id=f"account:{account.id}")
+    await relay.slack.wait_for(lambda: [m for m in relay.slack.responses.get(key, []) if "disconnected" in m["text"]])
+    assert x.sign_in.revoked == list(x.sign_in.tokens)
