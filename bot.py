@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from adapters import SPECS, build_destinations
+from adapters import SPECS, build_destinations, own_builders
 from adapters.sign_in import SignIns
 from adapters.slack_chat import SlackSurface
 from adapters.teams import unreachable_channels
@@ -28,7 +28,10 @@ from relay import audit, sign_in_pages
 from relay.accounts import Accounts
 from relay.broadcasts import Broadcasts
 from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
+from relay.destination import Destination
 from relay.dispatcher import Dispatcher
+from relay.model import Delivery
+from relay.own import OwnDestinations
 from relay.server import bounded_body, listening_socket, security_headers, serve
 from relay.startup import startup_warnings
 from relay.status_page import StatusPage
@@ -85,13 +88,18 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     destinations = build_destinations(config, settings, store)
     await asyncio.gather(*(destination.prepare() for destination in destinations.values()))
     kinds = {name: destination.kind for name, destination in config.destinations.items()}
-    dispatcher = Dispatcher(store, destinations, clock=app[CLOCK], kinds=kinds)
-    app[DISPATCHER] = dispatcher
-    broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.new_work, clock=app[CLOCK])
     accounts = Accounts(
         store, vault_from(settings), SignIns(settings), sign_in_pages.public_url(settings), clock=app[CLOCK]
     )
     app[ACCOUNTS] = accounts
+    own = OwnDestinations(accounts, own_builders(settings, store), config, config.policy.ids)
+
+    async def find(delivery: Delivery) -> Destination | None:
+        return await own.for_delivery(store, delivery.broadcast_id, delivery.destination)
+
+    dispatcher = Dispatcher(store, destinations, clock=app[CLOCK], kinds=kinds, find=find)
+    app[DISPATCHER] = dispatcher
+    broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.new_work, clock=app[CLOCK], own=own)
     socket_mode = None
     if settings.slack_ready:
         surface = SlackSurface(settings, broadcasts, accounts)
@@ -131,6 +139,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
             await app[TEAMS].close()
         for destination in destinations.values():
             await destination.close()
+        await own.close()
         await accounts.sign_ins.close()
         await store.close()
 

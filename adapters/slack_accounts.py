@@ -36,11 +36,6 @@ def _plain(text: str) -> dict[str, str]:
     return {"type": "plain_text", "text": text}
 
 
-def person(policy: Policy, who: str) -> frozenset[str]:
-    """Every id of the person acting: an account connected from Teams is theirs in Slack too."""
-    return policy.people.get(who, frozenset({who})) | {who}
-
-
 def account_line(account: Account, label: str, now: float) -> str:
     problem = account.needs_reconnecting(now)
     warning = f"\n:warning: Needs connecting again: {problem}." if problem else ""
@@ -190,7 +185,7 @@ class SlackAccounts:
             for network, _ in self.accounts.offered():
                 if self.accounts.sign_ins.browser(network) and not self.accounts.asks_for_server(network):
                     links[network] = await self.accounts.begin(who, network)
-        mine = await self.accounts.mine(person(self.policy, who))
+        mine = await self.accounts.mine(self.policy.ids(who))
         return accounts_message(self.accounts, mine, links, self.clock())
 
     async def _link_opened(self, ack: Callable[..., Awaitable[None]]) -> None:
@@ -199,7 +194,7 @@ class SlackAccounts:
     async def _disconnect(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         await ack()
         who = f"slack:{body['user']['id']}"
-        answer = await self.accounts.disconnect(person(self.policy, who), body["actions"][0]["value"], who)
+        answer = await self.accounts.disconnect(self.policy.ids(who), body["actions"][0]["value"], who)
         await self.respond(body.get("response_url"), body["user"]["id"], replace=True, **await self.message(who))
         await self.respond(body.get("response_url"), body["user"]["id"], replace=False, text=answer)
 

@@ -632,14 +632,14 @@ class SlackSurface:
     # ---- messages ------------------------------------------------------------------------------------
 
     def _preview_message(self, broadcast: Broadcast) -> dict[str, Any]:
-        renderings = self.broadcasts.preview(broadcast.text, broadcast.audience)
+        renderings = self.broadcasts.renderings(broadcast)
         return {
             "response_type": "ephemeral",
             "text": f"Preview of broadcast {broadcast.id} to {broadcast.audience}",
             "blocks": blocks.preview(
                 broadcast,
                 renderings,
-                dict(self.config.destinations),
+                self.broadcasts.configs(broadcast),
                 self.broadcasts.audiences,
                 policy.needs_second_person(self.config.policy) and broadcast.state is BroadcastState.DRAFT,
             ),
@@ -670,11 +670,11 @@ class SlackSurface:
             await self._safe(self.client.chat_postMessage(channel=who.split(":", 1)[1], text=text))
 
     async def _ask_approvers(self, broadcast: Broadcast) -> None:
-        renderings = self.broadcasts.preview(broadcast.pending_text or broadcast.text, broadcast.audience)
+        renderings = self.broadcasts.renderings(broadcast, broadcast.pending_text)
         message: dict[str, Any] = {
             "text": f"Approval requested for broadcast {broadcast.id}",
             "blocks": blocks.approval_request(
-                broadcast, renderings, dict(self.config.destinations), self.config.policy
+                broadcast, renderings, self.broadcasts.configs(broadcast), self.config.policy
             ),
         }
         targets = (

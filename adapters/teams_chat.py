@@ -472,8 +472,8 @@ class TeamsSurface:
     def _preview(self, broadcast: Broadcast) -> cards.Card:
         return cards.preview(
             broadcast,
-            self.broadcasts.preview(broadcast.text, broadcast.audience),
-            dict(self.config.destinations),
+            self.broadcasts.renderings(broadcast),
+            self.broadcasts.configs(broadcast),
             self.broadcasts.audiences,
             policy.needs_second_person(self.config.policy) and broadcast.state is BroadcastState.DRAFT,
         )
@@ -485,8 +485,8 @@ class TeamsSurface:
         card = cards.approval_request(
             broadcast,
             await self._name(broadcast.author),
-            self.broadcasts.preview(broadcast.text, broadcast.audience),
-            dict(self.config.destinations),
+            self.broadcasts.renderings(broadcast),
+            self.broadcasts.configs(broadcast),
         )
         places = []
         if self.config.policy.teams_approval_channel:

@@ -102,6 +102,7 @@ class Account:
     refreshable: bool
     warned_at: float | None
     broken: str | None
+    updated_at: float = 0.0  # changes whenever its tokens do
 
     @classmethod
     def from_row(cls, row: Row) -> Account:
@@ -116,6 +117,7 @@ class Account:
             refreshable=bool(row["refreshable"]),
             warned_at=row["warned_at"],
             broken=row["broken"],
+            updated_at=row["updated_at"],
         )
 
     def needs_reconnecting(self, now: float) -> str | None:
@@ -143,7 +145,7 @@ class Finished:
     message: str
 
 
-_COLUMNS = "id, owner, network, handle, remote_id, instance, expires_at, refreshable, warned_at, broken"
+_COLUMNS = "id, owner, network, handle, remote_id, instance, expires_at, refreshable, warned_at, broken, updated_at"
 
 
 class Accounts:
@@ -214,8 +216,7 @@ class Accounts:
     # ---- signing in ----------------------------------------------------------------------------------
 
     def redirect_uri(self, network: str) -> str:
-        assert self.public_url is not None
-        return f"{self.public_url}/oauth/{network}/callback"
+        return f"{self.public_url or ''}/oauth/{network}/callback"
 
     async def begin(self, owner: str, network: str, instance: str | None = None) -> str:
         """A sign-in for `owner` (the verified id of the person who pressed Connect): the link to open."""
@@ -392,6 +393,72 @@ class Accounts:
         return f"Your {label} account {account.handle} is disconnected and its tokens are forgotten.{revoked}"
 
     # ---- tokens --------------------------------------------------------------------------------------
+
+    async def tokens_for_posting(self, account_id: str) -> dict[str, Any] | None:
+        """The account's tokens, renewed first when they are about to expire; None when it is gone, or cannot be
+        opened (no key: nothing is posted as anyone)."""
+        account = await self.get(account_id)
+        if account is None or self.vault is None:
+            return None
+        if self._due(account):
+            await self.renew(account_id)
+        return await self._tokens(account_id)
+
+    def _due(self, account: Account) -> bool:
+        return (
+            account.refreshable
+            and account.broken is None
+            and account.expires_at is not None
+            and account.expires_at - RENEW_BEFORE <= self.clock()
+        )
+
+    async def renew(self, account_id: str, *, refused: bool = False) -> bool:
+        """Renew the account's tokens (before they expire, or when the network refused them: `refused`). One
+        instance at a time: a refresh token is often single use, and two instances spending it at once would
+        lose the account. Whether it worked; a refusal marks the account for connecting again, and its owner
+        is told."""
+        async with self.store.exclusive(f"account:{account_id}"):
+            before = await self.get(account_id)
+            if before is None or not before.refreshable or before.broken is not None:
+                return False
+            if not refused and not self._due(before):
+                return True  # another instance renewed it while this one waited
+            tokens = await self._tokens(account_id)
+            assert tokens is not None
+            now = self.clock()
+            try:
+                fresh = await self.sign_ins.refresh(
+                    before.network, self.redirect_uri(before.network), tokens, before.instance, self
+                )
+            except SignInFailed as error:
+                await self._break(before, str(error))
+                return False
+            expires_in = fresh.get("expires_in")
+            expires_at = now + float(expires_in) if isinstance(expires_in, (int, float)) else None
+            kept = {**tokens, **{k: v for k, v in fresh.items() if k in ("access_token", "refresh_token")}}
+            sealed = self._vault().seal(kept)
+
+            def run(conn: Connection) -> None:
+                conn.execute(
+                    "UPDATE accounts SET sealed = ?, expires_at = ?, warned_at = NULL, updated_at = ? WHERE id = ?",
+                    (sealed, expires_at, now, account_id),
+                )
+
+            await self.store.write(run)
+            return True
+
+    async def _break(self, account: Account, reason: str) -> None:
+        now = self.clock()
+
+        def run(conn: Connection) -> None:
+            conn.execute("UPDATE accounts SET broken = ?, updated_at = ? WHERE id = ?", (reason, now, account.id))
+            audit.record(conn, now, "relay", "account needs reconnecting", None, Where("relay"), account.network)
+
+        await self.store.write(run)
+        label = self.sign_ins.label(account.network)
+        await self._tell(
+            account.owner, f"Your {label} account {account.handle} must be connected again: {reason}.", account.network
+        )
 
     async def _tokens(self, account_id: str) -> dict[str, Any] | None:
         def run(conn: Connection) -> Row | None:

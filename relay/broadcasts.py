@@ -20,9 +20,10 @@ from typing import Any, Protocol, TypeVar
 
 from relay import audit, outbox, policy
 from relay.audit import Where
-from relay.config import Config
+from relay.config import Config, DestinationConfig
 from relay.destination import Destination
 from relay.model import Broadcast, BroadcastState, Delivery
+from relay.own import OwnDestinations
 from relay.render import Rendering, clean, render
 from relay.reports import LISTED, Report, needs_rows
 from relay.store import Connection, Row, Store, Unwritable
@@ -67,8 +68,10 @@ class Broadcasts:
         destinations: Mapping[str, Destination],
         on_approved: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        own: OwnDestinations | None = None,
     ) -> None:
         self.store = store
+        self.own = own  # the leaders' own accounts, for audiences with `own_accounts` (relay.own)
         self.config = config
         self.destinations = destinations
         self.on_approved = on_approved
@@ -97,6 +100,33 @@ class Broadcasts:
             )
             for d in self.config.audience(audience)
         )
+
+    def renderings(self, broadcast: Broadcast, text: str | None = None) -> tuple[Rendering, ...]:
+        """What each destination of the broadcast receives: its audience's, and its author's own accounts where
+        the audience reaches them. An own account that must be connected again is an error here, so the preview
+        says so before anyone approves."""
+        text = clean(text or broadcast.text)
+        company = self.preview(text, broadcast.audience)
+        if self.own is None or broadcast.audience not in self.config.own_accounts:
+            return company
+        now = self.clock()
+        own = []
+        for mine in self.own.cached(broadcast.author):
+            name, destination = mine.config.name, mine.destination
+            rendering = replace(render(name, text, destination.limits, False), replies=destination.replies_note())
+            if problem := mine.account.needs_reconnecting(now):
+                rendering = replace(
+                    rendering,
+                    error=f"{name} must be connected again ({problem}): use the accounts command, or choose an "
+                    "audience without your own accounts.",
+                )
+            own.append(rendering)
+        return company + tuple(own)
+
+    def configs(self, broadcast: Broadcast) -> dict[str, DestinationConfig]:
+        """The configuration of every destination `renderings` may name."""
+        mine = self.own.cached(broadcast.author) if self.own is not None else []
+        return {**self.config.destinations, **{own.config.name: own.config for own in mine}}
 
     async def request(
         self, actor: str, text: str, audience: str | None, origin: str, origin_ref: dict[str, Any], *, where: Where
@@ -129,6 +159,8 @@ class Broadcasts:
             audit.record(conn, now, actor, "requested", broadcast_id, where, f"audience {audience}: {text[:200]}")
 
         await self._write(insert)
+        if self.own is not None:
+            await self.own.load(actor)
         unset = {"decided_by": None, "retract_requested_by": None, "send_at": None, "pending_text": None}
         return Broadcast.from_row({**row, **unset})  # as written: no need to read it back
 
@@ -140,7 +172,10 @@ class Broadcasts:
         row = await self.store.call(run)
         if row is None:
             raise Refused(f"There is no broadcast {broadcast_id}.")
-        return Broadcast.from_row(row)
+        broadcast = Broadcast.from_row(row)
+        if self.own is not None and broadcast.audience in self.config.own_accounts:
+            await self.own.load(broadcast.author)  # what its previews show, as they are now
+        return broadcast
 
     async def deliveries(self, broadcast_id: str) -> list[Delivery]:
         return await outbox.for_broadcast(self.store, broadcast_id)
@@ -241,7 +276,7 @@ class Broadcasts:
         if current.state is BroadcastState.EDIT_PENDING:
             await self._apply_correction(current, current.pending_text or current.text, actor, where)
             return Approval(await self._announce(broadcast_id, pending=False), sent=True)
-        renderings = self.preview(current.text, current.audience)
+        renderings = self.renderings(current)
         errors = [r.error for r in renderings if r.error]
         if errors:
             raise Refused(" ".join(errors))
@@ -258,7 +293,7 @@ class Broadcasts:
             )
             return Approval(await self._announce(broadcast_id, pending=True), sent=False)
 
-        kinds = {d.name: (d.kind, d.dry_run) for d in self.config.audience(current.audience)}
+        kinds = {d.name: (d.kind, d.dry_run) for d in self.configs(current).values()}
         rows = [(r, *kinds[r.destination]) for r in renderings]
         now = self.clock()
         due = max(now, send_at or current.send_at or now)

@@ -27,7 +27,7 @@ from bot import ACCOUNTS
 from relay.accounts import STATE_LIFETIME
 from relay.vault import Unsealable, Vault
 from tests.bot_process import ROOT, free_port
-from tests.conftest import DATABASE, LEADER, STRANGER, Relay, config_text, report_text
+from tests.conftest import APPROVER, DATABASE, LEADER, STRANGER, Relay, config_text, preview_id, report_text
 from tests.fakes import FakeX
 from tests.fakes.slack import FakeSlack
 
@@ -36,13 +36,18 @@ OTHER_LEADER = "U0LEAD2"
 CEO = {"id": "4200000000000000042", "name": "The CEO", "username": "ceo"}
 
 
-def accounts_config() -> str:
-    return config_text(extra_policy="").replace(
+def accounts_config(approvers: list[str] | None = None) -> str:
+    """Two leaders; the default audience reaches the company's Slack and X, and the author's own accounts."""
+    text = config_text(approvers).replace(
         'leaders = ["slack:U0LEAD"]', f'leaders = ["slack:U0LEAD", "slack:{OTHER_LEADER}"]'
     )
+    text = text.replace('default_audience = "everyone"', 'default_audience = "leadership"')
+    return text + 'leadership = { destinations = ["all-staff", "company-x"], own_accounts = true }\n'
 
 
-async def relay_with_accounts(start_relay: Callable[..., Awaitable[Relay]], x: FakeX, **env: str) -> Relay:
+async def relay_with_accounts(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, approvers: list[str] | None = None, **env: Any
+) -> Relay:
     port = free_port()
     public = f"http://127.0.0.1:{port}"
     x.sign_in.register(f"{public}/oauth/x/callback", "x-client-id", "x-client-secret")
@@ -55,7 +60,7 @@ async def relay_with_accounts(start_relay: Callable[..., Awaitable[Relay]], x: F
         "X_SIGN_IN_URL": x.api_url,
         **env,
     }
-    return await start_relay(accounts_config(), port=port, **settings)
+    return await start_relay(accounts_config(approvers), port=port, **settings)
 
 
 def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -276,3 +281,42 @@ async def test_a_new_key_reads_old_tokens_and_rotate_key_reseals_them(
     key = await relay.click(LEADER, "disconnect", account.id, block_id=f"account:{account.id}")
     await relay.slack.wait_for(lambda: [m for m in relay.slack.responses.get(key, []) if "disconnected" in m["text"]])
     assert x.sign_in.revoked == list(x.sign_in.tokens)
+
+
+async def test_a_leader_broadcasts_to_the_company_and_as_themselves(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, slack: FakeSlack, browser: Browser
+) -> None:
+    relay = await relay_with_accounts(start_relay, x)
+    await connect_in_browser(browser, await sign_in_link(relay, LEADER, "X"))
+    shown = await relay.command(LEADER, "Our strategy for the year, in one line")
+    assert "@ceo on X" in report_text(shown) and "company-x" in report_text(shown)
+    await relay.click(LEADER, "approve", preview_id(shown))
+    report = await relay.final_report()
+    assert "@ceo on X" in report
+    posted = {tweet.author_id: tweet.text for tweet in x.tweets}
+    assert posted == {
+        x.user_id: "Our strategy for the year, in one line",  # the company's account (OAuth 1.0a)
+        CEO["id"]: "Our strategy for the year, in one line",  # the leader's own, with their OAuth 2.0 token
+    }
+    assert [c.headers["Authorization"].split()[0] for c in x.calls_to("POST /2/tweets")].count("Bearer") == 1
+
+
+async def test_nobody_else_reaches_a_leaders_own_account(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, slack: FakeSlack, browser: Browser
+) -> None:
+    """Another leader's broadcast to the same audience goes to their own accounts (none), never the CEO's; an
+    approver's approval sends the author's own accounts only what the author confirmed."""
+    relay = await relay_with_accounts(start_relay, x, approvers=[f"slack:{APPROVER}"])
+    await connect_in_browser(browser, await sign_in_link(relay, LEADER, "X"))
+    other = preview_id(await relay.command(OTHER_LEADER, "Not the CEO speaking"))
+    await relay.click(OTHER_LEADER, "approve", other)
+    await relay.click(APPROVER, "approve", other)
+    await relay.final_report(OTHER_LEADER)
+    assert [(t.author_id, t.text) for t in x.tweets] == [(x.user_id, "Not the CEO speaking")]
+    mine = preview_id(await relay.command(LEADER, "The CEO speaking"))
+    await relay.click(LEADER, "approve", mine)  # the author confirms, own accounts included
+    await relay.click(APPROVER, "approve", mine)  # the approver approves the company's part
+    await relay.final_report()
+    assert sorted((t.author_id, t.text) for t in x.tweets) == sorted(
+        [(x.user_id, "Not the CEO speaking"), (x.user_id, "The CEO speaking"), (CEO["id"], "The CEO speaking")]
+    )

@@ -302,7 +302,8 @@ class FakeX(LoopbackServer[XCall]):
         parent_id = str(reply["in_reply_to_tweet_id"]) if isinstance(reply, dict) else None
         if parent_id is not None and self._find(parent_id) is None:
             return _invalid(f"The `reply.in_reply_to_tweet_id` [{parent_id}] does not exist.")
-        if any(tweet.text == text for tweet in self.tweets):
+        author = call.user["id"] if call.user is not None else self.user_id
+        if any(tweet.text == text and tweet.author_id == author for tweet in self.tweets):  # per account
             return _forbidden("You are not allowed to create a Tweet with duplicate content.")
         tweet = self.add_tweet(text, in_reply_to=parent_id, reply_settings=body.get("reply_settings"))
         if call.user is not None:
@@ -350,7 +351,7 @@ class FakeX(LoopbackServer[XCall]):
         selected = [
             tweet
             for tweet in reversed(self.tweets)
-            if call.params["id"] == self.user_id
+            if call.params["id"] == tweet.author_id
             and (start is None or tweet.created_at >= start)
             and (end is None or tweet.created_at < end)
             and int(tweet.id) > since_id
