@@ -85,7 +85,27 @@ def action_body(
     return urlencode({"payload": json.dumps(payload)})
 
 
-def view_submission_body(user: str, callback_id: str, private_metadata: str, message: str, audience: str) -> str:
+def view_submission_body(
+    user: str,
+    callback_id: str,
+    private_metadata: str,
+    message: str = "",
+    audience: str = "",
+    inputs: dict[str, str] | None = None,
+) -> str:
+    """A modal submitted: the composer's message and audience, or other text `inputs` (block id → value, each
+    block's one input named as its block)."""
+    values: dict[str, Any] = {
+        "message": {"message": {"type": "plain_text_input", "value": message}},
+        "audience": {
+            "audience": {
+                "type": "static_select",
+                "selected_option": {"text": {"type": "plain_text", "text": audience}, "value": audience},
+            }
+        },
+    }
+    if inputs is not None:
+        values = {block: {block: {"type": "plain_text_input", "value": value}} for block, value in inputs.items()}
     payload = {
         "type": "view_submission",
         "team": {"id": TEAM, "domain": "test"},
@@ -99,17 +119,7 @@ def view_submission_body(user: str, callback_id: str, private_metadata: str, mes
             "type": "modal",
             "callback_id": callback_id,
             "private_metadata": private_metadata,
-            "state": {
-                "values": {
-                    "message": {"message": {"type": "plain_text_input", "value": message}},
-                    "audience": {
-                        "audience": {
-                            "type": "static_select",
-                            "selected_option": {"text": {"type": "plain_text", "text": audience}, "value": audience},
-                        }
-                    },
-                }
-            },
+            "state": {"values": values},
         },
     }
     return urlencode({"payload": json.dumps(payload)})

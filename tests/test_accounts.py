@@ -28,8 +28,11 @@ from relay.accounts import STATE_LIFETIME
 from relay.vault import Unsealable, Vault
 from tests.bot_process import ROOT, free_port
 from tests.conftest import APPROVER, DATABASE, LEADER, STRANGER, Relay, config_text, preview_id, report_text
-from tests.fakes import FakeX
+from tests.fakes import FakeLinkedIn, FakeMastodon, FakeX
 from tests.fakes.slack import FakeSlack
+from tests.fakes.threads_sign_in import FakeThreadsSignIn
+from tests.pds_fixture import Pds
+from tests.slack_requests import view_submission_body
 
 KEY = Fernet.generate_key().decode()
 OTHER_LEADER = "U0LEAD2"
@@ -46,9 +49,13 @@ def accounts_config(approvers: list[str] | None = None) -> str:
 
 
 async def relay_with_accounts(
-    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, approvers: list[str] | None = None, **env: Any
+    start_relay: Callable[..., Awaitable[Relay]],
+    x: FakeX,
+    approvers: list[str] | None = None,
+    port: int | None = None,
+    **env: Any,
 ) -> Relay:
-    port = free_port()
+    port = port or free_port()
     public = f"http://127.0.0.1:{port}"
     x.sign_in.register(f"{public}/oauth/x/callback", "x-client-id", "x-client-secret")
     x.sign_in.user = CEO
@@ -320,3 +327,116 @@ async def test_nobody_else_reaches_a_leaders_own_account(
     assert sorted((t.author_id, t.text) for t in x.tweets) == sorted(
         [(x.user_id, "Not the CEO speaking"), (x.user_id, "The CEO speaking"), (CEO["id"], "The CEO speaking")]
     )
+
+
+MEMBER = {"sub": "782bbtaQ", "name": "The CEO", "given_name": "The", "family_name": "CEO"}
+
+
+async def submit(relay: Relay, user: str, callback_id: str, inputs: dict[str, str]) -> dict[str, Any]:
+    """A modal submitted; Slack's answer (what the bot acknowledged it with)."""
+    response = await relay.post_signed(view_submission_body(user, callback_id, "{}", inputs=inputs))
+    assert response.status == 200
+    text = await response.text()
+    return json.loads(text) if text else {}
+
+
+async def test_a_leader_connects_linkedin_mastodon_threads_and_bluesky_and_posts_as_themselves(
+    start_relay: Callable[..., Awaitable[Relay]],
+    x: FakeX,
+    slack: FakeSlack,
+    linkedin: FakeLinkedIn,
+    browser: Browser,
+    pds: Pds,
+) -> None:
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    async with FakeMastodon(token="not-the-leaders", username="ceo") as own_server, FakeThreadsSignIn() as threads:
+        linkedin.sign_in.register(f"{public}/oauth/linkedin/callback", "li-id", "li-secret")
+        linkedin.sign_in.user = MEMBER
+        threads.sign_in.register(f"{public}/oauth/threads/callback", "th-id", "th-secret")
+        threads.sign_in.user = {"id": "1789", "username": "the.ceo"}
+        relay = await relay_with_accounts(
+            start_relay,
+            x,
+            port=port,
+            LINKEDIN_CLIENT_ID="li-id",
+            LINKEDIN_CLIENT_SECRET="li-secret",
+            LINKEDIN_SIGN_IN_URL=linkedin.url,
+            LINKEDIN_API_URL=linkedin.url,
+            THREADS_APP_ID="th-id",
+            THREADS_APP_SECRET="th-secret",
+            THREADS_SIGN_IN_URL=threads.origin,
+            THREADS_API_URL=threads.origin,
+            BLUESKY_PDS_URL=pds.url,
+        )
+        assert "is connected" in await connect_in_browser(browser, await sign_in_link(relay, LEADER, "LinkedIn"))
+        assert "@the.ceo is connected" in await connect_in_browser(
+            browser, await sign_in_link(relay, LEADER, "Threads")
+        )
+        assert threads.calls == ["exchange th_exchange_token"]  # the one-hour token traded for a 60-day one
+
+        await relay.click(LEADER, "connect_mastodon", "mastodon", block_id="connect")
+        assert any(v.get("callback_id") == "connect_mastodon" for v in slack.views.values())
+        refused = await submit(relay, LEADER, "connect_mastodon", {"server": "not a server"})
+        assert "not a Mastodon server" in refused["errors"]["server"]
+        shown = await submit(relay, LEADER, "connect_mastodon", {"server": own_server.url})
+        link = shown["view"]["blocks"][0]["accessory"]["url"]
+        assert "@ceo@127.0.0.1" in await connect_in_browser(browser, link)
+        assert own_server.apps_registered == 1  # the relay's app, registered on the leader's server
+
+        account = pds.account("ceo.test")
+        wrong = await submit(relay, LEADER, "connect_bluesky", {"handle": "ceo.test", "app_password": "wrong-pass"})
+        assert "Bluesky refused" in wrong["errors"]["app_password"]
+        assert (
+            await submit(
+                relay, LEADER, "connect_bluesky", {"handle": "@ceo.test", "app_password": account.app_password}
+            )
+            == {}
+        )
+
+        shown = report_text(await relay.command(LEADER, "accounts"))
+        for line in ("*LinkedIn* The CEO", "*Threads* @the.ceo", "*Mastodon* @ceo@", "*Bluesky* @ceo.test"):
+            assert line in shown
+
+        text = f"In my own words, everywhere {time.time_ns()}"
+        broadcast = preview_id(await relay.command(LEADER, text))
+        await relay.click(LEADER, "approve", broadcast)
+        report = await relay.final_report()
+        assert "The CEO on LinkedIn" in report and "@ceo.test on Bluesky" in report
+        (post,) = linkedin.posts
+        assert post.author == f"urn:li:person:{MEMBER['sub']}" and post.commentary == text
+        assert [status.text for status in own_server.statuses] == [text]
+        async with aiohttp.ClientSession() as http:
+            query = {"repo": account.did, "collection": "app.bsky.feed.post", "limit": "10"}
+            async with http.get(f"{pds.url}/xrpc/com.atproto.repo.listRecords", params=query) as listed:
+                records = (await listed.json())["records"]
+        assert text in [record["value"]["text"] for record in records]
+
+
+async def test_linkedin_refuses_a_member_token_without_w_member_social(linkedin: FakeLinkedIn) -> None:
+    """The fake, like LinkedIn: a member's token posts as that member only, and only with w_member_social."""
+    linkedin.sign_in.user = MEMBER
+    issued = linkedin.sign_in.issue("li-id", frozenset({"openid", "profile"}), MEMBER)
+    headers = {
+        "Authorization": f"Bearer {issued['access_token']}",
+        "LinkedIn-Version": "202501",
+        "X-Restli-Protocol-Version": "2.0.0",
+    }
+    post = {
+        "author": f"urn:li:person:{MEMBER['sub']}",
+        "commentary": "hello",
+        "visibility": "PUBLIC",
+        "distribution": {"feedDistribution": "MAIN_FEED", "targetEntities": [], "thirdPartyDistributionChannels": []},
+        "lifecycleState": "PUBLISHED",
+    }
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{linkedin.url}/rest/posts", json=post, headers=headers) as answer:
+            assert answer.status == 403
+        allowed = linkedin.sign_in.issue("li-id", frozenset({"openid", "profile", "w_member_social"}), MEMBER)
+        headers["Authorization"] = f"Bearer {allowed['access_token']}"
+        async with http.post(
+            f"{linkedin.url}/rest/posts", json={**post, "author": linkedin.organization}, headers=headers
+        ) as answer:
+            assert answer.status == 403  # not the page's to post as
+        async with http.post(f"{linkedin.url}/rest/posts", json=post, headers=headers) as answer:
+            assert answer.status == 201

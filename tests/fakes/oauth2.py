@@ -30,8 +30,7 @@ class Dialect:
     token: str  # path of the token endpoint
     revoke: str | None = None
     basic_auth: bool = False  # clients authenticate with HTTP Basic (X); else client_id/secret in the form
-    pkce: bool = False  # a challenge is required (X), else ignored
-    scope_separator: str = " "
+    pkce: bool = False  # a challenge is required (X); else one given is still checked (Mastodon)
     refresh_scope: str | None = None  # the scope that brings a refresh token (X: offline.access); None: never
     lifetime: float | None = 7200.0  # seconds an access token lasts; None: forever (Mastodon)
     extra: Mapping[str, str] = field(default_factory=dict)  # added to every token answer
@@ -65,10 +64,9 @@ def _error(error: str, description: str, status: int = 400) -> web.Response:
 class AuthorizationServer:
     """Sign-in page, token and revoke endpoints on `app`; `bearer` tells whether a token is good."""
 
-    def __init__(self, app: web.Application, dialect: Dialect, client_id: str, client_secret: str) -> None:
+    def __init__(self, app: web.Application, dialect: Dialect) -> None:
         self.dialect = dialect
         self.clients: dict[str, tuple[str, set[str]]] = {}  # client_id → secret, registered redirect URIs
-        self.client_id, self.client_secret = client_id, client_secret
         self.skew = 0.0  # seconds added to the clock: a test ages every token at once
         self.user: Mapping[str, str] = {}  # who is signed in to the network in the browser that authorizes
         self.codes: dict[str, _Code] = {}
@@ -107,7 +105,7 @@ class AuthorizationServer:
         lifetime = self.dialect.lifetime
         self.tokens[access] = Issued(client_id, scopes, self.now() + lifetime if lifetime else None, user)
         answer: dict[str, object] = {"access_token": access, "token_type": "bearer", **self.dialect.extra}
-        answer["scope"] = self.dialect.scope_separator.join(sorted(scopes))
+        answer["scope"] = " ".join(sorted(scopes))
         if lifetime:
             answer["expires_in"] = int(lifetime)
         if self.dialect.refresh_scope and self.dialect.refresh_scope in scopes:

@@ -178,7 +178,7 @@ class FakeX(LoopbackServer[XCall]):
         self.timeline_forbidden = False
         self._clock = clock
         self._next_id = _FIRST_TWEET_ID
-        self.sign_in = AuthorizationServer(self.app, SIGN_IN, "x-client-id", "x-client-secret")
+        self.sign_in = AuthorizationServer(self.app, SIGN_IN)
         routes: dict[tuple[str, str], Callable[[XCall], web.Response]] = {
             ("POST", "/2/tweets"): self._create_tweet,
             ("DELETE", "/2/tweets/{id}"): self._delete_tweet,
