@@ -122,6 +122,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     app[STATUS] = StatusPage(settings.secret("RELAY_STATUS_SECRET"), broadcasts, app[CLOCK])
     dispatcher.on_change = _report_to(app)
     worker = asyncio.create_task(dispatcher.run(), name="dispatcher")
+    expiry = asyncio.create_task(accounts.watch(), name="expiring sign-ins")
     log.info(
         "relay ready: %d destinations (%s)", len(destinations), ", ".join(d.describe() for d in destinations.values())
     )
@@ -130,7 +131,8 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     finally:
         await dispatcher.drain()
         worker.cancel()
-        await asyncio.gather(worker, return_exceptions=True)
+        expiry.cancel()
+        await asyncio.gather(worker, expiry, return_exceptions=True)
         if socket_mode is not None:
             await socket_mode.close_async()
         if SURFACE in app:

@@ -18,11 +18,12 @@ from adapters.x import XAccount
 from relay.accounts import Account
 from relay.config import DestinationConfig, Secret, Settings
 from relay.destination import Destination
+from relay.own import RECONNECT
 from relay.store import Store
 
 
 def _sign_in(label: str) -> str:
-    return f"your {label} sign-in (connect it again with the accounts command)"
+    return f"your {label} sign-in ({RECONNECT})"
 
 
 def _with(settings: Settings, values: Mapping[str, str | None]) -> Settings:
@@ -62,7 +63,7 @@ def own_mastodon(
 def own_bluesky(
     config: DestinationConfig, account: Account, tokens: Mapping[str, Any], settings: Settings, store: Store
 ) -> Destination:
-    password, server = "your Bluesky app password (connect it again with the accounts command)", "your Bluesky server"
+    password, server = f"your Bluesky app password ({RECONNECT})", "your Bluesky server"
     own = replace(config, options={"handle": str(tokens["identifier"])}, env={"app_password": password, "pds": server})
     values = {password: str(tokens["app_password"]), server: account.instance}
     return BlueskyAccount(own, _with(settings, values), store)

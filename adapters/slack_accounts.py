@@ -188,6 +188,18 @@ class SlackAccounts:
         mine = await self.accounts.mine(self.policy.ids(who))
         return accounts_message(self.accounts, mine, links, self.clock())
 
+    async def reminder(self, who: str, text: str, network: str) -> dict[str, Any]:
+        """A DM saying `text`, with a button to connect the account of `network` again."""
+        button: Block = {"type": "button", "text": _plain("Connect again"), "value": network}
+        if self.accounts.off() is not None or network not in dict(self.accounts.offered()):
+            return {"text": f"{text} Connect it again with `/broadcast accounts`."}
+        if self.accounts.sign_ins.browser(network) and not self.accounts.asks_for_server(network):
+            button |= {"action_id": f"connect_link_{network}", "url": await self.accounts.begin(who, network)}
+        else:
+            button["action_id"] = f"connect_{network}"
+        section = {"type": "section", "text": {"type": "mrkdwn", "text": text}, "accessory": button}
+        return {"text": text, "blocks": [section]}
+
     async def _link_opened(self, ack: Callable[..., Awaitable[None]]) -> None:
         await ack()  # the browser opens the link; there is nothing to do here
 

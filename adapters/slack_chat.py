@@ -662,8 +662,14 @@ class SlackSurface:
         await self._safe(self.client.chat_postMessage(channel=user, **message))
 
     async def tell(self, person: str, text: str, reconnect: str | None = None) -> None:
-        """A private word about the person's own accounts (relay.accounts), by DM."""
-        await self._notify(person, text + (" Connect it again with `/broadcast accounts`." if reconnect else ""))
+        """A private word about the person's own accounts (relay.accounts), by DM; with a button to connect the
+        account again where it must be."""
+        if not person.startswith("slack:"):
+            return
+        message: dict[str, Any] = {"text": text}
+        if reconnect is not None and self.accounts is not None:
+            message = await self.accounts.reminder(person, text, reconnect)
+        await self._safe(self.client.chat_postMessage(channel=person.split(":", 1)[1], **message))
 
     async def _notify(self, who: str, text: str) -> None:
         if who.startswith("slack:"):

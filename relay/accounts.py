@@ -11,6 +11,7 @@ in `adapters/sign_in.py`; this module knows none of them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -18,16 +19,18 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from relay import audit
 from relay.audit import Where
-from relay.store import Connection, Row, Store
+from relay.store import Connection, Row, Store, StoreError
 from relay.vault import HOW_TO_MAKE_ONE, KEY_VARIABLE, Vault
 
 log = logging.getLogger(__name__)
 
+WARN_CHECK_EVERY = 3600.0  # seconds between two looks for tokens about to expire
 STATE_LIFETIME = 600.0  # seconds a sign-in link works: long enough to sign in, short enough to be useless later
 WARN_BEFORE = 7 * 24 * 3600.0  # the owner hears a week before a token that cannot be renewed expires
 RENEW_BEFORE = 300.0  # a renewable token is renewed this long before it expires, not at the last second
@@ -395,14 +398,18 @@ class Accounts:
     # ---- tokens --------------------------------------------------------------------------------------
 
     async def tokens_for_posting(self, account_id: str) -> dict[str, Any] | None:
-        """The account's tokens, renewed first when they are about to expire; None when it is gone, or cannot be
-        opened (no key: nothing is posted as anyone)."""
-        account = await self.get(account_id)
-        if account is None or self.vault is None:
+        """The account's tokens; None when it is gone, or they cannot be opened (no key: nothing is posted as
+        anyone)."""
+        if self.vault is None:
             return None
-        if self._due(account):
-            await self.renew(account_id)
         return await self._tokens(account_id)
+
+    async def fresh(self, account: Account) -> Account | None:
+        """The account with its tokens renewed first if they are about to expire (None: it is gone)."""
+        if not self._due(account):
+            return account
+        await self.renew(account.id)
+        return await self.get(account.id)
 
     def _due(self, account: Account) -> bool:
         return (
@@ -419,7 +426,11 @@ class Accounts:
         is told."""
         async with self.store.exclusive(f"account:{account_id}"):
             before = await self.get(account_id)
-            if before is None or not before.refreshable or before.broken is not None:
+            if before is None or before.broken is not None:
+                return False
+            if not before.refreshable:
+                if refused:
+                    await self._break(before, f"{self.sign_ins.label(before.network)} no longer accepts its sign-in")
                 return False
             if not refused and not self._due(before):
                 return True  # another instance renewed it while this one waited
@@ -494,6 +505,51 @@ class Accounts:
             return kept
 
         return self._vault().open((await self.store.write(keep))["sealed"])
+
+    # ---- expiry --------------------------------------------------------------------------------------
+
+    async def warn_expiring(self) -> int:
+        """Tell each owner of a token that cannot be renewed, a week before it expires, once: the warning is
+        claimed with a compare-and-set, so two instances looking at once tell the owner once. How many."""
+        now = self.clock()
+
+        def run(conn: Connection) -> list[Account]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM accounts WHERE refreshable = 0 AND expires_at IS NOT NULL"
+                " AND expires_at <= ? AND warned_at IS NULL AND broken IS NULL",
+                (now + WARN_BEFORE,),
+            ).fetchall()
+            claimed = []
+            for row in rows:
+                cursor = conn.execute(
+                    "UPDATE accounts SET warned_at = ? WHERE id = ? AND warned_at IS NULL", (now, row["id"])
+                )
+                if cursor.rowcount == 1:
+                    claimed.append(Account.from_row(row))
+            return claimed
+
+        warned = await self.store.write(run)
+        for account in warned:
+            assert account.expires_at is not None
+            days = max(0, int((account.expires_at - now) // 86400))
+            when = datetime.fromtimestamp(account.expires_at, tz=UTC).strftime("%Y-%m-%d")
+            label = self.sign_ins.label(account.network)
+            await self._tell(
+                account.owner,
+                f"Your {label} account {account.handle} stops accepting broadcasts on {when} (in {days} days): "
+                f"{label} gives no way to renew its sign-in without you.",
+                account.network,
+            )
+        return len(warned)
+
+    async def watch(self) -> None:
+        """Until cancelled: look for tokens about to expire now and then."""
+        while True:
+            try:
+                await self.warn_expiring()
+            except StoreError as error:  # the database is away: the next look tries again
+                log.warning("could not look for expiring sign-ins: %s", error)
+            await asyncio.sleep(WARN_CHECK_EVERY)
 
     # ---- helpers -------------------------------------------------------------------------------------
 

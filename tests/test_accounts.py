@@ -440,3 +440,92 @@ async def test_linkedin_refuses_a_member_token_without_w_member_social(linkedin:
             assert answer.status == 403  # not the page's to post as
         async with http.post(f"{linkedin.url}/rest/posts", json=post, headers=headers) as answer:
             assert answer.status == 201
+
+
+def dms(slack: FakeSlack, words: str) -> list[dict[str, Any]]:
+    return [m for m in slack.messages(f"D{LEADER}") if words in m.get("text", "")]
+
+
+async def test_an_x_token_is_renewed_before_it_expires_and_when_x_refuses_it(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, slack: FakeSlack, browser: Browser
+) -> None:
+    now = [time.time()]
+    relay = await relay_with_accounts(start_relay, x, clock=lambda: now[0])
+    await connect_in_browser(browser, await sign_in_link(relay, LEADER, "X"))
+    now[0] += 7200 - 60  # a minute before X's two hours are up
+    first = preview_id(await relay.command(LEADER, "First, on a token renewed in time"))
+    assert x.sign_in.grants == ["authorization_code", "refresh_token"]  # renewed before it was used
+    await relay.click(LEADER, "approve", first)
+    await relay.final_report()
+    bearer = [
+        c.headers["Authorization"] for c in x.calls_to("POST /2/tweets") if "Bearer" in c.headers["Authorization"]
+    ]
+    assert bearer == [f"Bearer {list(x.sign_in.tokens)[-1]}"]  # the renewed token, not the first
+
+    for issued in x.sign_in.tokens.values():  # X stops accepting the token before its time (revoked at X)
+        issued.revoked = True
+    second = preview_id(await relay.command(LEADER, "Second, after X refused the token"))
+    await relay.click(LEADER, "approve", second)
+    await relay.final_report()
+    assert x.sign_in.grants[-1] == "refresh_token"
+    assert {t.text for t in x.tweets if t.author_id == CEO["id"]} == {
+        "First, on a token renewed in time",
+        "Second, after X refused the token",
+    }
+
+    for issued in x.sign_in.tokens.values():
+        issued.revoked = True
+    x.sign_in.refresh_tokens.clear()  # and now the refresh token too: only the leader can fix it
+    third = preview_id(await relay.command(LEADER, "Third, nothing left to renew with"))
+    await relay.click(LEADER, "approve", third)
+    failed = await slack.wait_for(
+        lambda: [
+            report_text(m)
+            for m in slack.messages(f"D{LEADER}")
+            if third in m.get("text", "") and "reconnect it" in report_text(m)
+        ]
+    )
+    assert "X refused the sign-in of @ceo: reconnect it with the accounts command" in failed[-1]
+    (dm,) = await slack.wait_for(lambda: dms(slack, "must be connected again"))
+    assert buttons(dm)["Connect again"]["url"].startswith(relay_public(relay))
+    flagged = await relay.command(LEADER, "Fourth, flagged before approval")
+    assert "must be connected again" in report_text(flagged)
+    key = await relay.click(LEADER, "approve", preview_id(flagged))
+    assert "must be connected again" in (await relay.answer(key))["text"]
+
+
+def relay_public(relay: Relay) -> str:
+    return relay.url.replace("localhost", "127.0.0.1")
+
+
+async def test_the_owner_hears_once_a_week_before_a_linkedin_token_expires(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, slack: FakeSlack, linkedin: FakeLinkedIn, browser: Browser
+) -> None:
+    now = [time.time()]
+    port = free_port()
+    linkedin.sign_in.register(f"http://127.0.0.1:{port}/oauth/linkedin/callback", "li-id", "li-secret")
+    linkedin.sign_in.user = MEMBER
+    relay = await relay_with_accounts(
+        start_relay,
+        x,
+        port=port,
+        clock=lambda: now[0],
+        LINKEDIN_CLIENT_ID="li-id",
+        LINKEDIN_CLIENT_SECRET="li-secret",
+        LINKEDIN_SIGN_IN_URL=linkedin.url,
+        LINKEDIN_API_URL=linkedin.url,
+    )
+    await connect_in_browser(browser, await sign_in_link(relay, LEADER, "LinkedIn"))
+    accounts = relay.server.app[ACCOUNTS]
+    now[0] += 52 * 86400
+    assert await accounts.warn_expiring() == 0  # eight days left: not yet
+    now[0] += 2 * 86400
+    assert await accounts.warn_expiring() == 1
+    assert await accounts.warn_expiring() == 0  # once
+    (dm,) = await slack.wait_for(lambda: dms(slack, "stops accepting broadcasts"))
+    assert "in 6 days" in dm["text"] and "LinkedIn gives no way to renew" in dm["text"]
+    assert "/oauth/linkedin/start" in buttons(dm)["Connect again"]["url"]
+    assert "The CEO on LinkedIn" in report_text(await relay.command(LEADER, "Still a week to go"))
+    now[0] += 7 * 86400
+    flagged = await relay.command(LEADER, "Too late now")
+    assert "must be connected again (its sign-in has expired)" in report_text(flagged)
