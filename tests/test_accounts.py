@@ -6,6 +6,7 @@ twice, a redirect URI the app did not register."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -529,3 +530,21 @@ async def test_the_owner_hears_once_a_week_before_a_linkedin_token_expires(
     now[0] += 7 * 86400
     flagged = await relay.command(LEADER, "Too late now")
     assert "must be connected again (its sign-in has expired)" in report_text(flagged)
+
+
+@pytest.mark.postgres_only
+async def test_two_instances_renew_a_token_once(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, browser: Browser
+) -> None:
+    """X's refresh tokens are single use: two instances renewing at once would lose the account."""
+    now = [time.time()]
+    first = await relay_with_accounts(start_relay, x, clock=lambda: now[0])
+    second = await relay_with_accounts(start_relay, x, clock=lambda: now[0])
+    await connect_in_browser(browser, await sign_in_link(first, LEADER, "X"))
+    (account,) = await first.server.app[ACCOUNTS].mine({f"slack:{LEADER}"})
+    now[0] += 7200 - 60
+    renewed = await asyncio.gather(
+        *(relay.server.app[ACCOUNTS].fresh(account) for relay in (first, second, first, second))
+    )
+    assert x.sign_in.grants == ["authorization_code", "refresh_token"]
+    assert all(a is not None and a.broken is None and a.expires_at > now[0] + 3600 for a in renewed)
