@@ -114,9 +114,10 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
             await socket_mode.connect_async()
             log.info("Slack Socket Mode connected: no public URL needed")
     if settings.teams_mode is not None:
-        teams = TeamsSurface(settings, broadcasts, store)
+        teams = TeamsSurface(settings, broadcasts, store, accounts)
         app[TEAMS] = teams
         broadcasts.listeners.append(teams)
+        accounts.listeners.append(teams)
     for line in await unreachable_channels(config, store):
         log.warning("*** %s", line)
     app[STATUS] = StatusPage(settings.secret("RELAY_STATUS_SECRET"), broadcasts, app[CLOCK])

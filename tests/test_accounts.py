@@ -28,12 +28,27 @@ from bot import ACCOUNTS
 from relay.accounts import STATE_LIFETIME
 from relay.vault import Unsealable, Vault
 from tests.bot_process import ROOT, free_port
-from tests.conftest import APPROVER, DATABASE, LEADER, STRANGER, Relay, config_text, preview_id, report_text
+from tests.conftest import (
+    APPROVER,
+    DATABASE,
+    LEADER,
+    STRANGER,
+    TEAMS_ENV,
+    Relay,
+    config_text,
+    preview_id,
+    report_text,
+    teams_config,
+)
 from tests.fakes import FakeLinkedIn, FakeMastodon, FakeX
 from tests.fakes.slack import FakeSlack
+from tests.fakes.teams import FakeConnector
 from tests.fakes.threads_sign_in import FakeThreadsSignIn
 from tests.pds_fixture import Pds
 from tests.slack_requests import view_submission_body
+from tests.teams_activities import CEO as TEAMS_CEO
+from tests.teams_activities import TeamsClient, action, message, personal
+from tests.test_teams_flow import card_text
 
 KEY = Fernet.generate_key().decode()
 OTHER_LEADER = "U0LEAD2"
@@ -548,3 +563,40 @@ async def test_two_instances_renew_a_token_once(
     )
     assert x.sign_in.grants == ["authorization_code", "refresh_token"]
     assert all(a is not None and a.broken is None and a.expires_at > now[0] + 3600 for a in renewed)
+
+
+async def test_a_teams_leader_connects_from_the_teams_bot_and_disconnects(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, connector: FakeConnector, browser: Browser
+) -> None:
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    x.sign_in.register(f"{public}/oauth/x/callback", "x-client-id", "x-client-secret")
+    x.sign_in.user = CEO
+    relay = await start_relay(
+        teams_config(),
+        port=port,
+        RELAY_SECRET_KEY=KEY,
+        RELAY_PUBLIC_URL=public,
+        X_CLIENT_ID="x-client-id",
+        X_CLIENT_SECRET="x-client-secret",
+        X_SIGN_IN_URL=x.api_url,
+        **TEAMS_ENV,
+    )
+    teams = TeamsClient(relay.url, relay.http)
+    chat = personal(TEAMS_CEO)["id"]
+    status, _ = await teams.send(message(connector.service_url, TEAMS_CEO, "accounts"))
+    assert status in (200, 202)
+    (card,) = await connector.wait_for(lambda: connector.cards(chat))
+    links = {a["title"]: a["url"] for a in card["actions"] if a["type"] == "Action.OpenUrl"}
+    assert "Connect Mastodon" in card_text(card) and "Connect Bluesky" in card_text(card)
+    assert "is connected" in await connect_in_browser(browser, links["Connect X"])
+    said = await connector.wait_for(lambda: [m for m in connector.posted(chat) if "@ceo is connected" in str(m)])
+    assert said
+    # The same person in Slack ([people]) sees it as theirs.
+    assert "*X* @ceo" in report_text(await relay.command(LEADER, "accounts"))
+    (account,) = await relay.server.app[ACCOUNTS].mine({f"teams:{TEAMS_CEO}"})
+    status, body = await teams.send(
+        action(connector.service_url, TEAMS_CEO, "disconnect", {"account": account.id}, "card")
+    )
+    assert status == 200 and "disconnected" in card_text(body["value"])
+    assert x.sign_in.revoked and await relay.server.app[ACCOUNTS].mine({f"teams:{TEAMS_CEO}"}) == []
