@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,8 +25,10 @@ import pytest
 from cryptography.fernet import Fernet
 from playwright.async_api import Browser
 
+from adapters import SPECS
 from bot import ACCOUNTS
 from relay.accounts import STATE_LIFETIME
+from relay.config import ConfigError, load_config, settings_from_env
 from relay.vault import Unsealable, Vault
 from tests.bot_process import ROOT, free_port
 from tests.conftest import (
@@ -600,3 +603,35 @@ async def test_a_teams_leader_connects_from_the_teams_bot_and_disconnects(
     )
     assert status == 200 and "disconnected" in card_text(body["value"])
     assert x.sign_in.revoked and await relay.server.app[ACCOUNTS].mine({f"teams:{TEAMS_CEO}"}) == []
+
+
+@pytest.mark.sqlite_only  # the config alone
+@pytest.mark.parametrize(
+    ("audience", "problem"),
+    [
+        ('mine = { destinations = [], own_accounts = "yes" }', "audiences.mine.own_accounts: must be true or false"),
+        (
+            'mine = { destinations = ["company-x"], own = true }',
+            "audiences.mine.own: unknown key; known keys: destinations, own_accounts",
+        ),
+        ("mine = { destinations = [] }", "must be a non-empty list of destination names"),
+        ('mine = { destinations = ["nowhere"], own_accounts = true }', "'nowhere' is not a destination"),
+    ],
+)
+def test_a_wrong_own_accounts_audience_is_refused_at_start(tmp_path: Path, audience: str, problem: str) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(config_text() + audience + "\n")
+    settings = settings_from_env({"RELAY_CONFIG": str(path), "RELAY_DB": str(tmp_path / "r.db")})
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        load_config(settings, SPECS)
+
+
+@pytest.mark.sqlite_only
+def test_an_own_accounts_audience_may_hold_only_them(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(config_text() + "mine = { destinations = [], own_accounts = true }\n")
+    env = {"RELAY_CONFIG": str(path), "X_API_KEY": "k", "X_API_SECRET": "s"}
+    env |= {"X_ACCESS_TOKEN": "t", "X_ACCESS_TOKEN_SECRET": "u", "SLACK_BOT_TOKEN": "x", "SLACK_SIGNING_SECRET": "y"}
+    config = load_config(settings_from_env(env), SPECS)
+    assert config.audiences["mine"] == () and config.own_accounts == {"mine"}
+    assert "everyone" not in config.own_accounts
