@@ -25,6 +25,24 @@ log = logging.getLogger(__name__)
 Block = dict[str, Any]
 Respond = Callable[..., Awaitable[None]]
 
+_STATE = re.compile(r"state=[\w-]+")
+
+
+class _NoSignInStates(logging.Filter):
+    """Bolt logs every answer's body, and slack_sdk every request's, at DEBUG: the accounts message and a
+    reminder carry sign-in links, each a key for 10 minutes to connect an account as the person it was made for.
+    Their state is taken out of the record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "state=" in message:
+            record.msg, record.args = _STATE.sub("state=(redacted)", message), ()
+        return True
+
+
+for _logger in ("slack_bolt.AsyncApp", "slack_sdk.web.async_base_client"):
+    logging.getLogger(_logger).addFilter(_NoSignInStates())
+
 # Block Kit (docs.slack.dev/reference/block-kit/block-elements/plain-text-input-element): an input's max_length
 # is up to 3000; a Bluesky handle is a domain name (at most 253 characters), an app password 19 ("xxxx-xxxx-…").
 HANDLE_MAX = 253

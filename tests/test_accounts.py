@@ -10,6 +10,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -635,3 +636,18 @@ def test_an_own_accounts_audience_may_hold_only_them(tmp_path: Path) -> None:
     config = load_config(settings_from_env(env), SPECS)
     assert config.audiences["mine"] == () and config.own_accounts == {"mine"}
     assert "everyone" not in config.own_accounts
+
+
+async def test_no_token_code_state_or_key_reaches_the_log(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, browser: Browser, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    relay = await relay_with_accounts(start_relay, x)
+    own, callback = await callback_for(relay, browser, x)
+    assert "is connected" in await answer_page(own, callback)
+    await relay.command(LEADER, "Said as myself")
+    query = parse_qs(urlsplit(callback).query)
+    secrets_seen = [query["code"][0], query["state"][0], KEY, *x.sign_in.tokens, *x.sign_in.refresh_tokens]
+    # Everything logged at any level, but the test server's own access log (the relay serves with none).
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name != "aiohttp.access")
+    assert not [secret for secret in secrets_seen if secret in logged]
