@@ -34,6 +34,9 @@ WARN_CHECK_EVERY = 3600.0  # seconds between two looks for tokens about to expir
 STATE_LIFETIME = 600.0  # seconds a sign-in link works: long enough to sign in, short enough to be useless later
 WARN_BEFORE = 7 * 24 * 3600.0  # the owner hears a week before a token that cannot be renewed expires
 RENEW_BEFORE = 300.0  # a renewable token is renewed this long before it expires, not at the last second
+# A renewable token nobody has posted with is renewed by the watch once it expires within a week and has not been
+# renewed for a day: Threads renews only a token still valid, so one left unused for 60 days would be lost.
+RENEW_IDLE = 24 * 3600.0
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -411,15 +414,15 @@ class Accounts:
         await self.renew(account.id)
         return await self.get(account.id)
 
-    def _due(self, account: Account) -> bool:
+    def _due(self, account: Account, ahead: float = RENEW_BEFORE) -> bool:
         return (
             account.refreshable
             and account.broken is None
             and account.expires_at is not None
-            and account.expires_at - RENEW_BEFORE <= self.clock()
+            and account.expires_at - ahead <= self.clock()
         )
 
-    async def renew(self, account_id: str, *, refused: bool = False) -> bool:
+    async def renew(self, account_id: str, *, refused: bool = False, idle_since: float | None = None) -> bool:
         """Renew the account's tokens (before they expire, or when the network refused them: `refused`). One
         instance at a time: a refresh token is often single use, and two instances spending it at once would
         lose the account. Whether it worked; a refusal marks the account for connecting again, and its owner
@@ -432,7 +435,10 @@ class Accounts:
                 if refused:
                     await self._break(before, f"{self.sign_ins.label(before.network)} no longer accepts its sign-in")
                 return False
-            if not refused and not self._due(before):
+            if idle_since is not None:
+                if before.updated_at > idle_since or not self._due(before, WARN_BEFORE):
+                    return True  # another instance renewed it while this one waited
+            elif not refused and not self._due(before):
                 return True  # another instance renewed it while this one waited
             tokens = await self._tokens(account_id)
             assert tokens is not None
@@ -542,10 +548,28 @@ class Accounts:
             )
         return len(warned)
 
+    async def renew_idle(self) -> int:
+        """Renew the renewable tokens that expire within a week and were not renewed for a day; how many were."""
+        now = self.clock()
+
+        def run(conn: Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT id FROM accounts WHERE refreshable = 1 AND broken IS NULL AND expires_at IS NOT NULL"
+                " AND expires_at <= ? AND updated_at <= ?",
+                (now + WARN_BEFORE, now - RENEW_IDLE),
+            ).fetchall()
+            return [row["id"] for row in rows]
+
+        renewed = 0
+        for account_id in await self.store.call(run):
+            renewed += await self.renew(account_id, idle_since=now - RENEW_IDLE)
+        return renewed
+
     async def watch(self) -> None:
-        """Until cancelled: look for tokens about to expire now and then."""
+        """Until cancelled: now and then, renew idle tokens and warn of those about to expire."""
         while True:
             try:
+                await self.renew_idle()
                 await self.warn_expiring()
             except StoreError as error:  # the database is away: the next look tries again
                 log.warning("could not look for expiring sign-ins: %s", error)

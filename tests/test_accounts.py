@@ -651,3 +651,36 @@ async def test_no_token_code_state_or_key_reaches_the_log(
     # Everything logged at any level, but the test server's own access log (the relay serves with none).
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name != "aiohttp.access")
     assert not [secret for secret in secrets_seen if secret in logged]
+
+
+async def test_an_unused_threads_token_is_renewed_before_its_60_days_run_out(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, browser: Browser
+) -> None:
+    """Threads renews only a token still valid: one nobody posts with is renewed by the relay's watch."""
+    now = [time.time()]
+    port = free_port()
+    async with FakeThreadsSignIn() as threads:
+        threads.sign_in.register(f"http://127.0.0.1:{port}/oauth/threads/callback", "th-id", "th-secret")
+        threads.sign_in.user = {"id": "1789", "username": "the.ceo"}
+        relay = await relay_with_accounts(
+            start_relay,
+            x,
+            port=port,
+            clock=lambda: now[0],
+            THREADS_APP_ID="th-id",
+            THREADS_APP_SECRET="th-secret",
+            THREADS_SIGN_IN_URL=threads.origin,
+            THREADS_API_URL=threads.origin,
+        )
+        await connect_in_browser(browser, await sign_in_link(relay, LEADER, "Threads"))
+        accounts = relay.server.app[ACCOUNTS]
+        assert await accounts.renew_idle() == 0  # 60 days ahead: nothing to do
+        days = 54 * 86400
+        now[0] += days
+        threads.sign_in.skew += days
+        assert await accounts.renew_idle() == 1
+        assert threads.calls == ["exchange th_exchange_token", "refresh th_refresh_token"]
+        (account,) = await accounts.mine({f"slack:{LEADER}"})
+        assert account.expires_at is not None and account.expires_at > now[0] + 59 * 86400
+        assert account.broken is None and await accounts.renew_idle() == 0
+        assert await accounts.warn_expiring() == 0  # renewable: no warning
