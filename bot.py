@@ -32,6 +32,7 @@ from relay.destination import Destination
 from relay.dispatcher import Dispatcher
 from relay.model import Delivery
 from relay.own import OwnDestinations
+from relay.renewal import Renewals
 from relay.server import bounded_body, listening_socket, security_headers, serve
 from relay.startup import startup_warnings
 from relay.status_page import StatusPage
@@ -49,6 +50,7 @@ CLOCK = web.AppKey("clock", Callable[[], float])
 STATUS = web.AppKey("status", StatusPage)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 ACCOUNTS = web.AppKey("accounts", Accounts)
+RENEWALS = web.AppKey("renewals", Renewals)
 
 
 def build_app(settings: Settings, config: Config, clock: Callable[[], float] = time.time) -> web.Application:
@@ -92,7 +94,9 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         store, vault_from(settings), SignIns(settings), sign_in_pages.public_url(settings), clock=app[CLOCK]
     )
     app[ACCOUNTS] = accounts
-    own = OwnDestinations(accounts, own_builders(settings, store), config, config.policy.ids)
+    renewals = Renewals(accounts)
+    app[RENEWALS] = renewals
+    own = OwnDestinations(accounts, renewals, own_builders(settings, store), config, config.policy.ids)
 
     async def find(delivery: Delivery) -> Destination | None:
         return await own.for_delivery(store, delivery.broadcast_id, delivery.destination)
@@ -123,7 +127,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     app[STATUS] = StatusPage(settings.secret("RELAY_STATUS_SECRET"), broadcasts, app[CLOCK])
     dispatcher.on_change = _report_to(app)
     worker = asyncio.create_task(dispatcher.run(), name="dispatcher")
-    expiry = asyncio.create_task(accounts.watch(), name="expiring sign-ins")
+    expiry = asyncio.create_task(renewals.watch(), name="expiring sign-ins")
     log.info(
         "relay ready: %d destinations (%s)", len(destinations), ", ".join(d.describe() for d in destinations.values())
     )

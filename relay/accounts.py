@@ -1,4 +1,5 @@
-"""Leaders' own accounts: connected from chat through each network's sign-in, kept sealed, renewed, forgotten.
+"""Leaders' own accounts: connected from chat through each network's sign-in, kept sealed, forgotten (renewal:
+relay/renewal.py).
 
 A sign-in goes: the person presses Connect in chat (the surface knows who, by a verified request); `begin` keeps a
 state for them in the database and gives a link to the relay's own `/oauth/<network>/start`; the first browser to
@@ -11,7 +12,6 @@ in `adapters/sign_in.py`; this module knows none of them.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import logging
@@ -19,24 +19,17 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from relay import audit
 from relay.audit import Where
-from relay.store import Connection, Row, Store, StoreError
+from relay.store import Connection, Row, Store
 from relay.vault import HOW_TO_MAKE_ONE, KEY_VARIABLE, Vault
 
 log = logging.getLogger(__name__)
 
-WARN_CHECK_EVERY = 3600.0  # seconds between two looks for tokens about to expire
 STATE_LIFETIME = 600.0  # seconds a sign-in link works: long enough to sign in, short enough to be useless later
-WARN_BEFORE = 7 * 24 * 3600.0  # the owner hears a week before a token that cannot be renewed expires
-RENEW_BEFORE = 300.0  # a renewable token is renewed this long before it expires, not at the last second
-# A renewable token nobody has posted with is renewed by the watch once it expires within a week and has not been
-# renewed for a day: Threads renews only a token still valid, so one left unused for 60 days would be lost.
-RENEW_IDLE = 24 * 3600.0
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -151,7 +144,7 @@ class Finished:
     message: str
 
 
-_COLUMNS = "id, owner, network, handle, remote_id, instance, expires_at, refreshable, warned_at, broken, updated_at"
+COLUMNS = "id, owner, network, handle, remote_id, instance, expires_at, refreshable, warned_at, broken, updated_at"
 
 
 class Accounts:
@@ -206,14 +199,14 @@ class Accounts:
         marks = ", ".join("?" * len(ids))
 
         def run(conn: Connection) -> list[Row]:
-            sql = f"SELECT {_COLUMNS} FROM accounts WHERE owner IN ({marks}) ORDER BY network"
+            sql = f"SELECT {COLUMNS} FROM accounts WHERE owner IN ({marks}) ORDER BY network"
             return conn.execute(sql, ids).fetchall()
 
         return [Account.from_row(row) for row in await self.store.call(run)]
 
     async def get(self, account_id: str) -> Account | None:
         def run(conn: Connection) -> Row | None:
-            row: Row | None = conn.execute(f"SELECT {_COLUMNS} FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            row: Row | None = conn.execute(f"SELECT {COLUMNS} FROM accounts WHERE id = ?", (account_id,)).fetchone()
             return row
 
         row = await self.store.call(run)
@@ -322,12 +315,12 @@ class Accounts:
     async def _connected(self, account: Account) -> Finished:
         label = self.sign_ins.label(account.network)
         message = f"Your {label} account {account.handle} is connected: broadcasts can now go to it, as you."
-        await self._tell(account.owner, message)
+        await self.tell(account.owner, message)
         return Finished(True, message)
 
     async def _failed(self, owner: str, network: str, reason: str) -> Finished:
         message = f"Your {self.sign_ins.label(network)} account was not connected: {reason}."
-        await self._tell(owner, message)
+        await self.tell(owner, message)
         return Finished(False, message)
 
     async def _keep(self, owner: str, network: str, grant: Grant) -> Account:
@@ -359,7 +352,7 @@ class Accounts:
             )
             audit.record(conn, now, owner, "account connected", None, Where("relay"), f"{network} {grant.handle}")
             row: Row = conn.execute(
-                f"SELECT {_COLUMNS} FROM accounts WHERE owner = ? AND network = ?", (owner, network)
+                f"SELECT {COLUMNS} FROM accounts WHERE owner = ? AND network = ?", (owner, network)
             ).fetchone()
             return row
 
@@ -375,7 +368,7 @@ class Accounts:
         label = self.sign_ins.label(account.network)
         revoked = ""
         if self.vault is not None and account.network != "bluesky":
-            tokens = await self._tokens(account_id)
+            tokens = await self.tokens(account_id)
             try:
                 if tokens is not None and await self.sign_ins.revoke(
                     account.network, self.redirect_uri(account.network), tokens, account.instance, self
@@ -400,84 +393,12 @@ class Accounts:
 
     # ---- tokens --------------------------------------------------------------------------------------
 
-    async def tokens_for_posting(self, account_id: str) -> dict[str, Any] | None:
-        """The account's tokens; None when it is gone, or they cannot be opened (no key: nothing is posted as
-        anyone)."""
+    async def tokens(self, account_id: str) -> dict[str, Any] | None:
+        """The account's tokens, opened; None when it is gone, or they cannot be opened (no key: nothing is
+        posted as anyone)."""
         if self.vault is None:
             return None
-        return await self._tokens(account_id)
 
-    async def fresh(self, account: Account) -> Account | None:
-        """The account with its tokens renewed first if they are about to expire (None: it is gone)."""
-        if not self._due(account):
-            return account
-        await self.renew(account.id)
-        return await self.get(account.id)
-
-    def _due(self, account: Account, ahead: float = RENEW_BEFORE) -> bool:
-        return (
-            account.refreshable
-            and account.broken is None
-            and account.expires_at is not None
-            and account.expires_at - ahead <= self.clock()
-        )
-
-    async def renew(self, account_id: str, *, refused: bool = False, idle_since: float | None = None) -> bool:
-        """Renew the account's tokens (before they expire, or when the network refused them: `refused`). One
-        instance at a time: a refresh token is often single use, and two instances spending it at once would
-        lose the account. Whether it worked; a refusal marks the account for connecting again, and its owner
-        is told."""
-        async with self.store.exclusive(f"account:{account_id}"):
-            before = await self.get(account_id)
-            if before is None or before.broken is not None:
-                return False
-            if not before.refreshable:
-                if refused:
-                    await self._break(before, f"{self.sign_ins.label(before.network)} no longer accepts its sign-in")
-                return False
-            if idle_since is not None:
-                if before.updated_at > idle_since or not self._due(before, WARN_BEFORE):
-                    return True  # another instance renewed it while this one waited
-            elif not refused and not self._due(before):
-                return True  # another instance renewed it while this one waited
-            tokens = await self._tokens(account_id)
-            assert tokens is not None
-            now = self.clock()
-            try:
-                fresh = await self.sign_ins.refresh(
-                    before.network, self.redirect_uri(before.network), tokens, before.instance, self
-                )
-            except SignInFailed as error:
-                await self._break(before, str(error))
-                return False
-            expires_in = fresh.get("expires_in")
-            expires_at = now + float(expires_in) if isinstance(expires_in, (int, float)) else None
-            kept = {**tokens, **{k: v for k, v in fresh.items() if k in ("access_token", "refresh_token")}}
-            sealed = self._vault().seal(kept)
-
-            def run(conn: Connection) -> None:
-                conn.execute(
-                    "UPDATE accounts SET sealed = ?, expires_at = ?, warned_at = NULL, updated_at = ? WHERE id = ?",
-                    (sealed, expires_at, now, account_id),
-                )
-
-            await self.store.write(run)
-            return True
-
-    async def _break(self, account: Account, reason: str) -> None:
-        now = self.clock()
-
-        def run(conn: Connection) -> None:
-            conn.execute("UPDATE accounts SET broken = ?, updated_at = ? WHERE id = ?", (reason, now, account.id))
-            audit.record(conn, now, "relay", "account needs reconnecting", None, Where("relay"), account.network)
-
-        await self.store.write(run)
-        label = self.sign_ins.label(account.network)
-        await self._tell(
-            account.owner, f"Your {label} account {account.handle} must be connected again: {reason}.", account.network
-        )
-
-    async def _tokens(self, account_id: str) -> dict[str, Any] | None:
         def run(conn: Connection) -> Row | None:
             row: Row | None = conn.execute("SELECT sealed FROM accounts WHERE id = ?", (account_id,)).fetchone()
             return row
@@ -512,77 +433,17 @@ class Accounts:
 
         return self._vault().open((await self.store.write(keep))["sealed"])
 
-    # ---- expiry --------------------------------------------------------------------------------------
-
-    async def warn_expiring(self) -> int:
-        """Tell each owner of a token that cannot be renewed, a week before it expires, once: the warning is
-        claimed with a compare-and-set, so two instances looking at once tell the owner once. How many."""
-        now = self.clock()
-
-        def run(conn: Connection) -> list[Account]:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM accounts WHERE refreshable = 0 AND expires_at IS NOT NULL"
-                " AND expires_at <= ? AND warned_at IS NULL AND broken IS NULL",
-                (now + WARN_BEFORE,),
-            ).fetchall()
-            claimed = []
-            for row in rows:
-                cursor = conn.execute(
-                    "UPDATE accounts SET warned_at = ? WHERE id = ? AND warned_at IS NULL", (now, row["id"])
-                )
-                if cursor.rowcount == 1:
-                    claimed.append(Account.from_row(row))
-            return claimed
-
-        warned = await self.store.write(run)
-        for account in warned:
-            assert account.expires_at is not None
-            days = max(0, int((account.expires_at - now) // 86400))
-            when = datetime.fromtimestamp(account.expires_at, tz=UTC).strftime("%Y-%m-%d")
-            label = self.sign_ins.label(account.network)
-            await self._tell(
-                account.owner,
-                f"Your {label} account {account.handle} stops accepting broadcasts on {when} (in {days} days): "
-                f"{label} gives no way to renew its sign-in without you.",
-                account.network,
-            )
-        return len(warned)
-
-    async def renew_idle(self) -> int:
-        """Renew the renewable tokens that expire within a week and were not renewed for a day; how many were."""
-        now = self.clock()
-
-        def run(conn: Connection) -> list[str]:
-            rows = conn.execute(
-                "SELECT id FROM accounts WHERE refreshable = 1 AND broken IS NULL AND expires_at IS NOT NULL"
-                " AND expires_at <= ? AND updated_at <= ?",
-                (now + WARN_BEFORE, now - RENEW_IDLE),
-            ).fetchall()
-            return [row["id"] for row in rows]
-
-        renewed = 0
-        for account_id in await self.store.call(run):
-            renewed += await self.renew(account_id, idle_since=now - RENEW_IDLE)
-        return renewed
-
-    async def watch(self) -> None:
-        """Until cancelled: now and then, renew idle tokens and warn of those about to expire."""
-        while True:
-            try:
-                await self.renew_idle()
-                await self.warn_expiring()
-            except StoreError as error:  # the database is away: the next look tries again
-                log.warning("could not look for expiring sign-ins: %s", error)
-            await asyncio.sleep(WARN_CHECK_EVERY)
-
     # ---- helpers -------------------------------------------------------------------------------------
+
+    def seal(self, value: dict[str, Any]) -> str:
+        return self._vault().seal(value)
 
     def _vault(self) -> Vault:
         if self.vault is None:
             raise SignInFailed(self.off() or "")
         return self.vault
 
-    async def _tell(self, person: str, text: str, reconnect: str | None = None) -> None:
+    async def tell(self, person: str, text: str, reconnect: str | None = None) -> None:
         for listener in self.listeners:
             try:
                 await listener.tell(person, text, reconnect)

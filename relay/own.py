@@ -21,6 +21,7 @@ from typing import Any
 from relay.accounts import Account, Accounts
 from relay.config import Config, DestinationConfig
 from relay.destination import Destination, FindResult, Outcome, Part, Permanent
+from relay.renewal import Renewals
 from relay.store import Connection, Row, Store
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,13 @@ class OwnDestinations:
     def __init__(
         self,
         accounts: Accounts,
+        renewals: Renewals,
         builders: Mapping[str, Builder],
         config: Config,
         people: Callable[[str], Iterable[str]],
     ) -> None:
         self.accounts = accounts
+        self.renewals = renewals
         self.builders = builders
         self.config = config
         self.people = people  # an id → every id of that person
@@ -73,7 +76,7 @@ class OwnDestinations:
         for listed in await self.accounts.mine(self.people(author)):
             if listed.network not in self.builders:
                 continue
-            account = await self.accounts.fresh(listed)
+            account = await self.renewals.fresh(listed)
             if account is None:
                 continue
             version = (account.handle, account.updated_at, account.broken)
@@ -91,7 +94,7 @@ class OwnDestinations:
         return found
 
     async def _build(self, account: Account) -> Own | None:
-        tokens = await self.accounts.tokens_for_posting(account.id)
+        tokens = await self.accounts.tokens(account.id)
         if tokens is None:
             return None
         config = DestinationConfig(
@@ -108,7 +111,7 @@ class OwnDestinations:
 
     async def rebuilt(self, account_id: str) -> Destination | None:
         """After a refused sign-in: renewed and built again, or None (its owner was told to connect it again)."""
-        if not await self.accounts.renew(account_id, refused=True):
+        if not await self.renewals.renew(account_id, refused=True):
             return None
         account = await self.accounts.get(account_id)
         if account is None:

@@ -27,7 +27,7 @@ from cryptography.fernet import Fernet
 from playwright.async_api import Browser
 
 from adapters import SPECS
-from bot import ACCOUNTS
+from bot import ACCOUNTS, RENEWALS
 from relay.accounts import STATE_LIFETIME
 from relay.config import ConfigError, load_config, settings_from_env
 from relay.vault import Unsealable, Vault
@@ -88,6 +88,18 @@ async def relay_with_accounts(
         **env,
     }
     return await start_relay(accounts_config(approvers), port=port, **settings)
+
+
+async def final_report(relay: Relay, broadcast: str, user: str = LEADER) -> str:
+    """The live report of `broadcast` once every delivery is final (an earlier broadcast's report does not count)."""
+
+    def final() -> str | None:
+        for said in reversed(relay.slack.messages(f"D{user}")):
+            if broadcast in said.get("text", "") and re.search(r"delivered\.$", said["text"]):
+                return report_text(said)
+        return None
+
+    return await relay.slack.wait_for(final, 10.0)
 
 
 def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -318,7 +330,7 @@ async def test_a_leader_broadcasts_to_the_company_and_as_themselves(
     shown = await relay.command(LEADER, "Our strategy for the year, in one line")
     assert "@ceo on X" in report_text(shown) and "company-x" in report_text(shown)
     await relay.click(LEADER, "approve", preview_id(shown))
-    report = await relay.final_report()
+    report = await final_report(relay, preview_id(shown))
     assert "@ceo on X" in report
     posted = {tweet.author_id: tweet.text for tweet in x.tweets}
     assert posted == {
@@ -338,12 +350,12 @@ async def test_nobody_else_reaches_a_leaders_own_account(
     other = preview_id(await relay.command(OTHER_LEADER, "Not the CEO speaking"))
     await relay.click(OTHER_LEADER, "approve", other)
     await relay.click(APPROVER, "approve", other)
-    await relay.final_report(OTHER_LEADER)
+    await final_report(relay, other, OTHER_LEADER)
     assert [(t.author_id, t.text) for t in x.tweets] == [(x.user_id, "Not the CEO speaking")]
     mine = preview_id(await relay.command(LEADER, "The CEO speaking"))
     await relay.click(LEADER, "approve", mine)  # the author confirms, own accounts included
     await relay.click(APPROVER, "approve", mine)  # the approver approves the company's part
-    await relay.final_report()
+    await final_report(relay, mine)
     assert sorted((t.author_id, t.text) for t in x.tweets) == sorted(
         [(x.user_id, "Not the CEO speaking"), (x.user_id, "The CEO speaking"), (CEO["id"], "The CEO speaking")]
     )
@@ -421,7 +433,7 @@ async def test_a_leader_connects_linkedin_mastodon_threads_and_bluesky_and_posts
         text = f"In my own words, everywhere {time.time_ns()}"
         broadcast = preview_id(await relay.command(LEADER, text))
         await relay.click(LEADER, "approve", broadcast)
-        report = await relay.final_report()
+        report = await final_report(relay, broadcast)
         assert "The CEO on LinkedIn" in report and "@ceo.test on Bluesky" in report
         (post,) = linkedin.posts
         assert post.author == f"urn:li:person:{MEMBER['sub']}" and post.commentary == text
@@ -476,7 +488,7 @@ async def test_an_x_token_is_renewed_before_it_expires_and_when_x_refuses_it(
     first = preview_id(await relay.command(LEADER, "First, on a token renewed in time"))
     assert x.sign_in.grants == ["authorization_code", "refresh_token"]  # renewed before it was used
     await relay.click(LEADER, "approve", first)
-    await relay.final_report()
+    await final_report(relay, first)
     bearer = [
         c.headers["Authorization"] for c in x.calls_to("POST /2/tweets") if "Bearer" in c.headers["Authorization"]
     ]
@@ -486,7 +498,7 @@ async def test_an_x_token_is_renewed_before_it_expires_and_when_x_refuses_it(
         issued.revoked = True
     second = preview_id(await relay.command(LEADER, "Second, after X refused the token"))
     await relay.click(LEADER, "approve", second)
-    await relay.final_report()
+    await final_report(relay, second)
     assert x.sign_in.grants[-1] == "refresh_token"
     assert {t.text for t in x.tweets if t.author_id == CEO["id"]} == {
         "First, on a token renewed in time",
@@ -536,12 +548,12 @@ async def test_the_owner_hears_once_a_week_before_a_linkedin_token_expires(
         LINKEDIN_API_URL=linkedin.url,
     )
     await connect_in_browser(browser, await sign_in_link(relay, LEADER, "LinkedIn"))
-    accounts = relay.server.app[ACCOUNTS]
+    renewals = relay.server.app[RENEWALS]
     now[0] += 52 * 86400
-    assert await accounts.warn_expiring() == 0  # eight days left: not yet
+    assert await renewals.warn_expiring() == 0  # eight days left: not yet
     now[0] += 2 * 86400
-    assert await accounts.warn_expiring() == 1
-    assert await accounts.warn_expiring() == 0  # once
+    assert await renewals.warn_expiring() == 1
+    assert await renewals.warn_expiring() == 0  # once
     (dm,) = await slack.wait_for(lambda: dms(slack, "stops accepting broadcasts"))
     assert "in 6 days" in dm["text"] and "LinkedIn gives no way to renew" in dm["text"]
     assert "/oauth/linkedin/start" in buttons(dm)["Connect again"]["url"]
@@ -563,7 +575,7 @@ async def test_two_instances_renew_a_token_once(
     (account,) = await first.server.app[ACCOUNTS].mine({f"slack:{LEADER}"})
     now[0] += 7200 - 60
     renewed = await asyncio.gather(
-        *(relay.server.app[ACCOUNTS].fresh(account) for relay in (first, second, first, second))
+        *(relay.server.app[RENEWALS].fresh(account) for relay in (first, second, first, second))
     )
     assert x.sign_in.grants == ["authorization_code", "refresh_token"]
     assert all(a is not None and a.broken is None and a.expires_at > now[0] + 3600 for a in renewed)
@@ -673,14 +685,14 @@ async def test_an_unused_threads_token_is_renewed_before_its_60_days_run_out(
             THREADS_API_URL=threads.origin,
         )
         await connect_in_browser(browser, await sign_in_link(relay, LEADER, "Threads"))
-        accounts = relay.server.app[ACCOUNTS]
-        assert await accounts.renew_idle() == 0  # 60 days ahead: nothing to do
+        accounts, renewals = relay.server.app[ACCOUNTS], relay.server.app[RENEWALS]
+        assert await renewals.renew_idle() == 0  # 60 days ahead: nothing to do
         days = 54 * 86400
         now[0] += days
         threads.sign_in.skew += days
-        assert await accounts.renew_idle() == 1
+        assert await renewals.renew_idle() == 1
         assert threads.calls == ["exchange th_exchange_token", "refresh th_refresh_token"]
         (account,) = await accounts.mine({f"slack:{LEADER}"})
         assert account.expires_at is not None and account.expires_at > now[0] + 59 * 86400
-        assert account.broken is None and await accounts.renew_idle() == 0
-        assert await accounts.warn_expiring() == 0  # renewable: no warning
+        assert account.broken is None and await renewals.renew_idle() == 0
+        assert await renewals.warn_expiring() == 0  # renewable: no warning
