@@ -52,6 +52,7 @@ from tests.pds_fixture import Pds
 from tests.slack_requests import view_submission_body
 from tests.teams_activities import CEO as TEAMS_CEO
 from tests.teams_activities import TeamsClient, action, message, personal
+from tests.test_retract import retracted_report
 from tests.test_teams_flow import card_text
 
 KEY = Fernet.generate_key().decode()
@@ -338,6 +339,14 @@ async def test_a_leader_broadcasts_to_the_company_and_as_themselves(
         CEO["id"]: "Our strategy for the year, in one line",  # the leader's own, with their OAuth 2.0 token
     }
     assert [c.headers["Authorization"].split()[0] for c in x.calls_to("POST /2/tweets")].count("Bearer") == 1
+    # Retracting takes it back from the leader's own account too, with the leader's token.
+    await relay.click(LEADER, "retract", preview_id(shown), block_id=f"report:{preview_id(shown)}")
+    await retracted_report(relay)
+    assert x.tweets == [] and {t.author_id for t in x.deleted} == {x.user_id, CEO["id"]}
+    assert (
+        "Bearer" in x.calls_to("DELETE /2/tweets/{id}")[-1].headers["Authorization"]
+        or "Bearer" in (x.calls_to("DELETE /2/tweets/{id}")[0].headers["Authorization"])
+    )
 
 
 async def test_nobody_else_reaches_a_leaders_own_account(
@@ -415,6 +424,9 @@ async def test_a_leader_connects_linkedin_mastodon_threads_and_bluesky_and_posts
         link = shown["view"]["blocks"][0]["accessory"]["url"]
         assert "@ceo@127.0.0.1" in await connect_in_browser(browser, link)
         assert own_server.apps_registered == 1  # the relay's app, registered on the leader's server
+        again = await submit(relay, LEADER, "connect_mastodon", {"server": own_server.url})
+        assert "is connected" in await connect_in_browser(browser, again["view"]["blocks"][0]["accessory"]["url"])
+        assert own_server.apps_registered == 1  # kept: not registered again for the same server
 
         account = pds.account("ceo.test")
         wrong = await submit(relay, LEADER, "connect_bluesky", {"handle": "ceo.test", "app_password": "wrong-pass"})
@@ -443,6 +455,11 @@ async def test_a_leader_connects_linkedin_mastodon_threads_and_bluesky_and_posts
             async with http.get(f"{pds.url}/xrpc/com.atproto.repo.listRecords", params=query) as listed:
                 records = (await listed.json())["records"]
         assert text in [record["value"]["text"] for record in records]
+        (mastodon,) = [a for a in await relay.server.app[ACCOUNTS].mine({f"slack:{LEADER}"}) if a.network == "mastodon"]
+        key = await relay.click(LEADER, "disconnect", mastodon.id, block_id=f"account:{mastodon.id}")
+        said = await slack.wait_for(lambda: [m for m in slack.responses.get(key, []) if "disconnected" in m["text"]])
+        assert "Mastodon was asked to revoke" in said[0]["text"]
+        assert len(own_server.sign_in.revoked) == 1  # the token in use (the first was replaced on reconnecting)
 
 
 async def test_linkedin_refuses_a_member_token_without_w_member_social(linkedin: FakeLinkedIn) -> None:
