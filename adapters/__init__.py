@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from adapters import bluesky, linkedin, mastodon, own_accounts, slack, teams, x
+from adapters import bluesky, linkedin, mastodon, own_accounts, slack, teams, threads, x
 from relay.accounts import Account
 from relay.config import Config, DestinationConfig, Settings
 from relay.destination import Destination, DestinationSpec
@@ -30,6 +30,7 @@ REGISTRY: Mapping[str, Kind] = {
     "mastodon": Kind(mastodon.SPEC, mastodon.MastodonAccount, own_accounts.own_mastodon),
     "slack": Kind(slack.SPEC, slack.SlackChannel),
     "teams": Kind(teams.SPEC, teams.TeamsChannel),
+    "threads": Kind(threads.SPEC, threads.ThreadsAccount.from_config, own_accounts.own_threads),
     "x": Kind(x.SPEC, x.XAccount, own_accounts.own_x),
 }
 

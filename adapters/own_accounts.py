@@ -14,6 +14,7 @@ from typing import Any
 from adapters.bluesky import BlueskyAccount
 from adapters.linkedin import LinkedInPage
 from adapters.mastodon import MastodonAccount
+from adapters.threads import DEFAULT_URL, ThreadsAccount
 from adapters.x import XAccount
 from relay.accounts import Account
 from relay.config import DestinationConfig, Secret, Settings
@@ -67,3 +68,19 @@ def own_bluesky(
     own = replace(config, options={"handle": str(tokens["identifier"])}, env={"app_password": password, "pds": server})
     values = {password: str(tokens["app_password"]), server: account.instance}
     return BlueskyAccount(own, _with(settings, values), store)
+
+
+def own_threads(
+    config: DestinationConfig, account: Account, tokens: Mapping[str, Any], settings: Settings, store: Store
+) -> Destination:
+    """The leader's long-lived token, and their Threads user id in the paths (developers.facebook.com/docs/threads,
+    "Publishing": `/{threads-user-id}/threads`)."""
+    return ThreadsAccount(
+        config.name,
+        str(tokens["access_token"]),
+        settings.reveal("THREADS_API_URL") or DEFAULT_URL,
+        user_id=account.remote_id,
+        replies=config.replies,
+        http_timeout=settings.http_timeout,
+        renew=f"your Threads sign-in was refused ({RECONNECT})",
+    )

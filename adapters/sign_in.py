@@ -67,6 +67,8 @@ class OAuthNetwork:
         if not (client_id and secret) and not self.per_instance:
             return None
         hosts = {role: (settings.reveal(variable) or url).rstrip("/") for role, (variable, url) in self.hosts.items()}
+        api = urlsplit(hosts["api"])
+        hosts["origin"] = f"{api.scheme}://{api.netloc}"  # the API's host without its version (Threads' tokens)
         return Client(client_id, secret, hosts)
 
 
@@ -268,8 +270,9 @@ async def _linkedin_identity(
 async def _threads_identity(
     session: aiohttp.ClientSession, client: Client, tokens: Mapping[str, Any]
 ) -> tuple[str, str]:
-    """`GET /v1.0/me?fields=id,username` (developers.facebook.com/docs/threads, "Threads Profiles")."""
-    url = f"{client.hosts['api']}/v1.0/me"
+    """`GET /v1.0/me?fields=id,username` (developers.facebook.com/docs/threads, "Threads Profiles"), on
+    THREADS_API_URL, which holds the version."""
+    url = f"{client.hosts['api']}/me"
     answer = await _get(session, url, str(tokens["access_token"]), "Threads", params={"fields": "id,username"})
     return str(answer.body["id"]), f"@{answer.body['username']}"
 
@@ -295,7 +298,7 @@ async def _threads_exchange(
     )
     query["access_token"] = str(tokens["access_token"])
     try:
-        answer = await request(session, "GET", f"{client.hosts['api']}{path}", params=query)
+        answer = await request(session, "GET", f"{client.hosts['origin']}{path}", params=query)
     except (aiohttp.ClientError, TimeoutError):
         raise SignInFailed("Threads could not be reached; try again in a moment") from None
     if not answer.ok or not answer.field("access_token"):
@@ -347,10 +350,10 @@ NETWORKS: Mapping[str, OAuthNetwork] = {
         credentials=("THREADS_APP_ID", "THREADS_APP_SECRET"),
         hosts={
             "web": ("THREADS_SIGN_IN_URL", "https://threads.net"),
-            "api": ("THREADS_API_URL", "https://graph.threads.net"),
+            "api": ("THREADS_API_URL", "https://graph.threads.net/v1.0"),  # as adapters/threads.py reads it
         },
         authorize=("web", "/oauth/authorize"),
-        token=("api", "/oauth/access_token"),
+        token=("origin", "/oauth/access_token"),  # the token endpoints are not versioned
         scope="threads_basic,threads_content_publish",
         pkce=False,
         identify=_threads_identity,

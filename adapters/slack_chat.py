@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -111,21 +112,42 @@ class ReplayGuard:
 
     def __init__(self, secret: str, store: Store) -> None:
         self._verifier = SignatureVerifier(secret)
-        self._store = store
+        self._seen = replays.SeenRequests(store, REPLAY_WINDOW)
 
-    async def refusal(self, body: str, headers: Mapping[str, str]) -> str | None:
-        """Why this request is refused before Bolt sees it: a timestamp that is not a number (Bolt would
-        fail on it with a 500), or a copy of a request already accepted. A bad signature is Bolt's to refuse."""
+    def malformed(self, headers: Mapping[str, str]) -> bool:
+        """A timestamp that is not a number: Bolt would fail on it with a 500."""
         stamp = headers.get("X-Slack-Request-Timestamp", "0")
-        if not (stamp.isascii() and stamp.isdigit()):
-            return "invalid request"
+        return not (stamp.isascii() and stamp.isdigit())
+
+    async def copy(self, body: str, headers: Mapping[str, str]) -> bool:
+        """Whether this is a copy of a request already accepted. A bad signature is Bolt's to refuse."""
+        stamp = headers.get("X-Slack-Request-Timestamp", "0")
         signature = headers.get("X-Slack-Signature", "")
         if not self._verifier.is_valid(body, stamp, signature):
-            return None
-        if not await replays.first_time(self._store, signature, time.time(), REPLAY_WINDOW):
-            log.warning("refused a copy of a Slack request already received")
-            return "replayed request"
-        return None
+            return False
+        if await self._seen.first_time(signature, time.time()):
+            return False
+        log.warning("refused a copy of a Slack request already received")
+        return True
+
+
+class Replayed(Exception):
+    """A click turned out to be a copy once it had been acknowledged: its handler stops there."""
+
+
+# A click's answer to Slack carries nothing, and every click handler acknowledges before it does anything
+# else: so a click is acknowledged at once, and whether it is a copy is known (in the database, shared by
+# the instances) by the time its handler would act. See `SlackSurface.handle` and `_after_ack`.
+_COPY: ContextVar[asyncio.Future[bool] | None] = ContextVar("copy", default=None)
+
+
+def clicked(body: str) -> bool:
+    form = dict(parse_qsl(body))
+    try:
+        payload = json.loads(form.get("payload", "{}"))
+    except ValueError:
+        return False
+    return isinstance(payload, dict) and payload.get("type") == "block_actions"
 
 
 def well_formed(body: str) -> bool:
@@ -221,12 +243,20 @@ class SlackSurface:
             body = await request.text()
         except UnicodeDecodeError:
             return web.json_response({"error": "the body is not UTF-8"}, status=400)
-        refusal = await self.replays.refusal(body, request.headers)
-        if refusal is not None:
-            return web.json_response({"error": refusal}, status=401)
+        if self.replays.malformed(request.headers):
+            return web.json_response({"error": "invalid request"}, status=401)
         if not well_formed(body):
             return web.json_response({"error": "malformed request"}, status=400)
-        return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
+        if not clicked(body):
+            if await self.replays.copy(body, request.headers):
+                return web.json_response({"error": "replayed request"}, status=401)
+            return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
+        # Its handler's task, made while this is set, waits for this answer after acknowledging the click.
+        looked_up = _COPY.set(asyncio.ensure_future(self.replays.copy(body, request.headers)))
+        try:
+            return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
+        finally:
+            _COPY.reset(looked_up)
 
     async def _own_workspace_only(
         self, context: AsyncBoltContext, body: dict[str, Any], next: Callable[[], Awaitable[None]]
@@ -289,6 +319,9 @@ class SlackSurface:
                     await ack(*args, **options)
                 finally:
                     acknowledged.set()
+                copy = _COPY.get()
+                if copy is not None and await copy:
+                    raise Replayed
 
             task = asyncio.create_task(handler(**{**kwargs, "ack": ack_and_answer}))
             answered = asyncio.create_task(acknowledged.wait())
@@ -304,6 +337,8 @@ class SlackSurface:
 
     def _handler_done(self, task: asyncio.Task[None]) -> None:
         self._handlers.discard(task)
+        if not task.cancelled() and isinstance(task.exception(), Replayed):
+            return  # acknowledged, and nothing done: said in the log when found out
         if not task.cancelled() and task.exception() is not None:
             log.error("a Slack handler failed after answering", exc_info=task.exception())
 
@@ -717,9 +752,13 @@ class SlackSurface:
         link = await self._safe(self.client.chat_getPermalink(channel=where[0], message_ts=where[1]))
         return str(link["permalink"]) if link is not None else None
 
-    async def _report_message(self, broadcast_id: str) -> tuple[str, str] | None:
-        """Where the live report is: as recorded; else, if a crash may have come between posting it and
-        recording it, found in the DM by its metadata; else posted now."""
+    async def _report_message(self, broadcast_id: str, known: Broadcast | None = None) -> tuple[str, str] | None:
+        """Where the live report is: as recorded (in `known`, if the caller has just read the broadcast);
+        else, if a crash may have come between posting it and recording it, found in the DM by its
+        metadata; else posted now. Only the last two need every other instance kept out."""
+        ref = (known or await self.broadcasts.get(broadcast_id)).report_ref.get("slack_report")
+        if ref:
+            return str(ref["channel"]), str(ref["ts"])
         async with self.broadcasts.store.exclusive(f"first report:{broadcast_id}"):
             broadcast = await self.broadcasts.get(broadcast_id)
             ref = broadcast.report_ref.get("slack_report")
@@ -770,7 +809,7 @@ class SlackSurface:
         broadcast = await self.broadcasts.get(broadcast_id)
         if broadcast.origin != ORIGIN or broadcast.state not in (BroadcastState.APPROVED, BroadcastState.RETRACTED):
             return 0
-        where = await self._report_message(broadcast_id)
+        where = await self._report_message(broadcast_id, broadcast)
         if where is None:
             return 0
         now = await self.broadcasts.report(broadcast_id)

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 from relay import audit, outbox, policy
 from relay.audit import Where
 from relay.config import Config, DestinationConfig
-from relay.destination import Destination
+from relay.destination import Destination, Rationed
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.own import OwnDestinations
 from relay.render import Rendering, clean, render
@@ -90,7 +90,16 @@ class Broadcasts:
         text = clean(text)
         if audience not in self.config.audiences:
             raise Refused(f"There is no audience called '{audience}'. Choose one of: {', '.join(self.audiences)}.")
-        return self._rendered(text, audience)
+        return tuple(self._with_allowance(rendering) for rendering in self._rendered(text, audience))
+
+    def _with_allowance(self, rendering: Rendering) -> Rendering:
+        """A network's daily allowance changes by the minute, so it is applied after the cached rendering."""
+        destination = self.destinations[rendering.destination]
+        if not isinstance(destination, Rationed) or not rendering.parts:
+            return rendering
+        allowance = destination.allowance(len(rendering.parts))
+        warnings = rendering.warnings + ((allowance.warning,) if allowance.warning else ())
+        return replace(rendering, warnings=warnings, error=rendering.error or allowance.error)
 
     def _render(self, text: str, audience: str) -> tuple[Rendering, ...]:
         return tuple(

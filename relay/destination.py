@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from relay.config import Settings
@@ -24,6 +24,7 @@ class Counting(Enum):
     X_WEIGHTED = "x-weighted"  # twitter-text 3.1.0's parseTweet: most scripts 1, CJK and emoji 2, links 23
     # Mastodon's StatusLengthValidator: graphemes, each link as `url_length`, a remote mention as its local part
     MASTODON = "mastodon"
+    THREADS = "threads"  # code points, links in full, an emoji as its UTF-8 bytes (relay/threads_text.py)
 
 
 class Markup(Enum):
@@ -51,6 +52,7 @@ class Limits:
     # Words can be shown linked to a URL (Bluesky's link facets): a Slack `<url|label>` keeps its label, and a
     # link too long for a post is shown shortened (relay/linked.py).
     linked_text: bool = False
+    max_links: int | None = None  # distinct links a post may carry (Threads: 5); a thread spreads them out
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,24 @@ class Unprovable:
 
 
 FindResult = Sent | None | Unprovable | Retry
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What an account's daily allowance leaves for one broadcast, as last seen (Threads: 250 posts a day)."""
+
+    warning: str | None = None  # shown in the preview: little is left
+    error: str | None = None  # this broadcast cannot go out now; approval is refused
+
+
+@runtime_checkable
+class Rationed(Protocol):
+    """A destination whose network caps posts per account per day: the preview shows what is left and
+    refuses a broadcast it cannot carry, rather than a report failing after approval."""
+
+    def allowance(self, parts: int) -> Allowance:
+        """What posting `parts` posts (a thread) now would meet."""
+        ...
 
 
 @dataclass(frozen=True)

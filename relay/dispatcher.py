@@ -59,6 +59,7 @@ class Dispatcher:
         self.clock = clock
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._counting: set[asyncio.Task[None]] = set()  # recounts of the instances alive (`_recount`)
         self._limits = {
             d.limit_key(): asyncio.Semaphore(d.limits.concurrency) for d in destinations.values()
         }  # one per workspace, tenant or account
@@ -97,7 +98,7 @@ class Dispatcher:
             log.warning("resuming %d deliveries that were in flight when the bot stopped", recovered)
         for broadcast_id in await outbox.recently_active(self.store, self.clock() - REPORTS_REFRESHED_AT_START):
             self.on_change(broadcast_id)
-        self.store.listen(self.poke, self._pacer.held)
+        self.store.listen(self.poke, self._pacer.held, self._recount)
         self._pacer.instances = await self.store.alive(self.clock())
         for key, until in (await self.store.pauses(self.clock())).items():
             self._pacer.held(key, until)
@@ -134,12 +135,22 @@ class Dispatcher:
             try:
                 self._pacer.instances = await self.store.alive(self.clock())
                 await outbox.renew(self.store, self._held.values(), self.clock())
-                if await outbox.recover(self.store, self.clock()):
-                    log.warning("took back deliveries whose process stopped or whose lease ran out")
+                if await outbox.recover(self.store, self.clock(), held=set(self._held.values())):
+                    log.warning("took back deliveries of stopped processes, of run-out leases, or of lost claims")
             except StoreError as error:  # the database is away: the next look tries again
                 log.warning("could not look at leases: %s", error)
             if not self.store.sole:
                 self.poke()
+
+    def _recount(self) -> None:
+        """Another instance started or stopped: share the networks' rates out anew."""
+
+        async def count() -> None:
+            self._pacer.instances = await self.store.alive(self.clock())
+
+        task = asyncio.create_task(count())
+        self._counting.add(task)
+        task.add_done_callback(self._counting.discard)
 
     def _room(self) -> tuple[dict[str, int], int, float | None]:
         """How many more deliveries each kind of network can take now: its concurrency less what is in

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from relay import audit
@@ -23,6 +23,7 @@ from relay.model import Alike, Delivery, DeliveryState
 from relay.render import Rendering
 from relay.store import Connection, Store
 
+ORPHANED_AFTER = 5.0  # seconds after its claim that a claim this process does not hold is taken back
 LEASE_SECONDS = 120.0  # longer than a whole thread of timed-out calls; renewed after every part
 
 
@@ -151,10 +152,13 @@ async def twin(store: Store, delivery: Delivery) -> Delivery:
     return await store.call(run)
 
 
-async def recover(store: Store, now: float) -> int:
+async def recover(store: Store, now: float, held: Collection[str] = ()) -> int:
     """At start-up, and from time to time: deliveries whose process stopped, or whose lease ran out (their
     process stalled past it), go back to the queue. Those whose request had gone out keep the mark
-    `going_out` gave them, and are looked for before posting."""
+    `going_out` gave them, and are looked for before posting. Also this process's own claims that it does
+    not hold (`held`: the tokens of what it works on): a claim committed as the database went away, whose
+    answer never came back, would otherwise wait for its lease to run out. Taking one back is safe even if
+    it is being started just now: `going_out` then finds another token, and nothing is sent."""
     holders = await store.call(
         lambda conn: [
             row[0] for row in conn.execute("SELECT DISTINCT lease_owner FROM deliveries WHERE state = 'sending'")
@@ -164,12 +168,14 @@ async def recover(store: Store, now: float) -> int:
     gone = sorted(await store.gone(others))
     unowned = " OR lease_owner IS NULL" if store.sole else ""  # claimed by a release before leases had owners
     of_gone = "".join(" OR lease_owner LIKE ?" for _ in gone)
+    mine = [holder for holder in holders if holder and holder.startswith(f"{store.instance}-") and holder not in held]
+    orphans = f" OR (lease_owner IN ({', '.join('?' * len(mine))}) AND attempt_started_at < ?)" if mine else ""
 
     def run(conn: Connection) -> int:
         cursor = conn.execute(
             "UPDATE deliveries SET state = 'pending', lease_until = NULL, lease_owner = NULL, next_attempt_at = ?,"
-            f" updated_at = ? WHERE state = 'sending' AND (lease_until < ?{unowned}{of_gone})",
-            (now, now, now, *(f"{instance}-%" for instance in gone)),
+            f" updated_at = ? WHERE state = 'sending' AND (lease_until < ?{unowned}{of_gone}{orphans})",
+            (now, now, now, *(f"{instance}-%" for instance in gone), *((*mine, now - ORPHANED_AFTER) if mine else ())),
         )
         return cursor.rowcount
 
@@ -422,7 +428,7 @@ async def alike(store: Store, broadcast_id: str, listed: int, one_by_one: Callab
             found += [Alike(d) for d in _shown(conn, f"{where} AND {same}", (*values, *look_of_group))]
         return sorted(found, key=lambda each: each.sample.id)
 
-    return await store.call(run)
+    return await store.snapshot(run)
 
 
 def _shown(conn: Connection, where: str, values: tuple[object, ...]) -> list[Delivery]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import regex
 
-from relay import facets, linked, twitter_text
+from relay import facets, linked, threads_text, twitter_text
 from relay.destination import Counting, Limits, Markup
 
 # Slack truncates chat.postMessage text past 40,000 characters (api.slack.com/methods/chat.postMessage);
@@ -124,12 +124,15 @@ def _unit(counting: Counting) -> str:
         Counting.GRAPHEMES: "characters",
         Counting.MASTODON: "characters",
         Counting.X_WEIGHTED: "weighted characters",
+        Counting.THREADS: "characters",
     }[counting]
 
 
 def _measured(text: str, limits: Limits) -> str:
     """The text's size against the limit it breaks, in the network's own terms."""
     size = counter_for(limits)(text)
+    if size <= limits.max_length and limits.max_links is not None:
+        return f"{threads_text.distinct_links(text)} links, of at most {limits.max_links} in one post"
     if size <= limits.max_length and limits.max_bytes is not None:
         return f"{facets.utf8_length(linked.shown(text)):,} of {limits.max_bytes:,} bytes"
     return f"{size:,} of {limits.max_length:,} {_unit(limits.counting)}"
@@ -246,6 +249,8 @@ def _measure(limits: Limits) -> Callable[[str], int]:
         return lambda text: twitter_text.mastodon_length(text, limits.url_length or twitter_text.URL_LENGTH)
     if limits.counting is Counting.GRAPHEMES:
         return facets.graphemes
+    if limits.counting is Counting.THREADS:
+        return threads_text.length
     if limits.reserved:
         return lambda text: len(text) + sum(c in limits.reserved for c in text)
     return len
@@ -254,6 +259,9 @@ def _measure(limits: Limits) -> Callable[[str], int]:
 def _fits_for(limits: Limits) -> Callable[[str], bool]:
     """Whether a text can go out as one post: within the length limit, and the byte limit where there is one."""
     measure = counter_for(limits)
+    if limits.max_links is not None:
+        links = limits.max_links
+        return lambda text: measure(text) <= limits.max_length and threads_text.distinct_links(text) <= links
     if limits.max_bytes is None:
         return lambda text: measure(text) <= limits.max_length
     cap = limits.max_bytes
@@ -262,7 +270,7 @@ def _fits_for(limits: Limits) -> Callable[[str], bool]:
 
 def _entities_for(limits: Limits) -> Callable[[str], list[tuple[int, int]]]:
     """Where the network sees links, mentions and tags: spans a thread split must not cut."""
-    if limits.counting is Counting.X_WEIGHTED:
+    if limits.counting in (Counting.X_WEIGHTED, Counting.THREADS):
         return lambda text: [(u.start, u.end) for u in twitter_text.extract_urls(text)]
     if limits.counting is Counting.MASTODON:
         return lambda text: [(u.start, u.end) for u in twitter_text.mastodon_urls(text)]

@@ -7,22 +7,36 @@ in the database for that window, so neither a restart nor a second instance forg
 
 from __future__ import annotations
 
-from relay.store import Connection, Store, Unwritable
+from relay.store import Connection, Store, StoreError
 
 
-async def first_time(store: Store, signature: str, now: float, window: float) -> bool:
-    """Whether `signature` is new within the last `window` seconds (and from now on, seen). A disk that
-    refuses the write lets the request by: its action cannot be written either, so it changes nothing."""
+class SeenRequests:
+    def __init__(self, store: Store, window: float) -> None:
+        self.store = store
+        self.window = window
+        self._purged_at = 0.0
 
-    def run(conn: Connection) -> bool:
-        conn.execute("DELETE FROM seen_requests WHERE seen_at < ?", (now - window,))
-        added = conn.execute(
-            "INSERT INTO seen_requests (signature, seen_at) VALUES (?, ?) ON CONFLICT (signature) DO NOTHING",
-            (signature, now),
-        )
-        return added.rowcount == 1
+    async def first_time(self, signature: str, now: float) -> bool:
+        """Whether `signature` is new within the last `window` seconds (and from now on, seen). A database
+        that cannot take the write lets the request by: its action cannot be written either, so it changes
+        nothing. One statement: a signature older than the window counts as new, so the old ones need
+        clearing out only now and then, not on every request (where two instances clearing the same rows
+        at once made each other's transactions start again)."""
+        purge = now - self._purged_at > self.window
+        if purge:
+            self._purged_at = now
 
-    try:
-        return await store.write(run)
-    except Unwritable:
-        return True
+        def run(conn: Connection) -> bool:
+            added = conn.execute(
+                "INSERT INTO seen_requests (signature, seen_at) VALUES (?, ?) ON CONFLICT (signature)"
+                " DO UPDATE SET seen_at = excluded.seen_at WHERE seen_requests.seen_at < ?",
+                (signature, now, now - self.window),
+            )
+            if purge:
+                conn.execute("DELETE FROM seen_requests WHERE seen_at < ?", (now - self.window,))
+            return added.rowcount == 1
+
+        try:
+            return await self.store.write(run)
+        except StoreError:
+            return True

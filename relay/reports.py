@@ -43,12 +43,18 @@ class ReportRefresher:
         self._running: dict[str, asyncio.Task[None]] = {}
 
     def refresh(self, broadcast_id: str) -> None:
-        """Something changed: redraw soon."""
+        """Something changed: redraw soon. A loop that has ended is replaced at once, not when its end is
+        seen (a callback later): a change arriving in between would otherwise be drawn by nobody."""
         self._dirty.add(broadcast_id)
-        if broadcast_id not in self._running:
+        running = self._running.get(broadcast_id)
+        if running is None or running.done():
             task = asyncio.create_task(self._loop(broadcast_id))
             self._running[broadcast_id] = task
-            task.add_done_callback(lambda _: self._running.pop(broadcast_id, None))
+            task.add_done_callback(lambda ended: self._forget(broadcast_id, ended))
+
+    def _forget(self, broadcast_id: str, ended: asyncio.Task[None]) -> None:
+        if self._running.get(broadcast_id) is ended:
+            del self._running[broadcast_id]
 
     async def _loop(self, broadcast_id: str) -> None:
         while broadcast_id in self._dirty:

@@ -50,6 +50,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # Every other test runs on both backends.
 ONE_BACKEND = {
     "test_render",
+    "test_report_refresher",
     "test_reference_counts",
     "test_policy",
     "test_schedule_times",
@@ -73,6 +74,8 @@ ONE_BACKEND = {
     "test_fakes_selftest",
     "test_slack_strict_selftest",
     "test_mastodon_linkedin_selftest",
+    "test_threads_selftest",
+    "test_threads",
     "test_pds_selftest",
 }
 BACKENDS = ("sqlite", "postgres")

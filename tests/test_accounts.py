@@ -407,7 +407,7 @@ async def test_a_leader_connects_linkedin_mastodon_threads_and_bluesky_and_posts
             THREADS_APP_ID="th-id",
             THREADS_APP_SECRET="th-secret",
             THREADS_SIGN_IN_URL=threads.origin,
-            THREADS_API_URL=threads.origin,
+            THREADS_API_URL=f"{threads.origin}/v1.0",
             BLUESKY_PDS_URL=pds.url,
         )
         assert "is connected" in await connect_in_browser(browser, await sign_in_link(relay, LEADER, "LinkedIn"))
@@ -699,7 +699,7 @@ async def test_an_unused_threads_token_is_renewed_before_its_60_days_run_out(
             THREADS_APP_ID="th-id",
             THREADS_APP_SECRET="th-secret",
             THREADS_SIGN_IN_URL=threads.origin,
-            THREADS_API_URL=threads.origin,
+            THREADS_API_URL=f"{threads.origin}/v1.0",
         )
         await connect_in_browser(browser, await sign_in_link(relay, LEADER, "Threads"))
         accounts, renewals = relay.server.app[ACCOUNTS], relay.server.app[RENEWALS]

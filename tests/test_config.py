@@ -84,7 +84,7 @@ def test_the_bundled_example_is_the_documented_one_plus_dry_run(tmp_path: Path) 
         (
             ('kind = "x"', 'kind = "twitter"'),
             "destinations.company-x.kind: 'twitter' is not a destination kind; use one of "
-            '"bluesky", "linkedin", "mastodon", "slack", "teams", "x"',
+            '"bluesky", "linkedin", "mastodon", "slack", "teams", "threads", "x"',
         ),
         (
             ('default_audience = "everyone"', 'default_audience = "all"'),

@@ -56,6 +56,7 @@ async def test_postgres_stopped_mid_fan_out_the_bot_waits_and_finishes_once_it_i
                         assert await _health(http, relay.url) == 200
                     finally:
                         await process.stop()
+                        print("".join(process.log))  # shown by pytest when the test fails
                 doubled = [p.name for p in f.places if len(slack.messages(p.where)) != 1]
                 assert doubled == [], f"not exactly one post in {doubled}"
     finally:

@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import bluesky, linkedin, mastodon, teams
+from adapters import bluesky, linkedin, mastodon, teams, threads
 from adapters.slack import LIMITS as SLACK
 from adapters.x import LIMITS as X
+from relay import threads_text
 from relay.render import InputError, clean, counter_for, render
 from relay.twitter_text import parse_tweet, weighted_length
 
@@ -121,6 +122,7 @@ PUBLIC_LIMITS = {
     "bluesky": bluesky.LIMITS,
     "linkedin": linkedin.LIMITS,
     "teams": teams.LIMITS,
+    "threads": threads.LIMITS,
 }
 HOSTILE = st.lists(
     st.one_of(
@@ -158,3 +160,35 @@ def test_no_part_exceeds_its_networks_limit(network: str, text: str) -> None:
     if rendering.error is None:
         assert all(measure(part) <= limits.max_length for part in rendering.parts)
         assert len(rendering.parts) <= limits.max_thread_parts
+
+
+@pytest.mark.parametrize(
+    ("text", "length"),
+    [
+        ("Our results", 11),
+        ("café 日本", 7),  # a character is a code point, whatever its script
+        ("😀", 4),  # an emoji is its UTF-8 bytes (Meta: "Emojis are counted as the number of UTF-8 bytes")
+        ("👍🏽", 8),  # with its skin tone
+        ("👨‍👩‍👧", 18),  # a family: three emoji and two joiners, one cluster
+        ("🇫🇷", 8),  # a flag
+        ("1️⃣", 7),  # a keycap
+        ("https://example.com/" + "p" * 80, 100),  # links count in full: Threads shortens none
+    ],
+)
+def test_threads_counts_characters_and_emoji_as_their_bytes(text: str, length: int) -> None:
+    assert threads_text.length(text) == length
+
+
+def test_threads_gets_500_by_its_count_as_a_reply_thread() -> None:
+    text = " ".join(f"Point {i} 🚀 is about the plan for the quarter ahead of us all." for i in range(20))
+    rendering = render("company-threads", text, threads.LIMITS, allow_broadcast_mentions=False)
+    assert rendering.error is None and len(rendering.parts) > 2
+    assert all(threads_text.length(part) <= 500 for part in rendering.parts)
+    assert all(len(part) < threads_text.length(part) for part in rendering.parts), "each rocket counts 4"
+
+
+def test_threads_spreads_more_than_5_links_over_its_parts() -> None:
+    text = " ".join(f"Report {i}: https://example.com/r/{i}" for i in range(8))
+    rendering = render("company-threads", text, threads.LIMITS, allow_broadcast_mentions=False)
+    assert rendering.error is None and len(rendering.parts) == 2
+    assert [threads_text.distinct_links(part) for part in rendering.parts] == [5, 3]

@@ -40,7 +40,7 @@ from tests.conftest import (
     preview_id,
     teams_config,
 )
-from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX, Fault
+from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeThreads, FakeX, Fault
 from tests.fakes.teams import FakeConnector
 from tests.proof import tally
 from tests.slack_requests import action_body, command_body, signed_headers, view_submission_body
@@ -135,21 +135,24 @@ async def test_a_replayed_command_is_refused_and_makes_no_second_draft(start_rel
     assert (await drafts(relay)).count("· draft · Replayed") == 1
 
 
-async def test_a_replayed_approve_click_is_refused_and_sends_once(start_relay, slack: FakeSlack, x: FakeX) -> None:
+async def test_a_replayed_approve_click_does_nothing_and_sends_once(start_relay, slack: FakeSlack, x: FakeX) -> None:
+    """A click is acknowledged at once (its answer carries nothing); a copy of it stops there."""
     tally(SECURITY)
     relay = await start_relay()
     broadcast = preview_id(await relay.command(LEADER, "Once, even replayed"))
     body = action_body(LEADER, "approve", broadcast, slack.response_url("approve"))
     headers = signed_headers(SIGNING_SECRET, body)
     first, second = await relay.post_signed(body, headers), await relay.post_signed(body, headers)
-    assert (first.status, second.status) == (200, 401)
+    assert (first.status, second.status) == (200, 200)
     assert "2 of 2 delivered." in await relay.final_report()
     assert "approved" in (await relay.answer("approve"))["text"]
     assert len(slack.responses["approve"]) == 1, "the replay was not even answered"
     assert len(slack.messages(STAFF_CHANNEL)) == 1 and len(x.tweets) == 1
 
 
-async def test_a_replayed_audience_choice_cannot_undo_the_leaders_later_choice(start_relay, slack: FakeSlack) -> None:
+async def test_a_replayed_audience_choice_cannot_undo_the_leaders_later_choice(
+    start_relay, slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
     tally(SECURITY)
     relay = await start_relay()
     broadcast = preview_id(await relay.command(LEADER, "Who hears it"))
@@ -158,8 +161,9 @@ async def test_a_replayed_audience_choice_cannot_undo_the_leaders_later_choice(s
     assert (await relay.post_signed(staff, headers)).status == 200
     await relay.answer("staff")
     await relay.answer(await relay.click(LEADER, "choose_audience", broadcast, selected="public"))
-    assert (await relay.post_signed(staff, headers)).status == 401
+    assert (await relay.post_signed(staff, headers)).status == 200
     assert "· public · draft · Who hears it" in await drafts(relay)
+    assert "refused a copy of a Slack request already received" in caplog.text
 
 
 async def test_the_same_command_typed_again_is_signed_anew_and_accepted(start_relay, slack: FakeSlack) -> None:
@@ -511,8 +515,11 @@ kind = "mastodon"
 kind = "linkedin"
 organization = "urn:li:organization:2414183"
 
+[destinations.company-threads]
+kind = "threads"
+
 [audiences]
-everyone = ["all-staff", "company-x", "company-mastodon", "company-linkedin"]
+everyone = ["all-staff", "company-x", "company-mastodon", "company-linkedin", "company-threads"]
 """
 
 
@@ -528,6 +535,7 @@ async def test_no_secret_reaches_a_log_line_an_error_or_the_database(tmp_path: P
         FakeX(*x_credentials) as x,
         FakeMastodon(token=unique("mastodon")) as mastodon,
         FakeLinkedIn(token=unique("linkedin")) as linkedin,
+        FakeThreads(token=unique("threads")) as threads,
     ):
         env = {
             **bot_env(tmp_path, slack, x, CONFIG),
@@ -537,6 +545,8 @@ async def test_no_secret_reaches_a_log_line_an_error_or_the_database(tmp_path: P
             "MASTODON_ACCESS_TOKEN": mastodon.token,
             "LINKEDIN_API_URL": linkedin.url,
             "LINKEDIN_ACCESS_TOKEN": linkedin.token,
+            "THREADS_API_URL": threads.api_url,
+            "THREADS_ACCESS_TOKEN": threads.token,
             "RELAY_STATUS_SECRET": unique("status"),
             "PORT": str(free_port()),
         }
@@ -552,6 +562,7 @@ async def test_no_secret_reaches_a_log_line_an_error_or_the_database(tmp_path: P
         )
         linkedin.faults.add("POST /rest/posts", Fault.status(401, {"status": 401, "message": "Invalid access token"}))
         mastodon.token_revoked = True
+        threads.token_expired = True  # refused at every call, each of which carries the token in its parameters
         process = BotProcess(env)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
             relay = Relay(f"http://127.0.0.1:{env['PORT']}", slack, http)
@@ -570,9 +581,9 @@ async def test_no_secret_reaches_a_log_line_an_error_or_the_database(tmp_path: P
                 assert login.status == 401
             finally:
                 await process.stop()
-        assert "0 of 4 delivered." in report
+        assert "0 of 5 delivered." in report
         values = [value for name, value in env.items() if SECRET_NAME.search(name)]
-        assert len(values) == 10 and SIGNING_SECRET in values
+        assert len(values) == 11 and SIGNING_SECRET in values
         values += ["deprecated-verification-token", slack.response_url("late")]  # what Slack's requests carry
         lines = process.log
         tally("log lines checked for secrets", n=len(lines))

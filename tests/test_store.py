@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlite_utils import Database
 
@@ -57,9 +58,10 @@ async def _written(store: Store) -> list[str]:
     return [row[0] for row in rows]
 
 
-async def test_writes_arriving_together_share_commits_and_one_that_raises_is_undone_alone(
-    store: Store, backend: str
-) -> None:
+async def test_writes_arriving_together_are_each_kept_or_undone_alone(store: Store, backend: str) -> None:
+    """SQLite commits writes arriving together in shared transactions (one fsync for many outcomes);
+    PostgreSQL commits each on its own, side by side, so a click never waits behind a group. Either way a
+    write that raises is undone alone, and raises to its own caller only."""
     statements: list[str] = []
     transactions: set[int] | None = None
     if backend == "sqlite":
@@ -73,18 +75,85 @@ async def test_writes_arriving_together_share_commits_and_one_that_raises_is_und
 
     assert [str(r) if isinstance(r, Refused) else r for r in results] == texts
     assert isinstance(results[7], Refused)
-    assert await _written(store) == [text for text in texts if text != "write 7"]
-    commits = sum(statement == "COMMIT" for statement in statements) if transactions is None else len(transactions)
-    assert 1 <= commits < len(texts) / 2, f"{commits} commits for {len(texts)} writes arriving together"
+    assert sorted(await _written(store)) == sorted(text for text in texts if text != "write 7")
+    if transactions is None:
+        commits = sum(statement == "COMMIT" for statement in statements)
+        assert 1 <= commits < len(texts) / 2, f"{commits} commits for {len(texts)} writes arriving together"
+    else:
+        assert len(transactions) == len(texts), "each write a transaction of its own"
 
 
 async def test_a_write_the_database_refuses_fails_alone_and_the_rest_of_its_group_is_kept(store: Store) -> None:
-    first, erase, last = await asyncio.gather(
-        store.write(_note("before")), store.write(_erase), store.write(_note("after")), return_exceptions=True
-    )
+    first = await store.write(_note("before"))
+    erase, last = await asyncio.gather(store.write(_erase), store.write(_note("after")), return_exceptions=True)
     assert (first, last) == ("before", "after")
     assert isinstance(erase, Exception) and "append-only" in str(erase)
     assert await _written(store) == ["before", "after"]
+
+
+async def test_a_claim_whose_answer_never_came_back_is_taken_back_without_waiting_for_its_lease(store: Store) -> None:
+    """The database committed a claim as it went away, and the process never learned of it: those deliveries
+    are this process's on paper, worked on by nobody. They go back to the queue seconds later, not when
+    their two-minute lease runs out; the ones it does work on stay with it."""
+    await store.write(
+        lambda conn: conn.execute(
+            "INSERT INTO broadcasts (id, author, text, audience, state, created_at, expires_at, origin)"
+            " VALUES ('b00000001', 'slack:U0LEAD', 'Hello', 'staff', 'approved', 1, 9e9, 'slack')"
+        )
+    )
+    for channel in ("all-staff", "leaders"):
+        await store.write(
+            lambda conn, channel=channel: conn.execute(
+                "INSERT INTO deliveries (broadcast_id, destination, kind, parts, state, attempts, next_attempt_at)"
+                " VALUES ('b00000001', ?, 'slack', '[\"Hello\"]', 'pending', 0, 0)",
+                (channel,),
+            )
+        )
+    worked_on, lost = (await outbox.claim_due(store, 100.0, {"slack": 5}, 0))[0]
+    assert worked_on.lease_owner is not None
+
+    assert await outbox.recover(store, 101.0, held={worked_on.lease_owner}) == 0, "a claim just made is left alone"
+    assert await outbox.recover(store, 110.0, held={worked_on.lease_owner}) == 1
+    states = {d.destination: d.state for d in await outbox.for_broadcast(store, "b00000001")}
+    assert states == {worked_on.destination: DeliveryState.SENDING, lost.destination: DeliveryState.PENDING}
+
+
+@pytest.mark.postgres_only
+async def test_a_report_is_read_as_of_one_moment_whatever_another_instance_commits_meanwhile(store: Store) -> None:
+    """A report counts its deliveries, then loads the ones it lists; another instance recording outcomes in
+    between made a finished-looking report that had lost the nine still retrying."""
+
+    def counted_around_a_commit(conn: Connection) -> tuple[int, int]:
+        (before,) = conn.execute("SELECT COUNT(*) FROM audit").fetchone()
+        with psycopg.connect(DATABASE["DATABASE_URL"], autocommit=True) as other:
+            other.execute(
+                "INSERT INTO audit (at, actor, action, surface, detail) VALUES (0, 'other', 'note', 'relay', '')"
+            )
+        (after,) = conn.execute("SELECT COUNT(*) FROM audit").fetchone()
+        return before, after
+
+    assert await store.snapshot(counted_around_a_commit) == (0, 0)
+    assert await store.call(counted_around_a_commit) == (1, 2), "outside a snapshot, the commit shows"
+
+
+@pytest.mark.postgres_only
+async def test_an_instance_starting_or_stopping_is_counted_by_the_others_at_once(store: Store) -> None:
+    """A network's published rate is shared out among the instances alive: one that starts must make the
+    others slow down at once, not at their next look ten seconds later (two instances each going at the
+    whole rate meet the network's 429s), and one that stops must let them speed up again."""
+    recounts, listening = asyncio.Queue[None](), asyncio.Event()
+    store.listen(listening.set, lambda key, until: None, lambda: recounts.put_nowait(None))
+    await asyncio.wait_for(listening.wait(), 10)
+    assert await store.alive(100.0) == 1
+    await asyncio.wait_for(recounts.get(), 10)  # its own start, heard by itself too
+    other = PostgresStore(DATABASE["DATABASE_URL"])
+    await other.open()
+    assert await other.alive(101.0) == 2
+    await asyncio.wait_for(recounts.get(), 10)
+    assert await store.alive(102.0) == 2
+    await other.close()
+    await asyncio.wait_for(recounts.get(), 10)
+    assert await store.alive(103.0) == 1
 
 
 @pytest.mark.sqlite_only

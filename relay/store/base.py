@@ -3,23 +3,19 @@
 The outbox, the broadcasts and the audit trail are written as functions of a connection (`fn(conn)`) in SQL
 that both backends understand; a backend runs them on a thread of its own, so the event loop never blocks on
 the database. The little SQL that differs by dialect is a backend attribute (`Store.skip_locked`), not an `if`
-in the core.
-
-Writes are committed in groups: those that arrive while one commit is on its way to the disk share the next
-(see `Store.write`). With a durable commit each costs an fsync and a trip to the database thread; a fan-out
-records hundreds of outcomes a second, and one commit for each cost more CPU than the posts themselves.
+in the core. How a write is committed is the backend's: SQLite commits writes in groups, PostgreSQL each on
+its own beside the others (see each).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -84,9 +80,6 @@ class Unwritable(StoreError):
         self.cause = cause
 
 
-Outcomes = list[tuple[Any, Exception | None]]
-
-
 class Store(ABC):
     """One database, its connections on threads of their own, and the queue of writes waiting for a commit."""
 
@@ -104,8 +97,6 @@ class Store(ABC):
         self._refusing = False  # the last write was refused: said once in the log, until one succeeds
         self._locks: dict[str, asyncio.Lock] = {}
         self._lockers: Counter[str] = Counter()
-        self._queued: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
-        self._committing: asyncio.Task[None] | None = None
 
     @abstractmethod
     async def open(self, exclusive: bool = True) -> None:
@@ -123,14 +114,16 @@ class Store(ABC):
     async def call(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn(connection)` on a database thread, outside any transaction: for reads."""
 
-    @abstractmethod
-    def _commit(self, fns: list[Callable[[Connection], Any]]) -> Outcomes:
-        """On a database thread: run each `fn` in its own savepoint inside one transaction, and commit. Each
-        one's result, or the error that undid it alone; raises Unwritable (nothing written) if the database
-        refused the transaction."""
+    async def snapshot(self, fn: Callable[[Connection], T]) -> T:
+        """`call`, for a read of several statements that must agree with each other (a report's counts and
+        the rows it lists): they see the database as it was at one moment, whoever writes meanwhile.
+        SQLite's one connection runs reads and writes one after another, so any read is one moment."""
+        return await self.call(fn)
 
     @abstractmethod
-    async def _on_commit_thread(self, fn: Callable[[], Outcomes]) -> Outcomes: ...
+    def _commit(self, fn: Callable[[Connection], T]) -> Awaitable[T]:
+        """Run `fn` in a transaction and commit it; raises Unwritable, having changed nothing, if the
+        database refused it, or what `fn` raised, its changes undone."""
 
     async def gone(self, instances: set[str]) -> set[str]:
         """Which of these other processes have stopped, so that what they held can be taken back at once
@@ -160,9 +153,12 @@ class Store(ABC):
         """New work was committed: wake the other processes on this database."""
 
     @abstractmethod
-    def listen(self, wake: Callable[[], None], paused: Callable[[str, float], None]) -> None:
-        """Call `wake` (on the event loop) whenever another process announces new work, and `paused(key,
-        until)` when one was asked by a network to pause."""
+    def listen(
+        self, wake: Callable[[], None], paused: Callable[[str, float], None], recount: Callable[[], None]
+    ) -> None:
+        """Call `wake` (on the event loop) whenever another process announces new work, `paused(key,
+        until)` when one was asked by a network to pause, and `recount` when one started or stopped (the
+        networks' rates are shared out anew, see `alive`)."""
 
     # What paces calls to a network across processes (see `relay.pacing`).
 
@@ -190,11 +186,9 @@ class Store(ABC):
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in a transaction, answered once it is durable; raises Unwritable, having changed nothing,
-        if the database refuses it. Writes that arrive while a commit is under way are committed together
-        next, each in its own savepoint: one that raises is undone alone and raises to its own caller only,
-        and none is answered before the commit that holds it (group commit, as PostgreSQL does it)."""
+        if the database refuses it."""
         try:
-            result = await self._queue(fn)
+            result = await self._commit(fn)
         except Unwritable as error:
             if not self._refusing:
                 log.error("%s. Until then people's commands are refused and deliveries wait; nothing is lost", error)
@@ -215,53 +209,3 @@ class Store(ABC):
             except Unwritable:
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, WRITE_RETRY_MAX)
-
-    def _queue(self, fn: Callable[[Connection], T]) -> asyncio.Future[T]:
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[T] = loop.create_future()
-        self._queued.append((fn, answer))
-        if self._committing is None:
-            self._committing = loop.create_task(self._commit_queued())
-        return answer
-
-    async def _commit_queued(self) -> None:
-        """Until nothing is queued: commit everything queued so far in one transaction, then answer each."""
-        group: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
-        try:
-            while self._queued:
-                group, self._queued = self._queued, []
-                try:
-                    outcomes = await self._on_commit_thread(functools.partial(self._commit, [fn for fn, _ in group]))
-                except Exception as failure:  # the transaction failed whole: none of the group was written
-                    outcomes = [(None, failure)] * len(group)
-                for (_, answer), (result, error) in zip(group, outcomes, strict=True):
-                    if answer.done():  # its caller stopped waiting
-                        continue
-                    if error is None:
-                        answer.set_result(result)
-                    else:
-                        answer.set_exception(error)
-        except asyncio.CancelledError:
-            for _, answer in [*group, *self._queued]:
-                answer.cancel()
-            raise
-        finally:
-            self._committing = None
-
-
-def in_savepoints(conn: Any, fns: list[Callable[[Connection], Any]], fatal: Callable[[Exception], bool]) -> Outcomes:
-    """Inside an open transaction: each `fn` in its own savepoint, undone alone if it raises. An error that
-    `fatal` picks out (the database's refusal, after which it may already have undone more than the
-    savepoint) is raised, for the whole transaction to be rolled back."""
-    outcomes: Outcomes = []
-    for fn in fns:
-        conn.execute("SAVEPOINT one_write")
-        try:
-            outcomes.append((fn(conn), None))
-        except Exception as error:
-            if fatal(error):
-                raise
-            conn.execute("ROLLBACK TO SAVEPOINT one_write")
-            outcomes.append((None, error))
-        conn.execute("RELEASE SAVEPOINT one_write")
-    return outcomes

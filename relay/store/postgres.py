@@ -31,20 +31,21 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from relay.store.base import Connection, Outcomes, Store, StoreError, Unwritable, in_savepoints, unreadable_schema
+from relay.store.base import Connection, Store, StoreError, Unwritable, unreadable_schema
 from relay.store.schema import POSTGRES_FIRST, SHARED, VERSION
 
 T = TypeVar("T")
 
 log = logging.getLogger("relay.store")
 
-POOL_SIZE = 4  # reads run side by side; writes are grouped into one transaction at a time per instance
+POOL_SIZE = 6  # connections per instance: reads and writes run side by side, each write its own transaction
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection, or to wait for one from the pool
 # A serializable transaction that lost a conflict is run again: soon, with jitter so two that collided do
 # not collide again, and a bounded number of times.
 CONFLICT_RETRIES = 20
 CHANNEL = "relay_outbox"  # NOTIFY'd when work is committed, so idle instances look at once
 PAUSES = "relay_pause"  # NOTIFY'd with "until key" when a network asked for a pause: every instance holds
+INSTANCES = "relay_instances"  # NOTIFY'd when an instance starts or stops: the others share out the rates anew
 LISTEN_LOOK = 0.1  # seconds the listener waits for a notification before looking whether it is to stop
 ALIVE_FOR = 30.0  # seconds an instance counts as alive after it last said so (it says so every 10)
 MIGRATION_LOCK = 7_310_001  # pg_advisory_xact_lock key: one instance migrates, the others wait for it
@@ -85,13 +86,21 @@ class PostgresStore(Store):
             max_size=pool_size,
             open=False,
             timeout=CONNECT_TIMEOUT,
+            # The pool tries again to connect with a doubling wait, for 5 minutes by default: a server back
+            # after 20 s would be seen 10 s late. Given up sooner, the next use tries again at once.
+            reconnect_timeout=CONNECT_TIMEOUT,
             kwargs={"autocommit": True, "prepare_threshold": None, "connect_timeout": int(CONNECT_TIMEOUT)},
             name="relay",
         )
         self._executor = ThreadPoolExecutor(max_workers=pool_size + 1, thread_name_prefix="postgres")
         self._session: psycopg.Connection[Any] | None = None  # direct, for what lasts a session (below)
+        # The session's one thread: its queries (locks taken and let go) run one after another anyway, and
+        # must not hold the pool's threads waiting for it; and one thread alone replaces a lost session (two
+        # would each ask for the instance's lock, the second waiting for ever behind the first).
+        self._on_session = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-session")
         self._closing = threading.Event()
         self._listener: threading.Thread | None = None
+        self._counted = False  # the others were told this instance started (`alive`)
 
     def __str__(self) -> str:
         return described(self.url)
@@ -136,7 +145,7 @@ class PostgresStore(Store):
         return conn
 
     async def gone(self, instances: set[str]) -> set[str]:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._gone, instances)
+        return await asyncio.get_running_loop().run_in_executor(self._on_session, self._gone, instances)
 
     def _gone(self, instances: set[str]) -> set[str]:
         """An instance whose lock can be taken has no session left: it stopped. The lock is let go at once."""
@@ -154,15 +163,21 @@ class PostgresStore(Store):
         with contextlib.suppress(StoreError):  # a hint only: the others' timed look finds the work all the same
             await self.call(lambda conn: conn.execute(f"NOTIFY {CHANNEL}"))
 
-    def listen(self, wake: Callable[[], None], paused: Callable[[str, float], None]) -> None:
+    def listen(
+        self, wake: Callable[[], None], paused: Callable[[str, float], None], recount: Callable[[], None]
+    ) -> None:
         loop = asyncio.get_running_loop()
         self._listener = threading.Thread(
-            target=self._listen, args=(loop, wake, paused), name="postgres-listen", daemon=True
+            target=self._listen, args=(loop, wake, paused, recount), name="postgres-listen", daemon=True
         )
         self._listener.start()
 
     def _listen(
-        self, loop: asyncio.AbstractEventLoop, wake: Callable[[], None], paused: Callable[[str, float], None]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        wake: Callable[[], None],
+        paused: Callable[[str, float], None],
+        recount: Callable[[], None],
     ) -> None:
         """On a direct connection of its own (LISTEN needs a session, which PgBouncer's transaction mode does
         not keep). A listener that loses its connection misses what was announced meanwhile: it wakes the
@@ -172,12 +187,15 @@ class PostgresStore(Store):
                 with psycopg.connect(self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     conn.execute(f"LISTEN {PAUSES}")
+                    conn.execute(f"LISTEN {INSTANCES}")
                     loop.call_soon_threadsafe(wake)
                     while not self._closing.is_set():
                         for notice in conn.notifies(timeout=LISTEN_LOOK, stop_after=1):
                             if notice.channel == PAUSES:
                                 until, _, key = notice.payload.partition(" ")
                                 loop.call_soon_threadsafe(paused, key, float(until))
+                            elif notice.channel == INSTANCES:
+                                loop.call_soon_threadsafe(recount)
                             else:
                                 loop.call_soon_threadsafe(wake)
             except (psycopg.OperationalError, RuntimeError):  # RuntimeError: the loop closed under us
@@ -211,7 +229,7 @@ class PostgresStore(Store):
         is cancelled meanwhile (a shutdown): a lock taken for a caller that is gone is let go at once, or
         every other instance would wait for it."""
         loop = asyncio.get_running_loop()
-        ask = loop.run_in_executor(self._executor, self._session_query, "SELECT pg_try_advisory_lock(%s, %s)", key)
+        ask = loop.run_in_executor(self._on_session, self._session_query, "SELECT pg_try_advisory_lock(%s, %s)", key)
         try:
             return bool(await asyncio.shield(ask))
         except asyncio.CancelledError:
@@ -221,7 +239,7 @@ class PostgresStore(Store):
 
     async def _release(self, key: tuple[int, int]) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._session_query, "SELECT pg_advisory_unlock(%s, %s)", key)
+        await loop.run_in_executor(self._on_session, self._session_query, "SELECT pg_advisory_unlock(%s, %s)", key)
 
     def _session_query(self, sql: LiteralString, values: tuple[Any, ...]) -> Any:
         if self._session is None or self._session.broken or self._session.closed:
@@ -262,6 +280,9 @@ class PostgresStore(Store):
             " SELECT COUNT(*) + 1 FROM instances WHERE seen_at > ? AND id != ?",
             (self.instance, now, now - 86400, now - ALIVE_FOR, self.instance),
         )
+        if row is not None and not self._counted:  # just started: the others take a smaller share at once
+            self._counted = True
+            await self._shared("SELECT pg_notify(?, ?)", (INSTANCES, self.instance))
         return int(row[0]) if row else 1
 
     async def _shared(self, sql: str, values: Sequence[Any]) -> Any:
@@ -283,23 +304,30 @@ class PostgresStore(Store):
         except (psycopg.OperationalError, PoolTimeout) as error:
             raise StoreError(f"cannot read from the database {self}: {_first_line(error)}") from error
 
-    async def _on_commit_thread(self, fn: Callable[[], Outcomes]) -> Outcomes:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+    async def snapshot(self, fn: Callable[[Connection], T]) -> T:
+        return await self.call(lambda conn: _in_snapshot(conn, fn))
 
-    def _commit(self, fns: list[Callable[[Connection], Any]]) -> Outcomes:
+    async def _commit(self, fn: Callable[[Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, fn)
+
+    def _transaction(self, fn: Callable[[Connection], T]) -> T:
+        """`fn` in a serializable transaction of its own, run again from the start when it conflicted with
+        another. Each write commits on its own, beside the others on the pool's connections, rather than
+        queued into a group as on SQLite: the server flushes its log once for all the transactions that
+        commit together, and a person's click does not wait behind a hundred outcomes."""
         for attempt in range(CONFLICT_RETRIES):
             try:
                 with self._pool.connection() as raw:
                     conn = _Translated(raw)
                     conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
                     try:
-                        outcomes = in_savepoints(conn, fns, fatal=_whole)
+                        result = fn(conn)
                         conn.execute("COMMIT")
                     except BaseException:
                         if not raw.broken:
                             raw.execute("ROLLBACK")
                         raise
-                return outcomes
+                return result
             except _CONFLICTS:
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
             except Exception as error:
@@ -313,16 +341,20 @@ class PostgresStore(Store):
         )
 
     async def close(self) -> None:
+        if self._counted:  # the others take a larger share at once, not when this one's last word is old
+            await self._shared(
+                "WITH gone AS (DELETE FROM instances WHERE id = ? RETURNING id) SELECT pg_notify(?, ?)",
+                (self.instance, INSTANCES, self.instance),
+            )
         self._closing.set()
         if self._listener is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._listener.join, 5.0)
 
-        def shut() -> None:
-            self._pool.close()
-            if self._session is not None:
-                self._session.close()
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
+        loop = asyncio.get_running_loop()
+        if self._session is not None:
+            await loop.run_in_executor(self._on_session, self._session.close)
+        self._on_session.shutdown(wait=True)
+        await loop.run_in_executor(self._executor, self._pool.close)
         self._executor.shutdown(wait=True)
 
 
@@ -348,15 +380,19 @@ def _migrate(conn: psycopg.Connection[Any]) -> None:
             conn.execute("UPDATE relay_schema SET version = %s", (VERSION,))
 
 
+def _in_snapshot(conn: Connection, fn: Callable[[Connection], T]) -> T:
+    """Another instance commits outcomes between one statement and the next; in one repeatable-read
+    transaction every statement sees the database as the first one did."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        return fn(conn)
+    finally:
+        conn.execute("COMMIT")
+
+
 def _key(instance: str) -> int:
     """An instance's advisory lock: its id (12 hex digits) is a number that fits PostgreSQL's bigint."""
     return int(instance, 16)
-
-
-def _whole(error: Exception) -> bool:
-    """Errors that undo the whole transaction, not one savepoint: a conflict (the whole is run again), or
-    the database's refusal."""
-    return isinstance(error, _CONFLICTS) or _refusal(error) is not None
 
 
 def _refusal(error: BaseException) -> str | None:

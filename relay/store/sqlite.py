@@ -5,6 +5,11 @@ Read-then-write work runs inside `BEGIN IMMEDIATE`, which takes the write lock u
 transaction (what sqlite-utils' `atomic()` starts) can fail half-way under contention, and a compare-and-set
 must not.
 
+Writes are committed in groups: those that arrive while one commit is on its way to the disk share the next,
+each in a savepoint of its own (one that raises is undone alone, and raises to its own caller only), and none
+is answered before the commit that holds it. A durable commit costs an fsync; a fan-out records hundreds of
+outcomes a second, and one commit for each cost more than the posts themselves.
+
 A write the disk refuses (full, failing, read-only) rolls its transaction back whole and raises
 `Unwritable`: a person's action is refused at once, with the reason; what the bot itself must write down
 (an outcome of a post that went out) waits in `persist` until the disk takes it, without spinning.
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import sqlite3
 from collections.abc import Callable
@@ -24,10 +30,12 @@ from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
-from relay.store.base import Connection, Outcomes, Store, StoreError, Unwritable, in_savepoints, unreadable_schema
+from relay.store.base import Connection, Store, StoreError, Unwritable, unreadable_schema
 from relay.store.schema import SHARED, SQLITE_FIRST, VERSION
 
 T = TypeVar("T")
+
+Outcomes = list[tuple[Any, Exception | None]]
 
 # SQLite's primary result codes for a write the disk refused (sqlite.org/rescode.html), in a person's words.
 # A full disk gives SQLITE_FULL, or SQLITE_IOERR where the kernel's error is not ENOSPC (EFBIG, EIO, EROFS).
@@ -47,6 +55,8 @@ class SqliteStore(Store):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
+        self._queued: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
+        self._committing: asyncio.Task[None] | None = None
 
     def __str__(self) -> str:
         return str(self.path)
@@ -123,7 +133,9 @@ class SqliteStore(Store):
     async def announce(self) -> None:
         """The only process on the file has nobody to tell."""
 
-    def listen(self, wake: Callable[[], None], paused: Callable[[str, float], None]) -> None:
+    def listen(
+        self, wake: Callable[[], None], paused: Callable[[str, float], None], recount: Callable[[], None]
+    ) -> None:
         """Nobody else writes to the file."""
 
     def _across(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
@@ -146,9 +158,6 @@ class SqliteStore(Store):
     async def call(self, fn: Callable[[Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn)
 
-    async def _on_commit_thread(self, fn: Callable[[], Outcomes]) -> Outcomes:
-        return await self.call(lambda _: fn())
-
     def _run(self, fn: Callable[[Connection], T]) -> T:
         if self._conn is None:
             raise StoreError("the database is not open")
@@ -162,14 +171,55 @@ class SqliteStore(Store):
                 f"cannot write {self.path}: {error}; free space on its disk, or make it writable", cause
             ) from error
 
-    def _commit(self, fns: list[Callable[[Connection], Any]]) -> Outcomes:
-        """One BEGIN IMMEDIATE … COMMIT. A disk's refusal, or a failed COMMIT, rolls back the whole
-        transaction and raises: after such an error SQLite may already have undone more than the savepoint."""
-        conn = self._conn
-        assert conn is not None
+    def _commit(self, fn: Callable[[Connection], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[T] = loop.create_future()
+        self._queued.append((fn, answer))
+        if self._committing is None:
+            self._committing = loop.create_task(self._commit_queued())
+        return answer
+
+    async def _commit_queued(self) -> None:
+        """Until nothing is queued: commit everything queued so far in one transaction, then answer each."""
+        group: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
+        try:
+            while self._queued:
+                group, self._queued = self._queued, []
+                try:
+                    outcomes = await self.call(functools.partial(self._commit_group, [fn for fn, _ in group]))
+                except Exception as failure:  # the transaction failed whole: none of the group was written
+                    outcomes = [(None, failure)] * len(group)
+                for (_, answer), (result, error) in zip(group, outcomes, strict=True):
+                    if answer.done():  # its caller stopped waiting
+                        continue
+                    if error is None:
+                        answer.set_result(result)
+                    else:
+                        answer.set_exception(error)
+        except asyncio.CancelledError:
+            for _, answer in [*group, *self._queued]:
+                answer.cancel()
+            raise
+        finally:
+            self._committing = None
+
+    def _commit_group(self, fns: list[Callable[[Connection], Any]], conn: sqlite3.Connection) -> Outcomes:
+        """One BEGIN IMMEDIATE … COMMIT, each `fn` in its own savepoint, undone alone if it raises. A disk's
+        refusal, or a failed COMMIT, rolls back the whole transaction and raises: after such an error SQLite
+        may already have undone more than the savepoint."""
         conn.execute("BEGIN IMMEDIATE")
         try:
-            outcomes = in_savepoints(conn, fns, fatal=lambda error: _disk_refusal(error) is not None)
+            outcomes: Outcomes = []
+            for fn in fns:
+                conn.execute("SAVEPOINT one_write")
+                try:
+                    outcomes.append((fn(conn), None))
+                except Exception as error:
+                    if _disk_refusal(error) is not None:
+                        raise
+                    conn.execute("ROLLBACK TO SAVEPOINT one_write")
+                    outcomes.append((None, error))
+                conn.execute("RELEASE SAVEPOINT one_write")
             conn.execute("COMMIT")
         except BaseException:
             _roll_back(conn)

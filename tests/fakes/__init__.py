@@ -1,9 +1,10 @@
-"""Loopback fakes of the Slack Web API, X API v2, Mastodon and LinkedIn: record requests, inject faults."""
+"""Loopback fakes of the Slack Web API, X API v2, Mastodon, LinkedIn and Threads: record requests, inject faults."""
 
 from .faults import Fault, FaultPlan
 from .linkedin import FakeLinkedIn, LinkedInCall, LinkedInPost
 from .mastodon import FakeMastodon, MastodonCall, MastodonStatus
 from .slack import Call, FakeSlack
+from .threads import FakeThreads, ThreadsCall, ThreadsPost
 from .x import FakeX, Tweet, XCall
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "FakeLinkedIn",
     "FakeMastodon",
     "FakeSlack",
+    "FakeThreads",
     "FakeX",
     "Fault",
     "FaultPlan",
@@ -18,6 +20,8 @@ __all__ = [
     "LinkedInPost",
     "MastodonCall",
     "MastodonStatus",
+    "ThreadsCall",
+    "ThreadsPost",
     "Tweet",
     "XCall",
 ]

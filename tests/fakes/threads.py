@@ -1,0 +1,377 @@
+"""Loopback stand-in for Meta's Threads API (graph.threads.net/v1.0): one account, its containers and posts.
+
+It refuses what Threads documents refusing (developers.facebook.com/docs/threads): a publish before the
+container is FINISHED, an unknown, published or expired (24 h) container, a text over 500 characters by
+Threads' count or with more than 5 distinct links, a `reply_control` Threads does not know, a reply to a
+post that is not there, a missing or bad token, and the account's daily allowances (250 posts, 1,000
+replies, 100 deletions in 24 hours). Every error is the Graph API's shape: `{"error": {"message", "type",
+"code", "error_subcode", "fbtrace_id"}}`. A container takes `processing` seconds to become FINISHED, so the
+bot's wait for it is exercised; calls are recorded and faults injected like the other fakes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import string
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from relay import threads_text
+
+from .faults import Fault
+from .server import LoopbackServer
+
+Payload = dict[str, Any]
+
+MAX_CHARACTERS = 500
+MAX_LINKS = 5
+REPLY_CONTROLS = ("everyone", "accounts_you_follow", "mentioned_only", "parent_post_author_only", "followers_only")
+MEDIA_TYPES = ("TEXT", "IMAGE", "VIDEO", "CAROUSEL")
+CONTAINER_LIFETIME = timedelta(hours=24)  # docs/threads/troubleshooting: EXPIRED, "not published within 24 hours"
+DAY = timedelta(hours=24)
+POSTS_A_DAY, REPLIES_A_DAY, DELETES_A_DAY = 250, 1000, 100
+
+
+@dataclass
+class ThreadsPost:
+    """A published post (or reply) of the account."""
+
+    id: str
+    text: str
+    reply_to: str | None
+    reply_control: str
+    container: str
+    shortcode: str
+    timestamp: datetime
+
+
+@dataclass
+class Container:
+    id: str
+    text: str
+    reply_to: str | None
+    reply_control: str
+    created: datetime
+    ready_at: float  # monotonic time it becomes FINISHED
+    published: str | None = None  # the post it became
+
+
+@dataclass
+class ThreadsCall:
+    """One request as received: `params` merges query, form and path (what predicates see)."""
+
+    endpoint: str
+    path: str
+    params: dict[str, Any]
+    headers: Mapping[str, str] = field(repr=False)
+    fault: Fault | None = None
+    at: float = field(default_factory=time.monotonic, repr=False)
+
+
+def error_body(
+    message: str, code: int, subcode: int | None = None, kind: str = "OAuthException", **more: Any
+) -> Payload:
+    """The Graph API's error object."""
+    error: Payload = {"message": message, "type": kind, "code": code, **more, "fbtrace_id": secrets.token_urlsafe(8)}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    return {"error": error}
+
+
+def graph_error(message: str, code: int, subcode: int | None = None, kind: str = "OAuthException") -> web.Response:
+    """The Graph API's error answer (HTTP 400, as Graph answers its errors)."""
+    return web.json_response(error_body(message, code, subcode, kind), status=400)
+
+
+def _unknown(object_id: str) -> web.Response:
+    return graph_error(
+        f"Unsupported request - method type: get. Object with ID '{object_id}' does not exist, cannot be loaded "
+        "due to missing permissions, or does not support this operation.",
+        100,
+        33,
+        kind="GraphMethodException",
+    )
+
+
+def _format_time(moment: datetime) -> str:
+    """Graph timestamps: `2026-11-30T15:04:05+0000`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+class FakeThreads(LoopbackServer[ThreadsCall]):
+    """One Threads account; the bot calls `{threads.api_url}/me/threads` etc."""
+
+    def __init__(
+        self,
+        token: str = "threads-token",
+        *,
+        user_id: str = "17841400000000001",
+        username: str = "relaycompany",
+        processing: float = 0.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        super().__init__()
+        self.token = token
+        self.user_id = user_id
+        self.username = username
+        self.processing = processing  # seconds a new container stays IN_PROGRESS
+        self.token_expired = False
+        self.posts: list[ThreadsPost] = []
+        self.deleted: list[ThreadsPost] = []
+        self.containers: dict[str, Container] = {}
+        self.published_at: list[tuple[datetime, bool]] = []  # (when, is a reply): what the allowance counts
+        self.deleted_at: list[datetime] = []
+        self._clock = clock
+        self._ids = itertools.count(18_000_000_000_000_001)
+        routes: list[tuple[str, str, Callable[[ThreadsCall], web.Response]]] = [
+            ("GET", "/v1.0/{user}", self._user),
+            ("POST", "/v1.0/{user}/threads", self._create),
+            ("POST", "/v1.0/{user}/threads_publish", self._publish),
+            ("GET", "/v1.0/{user}/threads", self._list_threads),
+            ("GET", "/v1.0/{user}/replies", self._list_replies),
+            ("GET", "/v1.0/{user}/threads_publishing_limit", self._publishing_limit),
+            ("DELETE", "/v1.0/{user}", self._delete),
+        ]
+        for method, path, handler in routes:
+            endpoint = f"{method} {path.removeprefix('/v1.0').replace('{user}', ':id')}"
+            self.app.router.add_route(method, path, self._endpoint(endpoint, handler))
+
+    @property
+    def api_url(self) -> str:
+        """What THREADS_API_URL is set to: `http://127.0.0.1:PORT/v1.0`."""
+        return f"{self.origin}/v1.0"
+
+    def calls_to(self, endpoint: str) -> list[ThreadsCall]:
+        """Recorded calls of one endpoint, e.g. "POST /:id/threads_publish"."""
+        return [call for call in self.calls if call.endpoint == endpoint]
+
+    def permalink(self, post: ThreadsPost) -> str:
+        return f"https://www.threads.net/@{self.username}/post/{post.shortcode}"
+
+    def use_allowance(self, posts: int = 0, replies: int = 0, deletes: int = 0) -> None:
+        """Count posts, replies or deletions made elsewhere today (another app, the account's owner)."""
+        now = self._clock()
+        self.published_at += [(now, False)] * posts + [(now, True)] * replies
+        self.deleted_at += [now] * deletes
+
+    def expire(self, container_id: str) -> None:
+        """Age a container past its 24 hours."""
+        self.containers[container_id].created -= CONTAINER_LIFETIME
+
+    def rate_limited_for(self, seconds: float) -> Fault:
+        """Graph's throttling answer (code 4); Meta sends no reset time, so none here either."""
+        return Fault.status(400, error_body("Application request limit reached", 4, is_transient=True))
+
+    @staticmethod
+    def token_error(expired: bool = False) -> Fault:
+        """The answer to a token Threads no longer takes."""
+        if expired:
+            message = "Error validating access token: Session has expired on Sunday, 30-Nov-26 15:00:00 PST."
+            return Fault.status(400, error_body(message, 190, 463))
+        return Fault.status(400, error_body("Invalid OAuth access token.", 190))
+
+    # ---- plumbing ----------------------------------------------------------------------------------------
+
+    def _endpoint(
+        self, endpoint: str, handler: Callable[[ThreadsCall], web.Response]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def serve(request: web.Request) -> web.StreamResponse:
+            params: dict[str, Any] = dict(request.query)
+            if request.method == "POST" and request.content_type in (
+                "application/x-www-form-urlencoded",
+                "multipart/form-data",
+            ):
+                form = await request.post()
+                params.update((key, value) for key, value in form.items() if isinstance(value, str))
+            params.update(request.match_info)
+            fault = self._fault_for(endpoint, params)
+            call = ThreadsCall(endpoint, request.path, params, request.headers, fault)
+
+            async def apply() -> web.StreamResponse:
+                return self._refused(call) or handler(call)
+
+            return await self._serve(request, call, fault, apply)
+
+        return serve
+
+    def _refused(self, call: ThreadsCall) -> web.Response | None:
+        """Graph's token checks: the `access_token` parameter, or an `Authorization: Bearer` header."""
+        header = call.headers.get("Authorization", "")
+        token = call.params.get("access_token") or (header[7:] if header.startswith("Bearer ") else None)
+        if not token:
+            return graph_error("An active access token must be used to query information about the current user.", 2500)
+        if token != self.token:
+            return graph_error("Invalid OAuth access token - Cannot parse access token", 190)
+        if self.token_expired:
+            return self.token_error(expired=True).response()
+        if call.params["user"] not in ("me", self.user_id) and call.endpoint not in ("GET /:id", "DELETE /:id"):
+            return _unknown(call.params["user"])
+        return None
+
+    def _post(self, post_id: str) -> ThreadsPost | None:
+        return next((post for post in self.posts if post.id == post_id), None)
+
+    def _within_day(self, moments: list[datetime]) -> int:
+        since = self._clock() - DAY
+        return sum(moment > since for moment in moments)
+
+    def _used(self, replies: bool) -> int:
+        return self._within_day([when for when, is_reply in self.published_at if is_reply == replies])
+
+    def _state(self, container: Container) -> str:
+        if container.published:
+            return "PUBLISHED"
+        if self._clock() - container.created >= CONTAINER_LIFETIME:
+            return "EXPIRED"
+        return "FINISHED" if time.monotonic() >= container.ready_at else "IN_PROGRESS"
+
+    def _render(self, post: ThreadsPost, fields: list[str]) -> Payload:
+        everything = {
+            "id": post.id,
+            "media_product_type": "THREADS",
+            "media_type": "TEXT_POST",
+            "text": post.text,
+            "permalink": self.permalink(post),
+            "timestamp": _format_time(post.timestamp),
+            "username": self.username,
+            "shortcode": post.shortcode,
+            "is_reply": post.reply_to is not None,
+            "reply_audience": post.reply_control.upper(),
+        }
+        if post.reply_to is not None:
+            everything["replied_to"] = {"id": post.reply_to}
+            everything["root_post"] = {"id": self._root(post).id}
+        return {name: everything[name] for name in ["id", *fields] if name in everything}
+
+    def _root(self, post: ThreadsPost) -> ThreadsPost:
+        while post.reply_to is not None and (parent := self._post(post.reply_to)) is not None:
+            post = parent
+        return post
+
+    # ---- endpoints ---------------------------------------------------------------------------------------
+
+    def _user(self, call: ThreadsCall) -> web.Response:
+        """GET /me, a container's status, or a post's fields."""
+        target, fields = call.params["user"], str(call.params.get("fields") or "").split(",")
+        if target in ("me", self.user_id):
+            return web.json_response({"id": self.user_id, "username": self.username})
+        if (container := self.containers.get(target)) is not None:
+            answer: Payload = {"id": container.id, "status": self._state(container)}
+            if "error_message" in fields and answer["status"] == "EXPIRED":
+                answer["error_message"] = "EXPIRED"
+            return web.json_response({k: v for k, v in answer.items() if k == "id" or k in fields})
+        if (post := self._post(target)) is not None:
+            return web.json_response(self._render(post, fields))
+        return _unknown(target)
+
+    def _create(self, call: ThreadsCall) -> web.Response:
+        params = call.params
+        media_type = str(params.get("media_type") or "")
+        if media_type not in MEDIA_TYPES:
+            return graph_error(f"Param media_type must be one of {{{', '.join(MEDIA_TYPES)}}}", 100)
+        if media_type != "TEXT":
+            return graph_error("This fake makes text posts only", 100)
+        text = str(params.get("text") or "")
+        if not text.strip():
+            return graph_error("Param text is required for media_type TEXT", 100)
+        if threads_text.length(text) > MAX_CHARACTERS:
+            return graph_error(f"Param text must be at most {MAX_CHARACTERS} characters long.", 100)
+        if threads_text.distinct_links(text) > MAX_LINKS:
+            return graph_error("THREADS_API__LINK_LIMIT_EXCEEDED: a post may contain at most 5 links.", 100, 4279032)
+        control = str(params.get("reply_control") or "everyone")
+        if control not in REPLY_CONTROLS:
+            return graph_error(f"Param reply_control must be one of {{{', '.join(REPLY_CONTROLS)}}}", 100)
+        reply_to = params.get("reply_to_id")
+        if reply_to is not None and self._post(str(reply_to)) is None:
+            return _unknown(str(reply_to))
+        container = Container(
+            id=str(next(self._ids)),
+            text=text,
+            reply_to=str(reply_to) if reply_to is not None else None,
+            reply_control=control,
+            created=self._clock(),
+            ready_at=time.monotonic() + self.processing,
+        )
+        self.containers[container.id] = container
+        return web.json_response({"id": container.id})
+
+    def _publish(self, call: ThreadsCall) -> web.Response:
+        creation_id = str(call.params.get("creation_id") or "")
+        container = self.containers.get(creation_id)
+        if container is None:
+            return graph_error("The requested resource does not exist", 24, 4279009)
+        state = self._state(container)
+        if state == "EXPIRED":
+            return graph_error("The media container has expired: it was not published within 24 hours", 24, 4279009)
+        if state == "PUBLISHED":
+            return graph_error("The media container has already been published", 100, 4279010)
+        if state == "IN_PROGRESS":
+            return graph_error("The media is not ready for publishing, please wait for a moment", 9007, 2207027)
+        reply = container.reply_to is not None
+        if reply and self._post(container.reply_to or "") is None:
+            return _unknown(container.reply_to or "")
+        if reply and self._used(True) >= REPLIES_A_DAY:
+            return graph_error("You have reached the maximum number of replies allowed in 24 hours", 9, 2207042)
+        if not reply and self._used(False) >= POSTS_A_DAY:
+            return graph_error("You have reached the maximum number of posts allowed in 24 hours", 9, 2207042)
+        now = self._clock()
+        post = ThreadsPost(
+            id=str(next(self._ids)),
+            text=container.text,
+            reply_to=container.reply_to,
+            reply_control=container.reply_control,
+            container=container.id,
+            shortcode="".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(11)),
+            timestamp=now,
+        )
+        self.posts.append(post)
+        container.published = post.id
+        self.published_at.append((now, reply))
+        return web.json_response({"id": post.id})
+
+    def _listing(self, call: ThreadsCall, replies: bool) -> web.Response:
+        fields = str(call.params.get("fields") or "").split(",")
+        since = float(call.params.get("since") or 0)
+        limit = min(int(call.params.get("limit") or 25), 100)
+        chosen = [
+            post
+            for post in reversed(self.posts)
+            if (post.reply_to is not None) == replies and post.timestamp.timestamp() >= since
+        ][:limit]
+        return web.json_response({"data": [self._render(post, fields) for post in chosen], "paging": {}})
+
+    def _list_threads(self, call: ThreadsCall) -> web.Response:
+        return self._listing(call, replies=False)
+
+    def _list_replies(self, call: ThreadsCall) -> web.Response:
+        return self._listing(call, replies=True)
+
+    def _publishing_limit(self, call: ThreadsCall) -> web.Response:
+        fields = str(call.params.get("fields") or "quota_usage,config").split(",")
+        duration = int(DAY.total_seconds())
+        usage: Payload = {
+            "quota_usage": self._used(False),
+            "config": {"quota_total": POSTS_A_DAY, "quota_duration": duration},
+            "reply_quota_usage": self._used(True),
+            "reply_config": {"quota_total": REPLIES_A_DAY, "quota_duration": duration},
+            "delete_quota_usage": self._within_day(self.deleted_at),
+            "delete_config": {"quota_total": DELETES_A_DAY, "quota_duration": duration},
+        }
+        return web.json_response({"data": [{k: v for k, v in usage.items() if k in fields}]})
+
+    def _delete(self, call: ThreadsCall) -> web.Response:
+        post = self._post(call.params["user"])
+        if post is None:
+            return _unknown(call.params["user"])
+        if self._within_day(self.deleted_at) >= DELETES_A_DAY:
+            return graph_error("You have reached the maximum number of deletions allowed in 24 hours", 9, 2207042)
+        self.posts.remove(post)
+        self.deleted.append(post)
+        self.deleted_at.append(self._clock())
+        return web.json_response({"success": True, "deleted_id": post.id})
