@@ -44,7 +44,7 @@ from tests.conftest import (
     report_text,
     teams_config,
 )
-from tests.fakes import FakeLinkedIn, FakeMastodon, FakeX
+from tests.fakes import FakeLinkedIn, FakeMastodon, FakeThreads, FakeX
 from tests.fakes.slack import FakeSlack
 from tests.fakes.teams import FakeConnector
 from tests.fakes.threads_sign_in import FakeThreadsSignIn
@@ -391,11 +391,13 @@ async def test_a_leader_connects_linkedin_mastodon_threads_and_bluesky_and_posts
 ) -> None:
     port = free_port()
     public = f"http://127.0.0.1:{port}"
-    async with FakeMastodon(token="not-the-leaders", username="ceo") as own_server, FakeThreadsSignIn() as threads:
+    own_threads = FakeThreads(user_id="1789", username="the.ceo", sign_in=True)
+    async with FakeMastodon(token="not-the-leaders", username="ceo") as own_server, own_threads as threads:
         linkedin.sign_in.register(f"{public}/oauth/linkedin/callback", "li-id", "li-secret")
         linkedin.sign_in.user = MEMBER
-        threads.sign_in.register(f"{public}/oauth/threads/callback", "th-id", "th-secret")
-        threads.sign_in.user = {"id": "1789", "username": "the.ceo"}
+        assert threads.tokens is not None
+        threads.tokens.sign_in.register(f"{public}/oauth/threads/callback", "th-id", "th-secret")
+        threads.tokens.sign_in.user = {"id": "1789", "username": "the.ceo"}
         relay = await relay_with_accounts(
             start_relay,
             x,
@@ -407,14 +409,14 @@ async def test_a_leader_connects_linkedin_mastodon_threads_and_bluesky_and_posts
             THREADS_APP_ID="th-id",
             THREADS_APP_SECRET="th-secret",
             THREADS_SIGN_IN_URL=threads.origin,
-            THREADS_API_URL=f"{threads.origin}/v1.0",
+            THREADS_API_URL=threads.api_url,
             BLUESKY_PDS_URL=pds.url,
         )
         assert "is connected" in await connect_in_browser(browser, await sign_in_link(relay, LEADER, "LinkedIn"))
         assert "@the.ceo is connected" in await connect_in_browser(
             browser, await sign_in_link(relay, LEADER, "Threads")
         )
-        assert threads.calls == ["exchange th_exchange_token"]  # the one-hour token traded for a 60-day one
+        assert threads.exchanges == ["exchange th_exchange_token"]  # the one-hour token traded for a 60-day one
 
         await relay.click(LEADER, "connect_mastodon", "mastodon", block_id="connect")
         assert any(v.get("callback_id") == "connect_mastodon" for v in slack.views.values())
@@ -446,7 +448,8 @@ async def test_a_leader_connects_linkedin_mastodon_threads_and_bluesky_and_posts
         broadcast = preview_id(await relay.command(LEADER, text))
         await relay.click(LEADER, "approve", broadcast)
         report = await final_report(relay, broadcast)
-        assert "The CEO on LinkedIn" in report and "@ceo.test on Bluesky" in report
+        assert "The CEO on LinkedIn" in report and "@ceo.test on Bluesky" in report and "@the.ceo on Threads" in report
+        assert [post.text for post in threads.posts] == [text], "posted with the leader's own Threads token"
         (post,) = linkedin.posts
         assert post.author == f"urn:li:person:{MEMBER['sub']}" and post.commentary == text
         assert [status.text for status in own_server.statuses] == [text]

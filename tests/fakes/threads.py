@@ -26,6 +26,7 @@ from relay import threads_text
 
 from .faults import Fault
 from .server import LoopbackServer
+from .threads_sign_in import ThreadsSignIn
 
 Payload = dict[str, Any]
 
@@ -115,9 +116,14 @@ class FakeThreads(LoopbackServer[ThreadsCall]):
         username: str = "relaycompany",
         processing: float = 0.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sign_in: bool = False,
     ) -> None:
         super().__init__()
         self.token = token
+        # With `sign_in`, the account is a person's who connects it through Meta's sign-in (mounted here, on
+        # the same host as the API, as graph.threads.net serves both): their long-lived token works too.
+        self.exchanges: list[str] = []
+        self.tokens = ThreadsSignIn(self.app, self.exchanges) if sign_in else None
         self.user_id = user_id
         self.username = username
         self.processing = processing  # seconds a new container stays IN_PROGRESS
@@ -206,7 +212,8 @@ class FakeThreads(LoopbackServer[ThreadsCall]):
         token = call.params.get("access_token") or (header[7:] if header.startswith("Bearer ") else None)
         if not token:
             return graph_error("An active access token must be used to query information about the current user.", 2500)
-        if token != self.token:
+        person = self.tokens.person(token) if self.tokens is not None else None
+        if token != self.token and (person is None or person.get("id") != self.user_id):
             return graph_error("Invalid OAuth access token - Cannot parse access token", 190)
         if self.token_expired:
             return self.token_error(expired=True).response()

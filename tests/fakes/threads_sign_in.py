@@ -29,16 +29,20 @@ def _graph_error(message: str, code: int = 190, status: int = 400) -> web.Respon
     return web.json_response({"error": {"message": message, "type": "OAuthException", "code": code}}, status=status)
 
 
-class FakeThreadsSignIn(LoopbackServer[str]):
-    """threads.net's sign-in page and graph.threads.net's token endpoints, on one loopback server."""
+class ThreadsSignIn:
+    """threads.net's sign-in page and graph.threads.net's token endpoints, mounted on a fake's app."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.sign_in = AuthorizationServer(self.app, SIGN_IN)
+    def __init__(self, app: web.Application, calls: list[Any]) -> None:
+        self.sign_in = AuthorizationServer(app, SIGN_IN)
         self.long_lived: dict[str, float] = {}  # long-lived token → when it was issued
-        self.app.router.add_get("/access_token", self._exchange)
-        self.app.router.add_get("/refresh_access_token", self._refresh)
-        self.app.router.add_get("/v1.0/me", self._me)
+        self.calls = calls
+        app.router.add_get("/access_token", self._exchange)
+        app.router.add_get("/refresh_access_token", self._refresh)
+
+    def person(self, token: str) -> dict[str, Any] | None:
+        """Whose long-lived token this is (its user: `id`, `username`), if it is one still valid."""
+        issued = self.sign_in.bearer(f"Bearer {token}")
+        return issued.user if issued is not None and token in self.long_lived else None
 
     def _long(self, issued: Issued) -> dict[str, Any]:
         token = secrets.token_urlsafe(24)
@@ -72,6 +76,17 @@ class FakeThreadsSignIn(LoopbackServer[str]):
         if self.sign_in.now() - self.long_lived[token] < REFRESHABLE_AFTER:
             return _graph_error("The access token must be at least 24 hours old to be refreshed", 100)
         return web.json_response(self._long(issued))
+
+
+class FakeThreadsSignIn(LoopbackServer[str]):
+    """The sign-in alone, for tests of connecting and renewing (posting: `FakeThreads(sign_in=True)`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = ThreadsSignIn(self.app, self.calls)
+        self.sign_in = self.tokens.sign_in
+        self.long_lived = self.tokens.long_lived
+        self.app.router.add_get("/v1.0/me", self._me)
 
     async def _me(self, request: web.Request) -> web.Response:
         issued = self.sign_in.bearer(request.headers.get("Authorization"))
