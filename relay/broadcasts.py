@@ -24,7 +24,7 @@ from relay.audit import Where
 from relay.config import Config, DestinationConfig
 from relay.destination import Destination, Image, Rationed
 from relay.model import Broadcast, BroadcastState, Delivery
-from relay.own import OwnDestinations
+from relay.own import Own, OwnDestinations
 from relay.render import Rendering, clean, render
 from relay.reports import LISTED, Report, needs_rows
 from relay.store import Connection, Row, Store, Unwritable
@@ -134,7 +134,7 @@ class Broadcasts:
             return company
         now = self.clock()
         own = []
-        for mine in self.own.cached(broadcast.author):
+        for mine in self._own(broadcast):
             name, destination = mine.config.name, mine.destination
             rendering = images.describe(
                 replace(render(name, text, destination.limits, False), replies=destination.replies_note()),
@@ -153,8 +153,14 @@ class Broadcasts:
 
     def configs(self, broadcast: Broadcast) -> dict[str, DestinationConfig]:
         """The configuration of every destination `renderings` may name."""
+        return {**self.config.destinations, **{own.config.name: own.config for own in self._own(broadcast)}}
+
+    def _own(self, broadcast: Broadcast) -> list[Own]:
+        """The author's own accounts this broadcast may reach: once the author has confirmed it for an approver,
+        those they saw in their preview, and none connected since."""
         mine = self.own.cached(broadcast.author) if self.own is not None else []
-        return {**self.config.destinations, **{own.config.name: own.config for own in mine}}
+        confirmed = broadcast.own_confirmed
+        return mine if confirmed is None else [own for own in mine if own.config.name in confirmed]
 
     async def request(
         self,
@@ -207,7 +213,13 @@ class Broadcasts:
         await self._write(insert)
         if self.own is not None:
             await self.own.load(actor)
-        unset = {"decided_by": None, "retract_requested_by": None, "send_at": None, "pending_text": None}
+        unset = {
+            "decided_by": None,
+            "retract_requested_by": None,
+            "send_at": None,
+            "pending_text": None,
+            "own_confirmed": None,
+        }
         return Broadcast.from_row({**row, **unset})  # as written: no need to read it back
 
     async def get(self, broadcast_id: str) -> Broadcast:
@@ -330,11 +342,12 @@ class Broadcasts:
             raise Refused("Only its author can choose when a broadcast goes out.")
         when = f" for {_utc(send_at)}" if send_at else ""
         if current.state is BroadcastState.DRAFT and policy.needs_second_person(self.config.policy):
+            own = [r.destination for r in renderings if r.destination not in self.config.destinations]
             await self._move(
                 current,
                 (BroadcastState.DRAFT,),
-                "state = 'pending', send_at = ?",
-                (send_at,),
+                "state = 'pending', send_at = ?, own_confirmed = ?",
+                (send_at, json.dumps(own)),
                 (actor, "submitted for approval", where, when.strip()),
             )
             return Approval(await self._announce(broadcast_id, pending=True), sent=False)

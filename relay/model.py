@@ -53,6 +53,7 @@ class Broadcast:
     retract_requested_by: str | None = None
     send_at: float | None = None  # a scheduled broadcast's time; None: at once
     pending_text: str | None = None  # a correction waiting for an approver
+    own_confirmed: tuple[str, ...] | None = None  # the author's own accounts they confirmed (relay.own)
 
     @classmethod
     def from_row(cls, row: Row | Mapping[str, Any]) -> Broadcast:
@@ -71,6 +72,7 @@ class Broadcast:
             retract_requested_by=row["retract_requested_by"],
             send_at=row["send_at"],
             pending_text=row["pending_text"],
+            own_confirmed=tuple(json.loads(row["own_confirmed"])) if row["own_confirmed"] is not None else None,
         )
 
 

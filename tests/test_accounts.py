@@ -370,6 +370,21 @@ async def test_nobody_else_reaches_a_leaders_own_account(
     )
 
 
+async def test_an_account_connected_after_the_leader_confirmed_is_not_sent_to(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, slack: FakeSlack, browser: Browser
+) -> None:
+    """The leader's Approve confirms the own accounts their preview listed; one connected while the broadcast
+    waits for an approver was never in it, and is not posted to."""
+    relay = await relay_with_accounts(start_relay, x, approvers=[f"slack:{APPROVER}"])
+    mine = preview_id(await relay.command(LEADER, "Confirmed before connecting"))
+    await relay.click(LEADER, "approve", mine)  # no own account yet
+    await connect_in_browser(browser, await sign_in_link(relay, LEADER, "X"))
+    await relay.click(APPROVER, "approve", mine)
+    report = await final_report(relay, mine)
+    assert "@ceo on X" not in report
+    assert [(t.author_id, t.text) for t in x.tweets] == [(x.user_id, "Confirmed before connecting")]
+
+
 MEMBER = {"sub": "782bbtaQ", "name": "The CEO", "given_name": "The", "family_name": "CEO"}
 
 

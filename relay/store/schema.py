@@ -230,6 +230,11 @@ SHARED: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE mastodon_apps (instance TEXT PRIMARY KEY, sealed TEXT NOT NULL,"
         " created_at DOUBLE PRECISION NOT NULL)",
     ),
+    (
+        # The leader's own accounts their Approve confirmed (a JSON list of names, "@ceo on X"), for an approver's
+        # later approval to send to those alone: an account connected in between was never in their preview.
+        "ALTER TABLE broadcasts ADD COLUMN own_confirmed TEXT",
+    ),
 )
 
 VERSION = len(SQLITE_FIRST) + len(SHARED)
