@@ -7,6 +7,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from adapters import SPECS
 from bot import STORE, SURFACE, build_app
+from relay.addresses import Address, Reach
 from relay.config import load_config, settings_from_env
 from relay.store import Store
 from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX
@@ -63,6 +65,7 @@ ONE_BACKEND = {
     "test_issue_examples",
     "test_bluesky_examples",
     "test_bluesky",
+    "test_link_cards",
     "test_public_networks",
     "test_playground",
     "test_socket_mode",
@@ -301,15 +304,23 @@ async def x() -> AsyncIterator[FakeX]:
         yield fake
 
 
+def loopback(address: Address) -> bool:
+    """What a test's relay may fetch a link card from: its own pages on loopback, and never the internet
+    (a link to https://example.com in a test gets no card, at once)."""
+    return address.is_loopback
+
+
 @pytest.fixture
 async def start_relay(tmp_path: Path, slack: FakeSlack, x: FakeX) -> AsyncIterator[Callable[..., Awaitable[Relay]]]:
     """Start the bot (in this process, on its own loopback server) with a given config."""
     servers: list[TestServer] = []
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
-    async def start(config: str | None = None, clock: Callable[[], float] = time.time, **env: str) -> Relay:
+    async def start(
+        config: str | None = None, clock: Callable[[], float] = time.time, link_reach: Reach = loopback, **env: str
+    ) -> Relay:
         environment = {**bot_env(tmp_path, slack, x, config or config_text()), **env}
-        settings = settings_from_env(environment)
+        settings = replace(settings_from_env(environment), link_reach=link_reach)
         server = TestServer(build_app(settings, load_config(settings, SPECS), clock), host="127.0.0.1")
         await server.start_server()
         servers.append(server)
