@@ -304,3 +304,20 @@ def test_a_pages_card_comes_from_open_graph_then_its_own_tags(
     html: str, title: str, description: str, image: str
 ) -> None:
     assert read_meta(html) == {"title": title, "description": description, "image": image}
+
+
+async def test_each_post_of_a_thread_gets_the_card_of_its_own_first_link(start_relay, pds: Pds, site: Site) -> None:
+    """As in Bluesky's app, where each post of a thread is composed with its own card."""
+    marker = f"thread {id(site)}"
+    text = " ".join(f"Point {i}: we invest in the people who serve our customers, {marker}." for i in range(6))
+    link = site.url("/article")
+    ack, first = await posted(start_relay, pds, f"{text} The whole story: {link}")
+    assert f"with a link card, read from the page when posted: {link}" in json.dumps(ack, ensure_ascii=False)
+    assert "embed" not in first, "the first post has no link"
+    async with aiohttp.ClientSession() as http:
+        params = {"repo": pds.account(HANDLE).did, "collection": "app.bsky.feed.post", "limit": "100"}
+        async with http.get(f"{pds.url}/xrpc/com.atproto.repo.listRecords", params=params) as response:
+            thread = [r["value"] for r in (await response.json())["records"] if marker in r["value"]["text"]]
+    [last] = [post for post in thread if link in post["text"]]
+    assert last["embed"]["external"]["uri"] == link and last["embed"]["external"]["title"].startswith("Q3 results")
+    assert "reply" in last
