@@ -19,18 +19,25 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from adapters import SPECS, build_destinations
+from adapters import SPECS, build_destinations, own_builders
+from adapters.sign_in import SignIns
 from adapters.slack_chat import SlackSurface
 from adapters.teams import unreachable_channels
 from adapters.teams_chat import TeamsSurface
-from relay import audit
+from relay import audit, sign_in_pages
+from relay.accounts import Accounts
 from relay.broadcasts import Broadcasts
 from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
+from relay.destination import Destination
 from relay.dispatcher import Dispatcher
+from relay.model import Delivery
+from relay.own import OwnDestinations
+from relay.renewal import Renewals
 from relay.server import bounded_body, listening_socket, security_headers, serve
 from relay.startup import startup_warnings
 from relay.status_page import StatusPage
 from relay.store import Store, StoreError, store_for
+from relay.vault import vault_from
 
 log = logging.getLogger("relay")
 
@@ -42,6 +49,8 @@ TEAMS = web.AppKey("teams", TeamsSurface)
 CLOCK = web.AppKey("clock", Callable[[], float])
 STATUS = web.AppKey("status", StatusPage)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+ACCOUNTS = web.AppKey("accounts", Accounts)
+RENEWALS = web.AppKey("renewals", Renewals)
 
 
 def build_app(settings: Settings, config: Config, clock: Callable[[], float] = time.time) -> web.Application:
@@ -63,6 +72,8 @@ def build_app(settings: Settings, config: Config, clock: Callable[[], float] = t
         ("POST", "/status/logout", StatusPage.logout),
     ):
         app.router.add_route(method, path, _on_status_page(handler))
+    app.router.add_get("/oauth/{network}/start", _on_accounts(sign_in_pages.start))
+    app.router.add_get("/oauth/{network}/callback", _on_accounts(sign_in_pages.callback))
     return app
 
 
@@ -79,14 +90,26 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     destinations = build_destinations(config, settings, store)
     await asyncio.gather(*(destination.prepare() for destination in destinations.values()))
     kinds = {name: destination.kind for name, destination in config.destinations.items()}
-    dispatcher = Dispatcher(store, destinations, clock=app[CLOCK], kinds=kinds)
+    accounts = Accounts(
+        store, vault_from(settings), SignIns(settings), sign_in_pages.public_url(settings), clock=app[CLOCK]
+    )
+    app[ACCOUNTS] = accounts
+    renewals = Renewals(accounts)
+    app[RENEWALS] = renewals
+    own = OwnDestinations(accounts, renewals, own_builders(settings, store), config, config.policy.ids)
+
+    async def find(delivery: Delivery) -> Destination | None:
+        return await own.for_delivery(store, delivery.broadcast_id, delivery.destination)
+
+    dispatcher = Dispatcher(store, destinations, clock=app[CLOCK], kinds=kinds, find=find)
     app[DISPATCHER] = dispatcher
-    broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.new_work, clock=app[CLOCK])
+    broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.new_work, clock=app[CLOCK], own=own)
     socket_mode = None
     if settings.slack_ready:
-        surface = SlackSurface(settings, broadcasts)
+        surface = SlackSurface(settings, broadcasts, accounts)
         app[SURFACE] = surface
         broadcasts.listeners.append(surface)
+        accounts.listeners.append(surface)
         app_token = settings.secret("SLACK_APP_TOKEN")
         if app_token:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -95,14 +118,16 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
             await socket_mode.connect_async()
             log.info("Slack Socket Mode connected: no public URL needed")
     if settings.teams_mode is not None:
-        teams = TeamsSurface(settings, broadcasts, store)
+        teams = TeamsSurface(settings, broadcasts, store, accounts)
         app[TEAMS] = teams
         broadcasts.listeners.append(teams)
+        accounts.listeners.append(teams)
     for line in await unreachable_channels(config, store):
         log.warning("*** %s", line)
     app[STATUS] = StatusPage(settings.secret("RELAY_STATUS_SECRET"), broadcasts, app[CLOCK])
     dispatcher.on_change = _report_to(app)
     worker = asyncio.create_task(dispatcher.run(), name="dispatcher")
+    expiry = asyncio.create_task(renewals.watch(), name="expiring sign-ins")
     log.info(
         "relay ready: %d destinations (%s)", len(destinations), ", ".join(d.describe() for d in destinations.values())
     )
@@ -111,7 +136,8 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     finally:
         await dispatcher.drain()
         worker.cancel()
-        await asyncio.gather(worker, return_exceptions=True)
+        expiry.cancel()
+        await asyncio.gather(worker, expiry, return_exceptions=True)
         if socket_mode is not None:
             await socket_mode.close_async()
         if SURFACE in app:
@@ -120,6 +146,8 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
             await app[TEAMS].close()
         for destination in destinations.values():
             await destination.close()
+        await own.close()
+        await accounts.sign_ins.close()
         await store.close()
 
 
@@ -139,6 +167,15 @@ def _on_status_page(
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def serve(request: web.Request) -> web.Response:
         return await handler(request.app[STATUS], request)
+
+    return serve
+
+
+def _on_accounts(
+    handler: Callable[[Accounts, web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return await handler(request.app[ACCOUNTS], request)
 
     return serve
 
@@ -179,6 +216,8 @@ def main() -> None:
     try:
         settings = settings_from_env(os.environ)
         config = load_config(settings, SPECS)
+        vault_from(settings)
+        sign_in_pages.public_url(settings)
         warnings = startup_warnings(settings, config)
         sock = listening_socket(settings.listen_host, settings.port)
     except ConfigError as error:

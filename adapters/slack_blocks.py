@@ -50,6 +50,7 @@ USAGE = (
     "• `/broadcast`: open the composer (message and audience).\n"
     "• `/broadcast status`, `/broadcast status <id>`, `/broadcast history`: what went out, destination by "
     "destination.\n"
+    "• `/broadcast accounts`: connect your own LinkedIn, X, Threads, Mastodon or Bluesky, to broadcast as yourself.\n"
     "• `/broadcast help`: this help.\n"
     "Write in Slack formatting; public networks get plain text, and long posts become numbered threads. "
     "Nothing is sent until you approve"

@@ -37,7 +37,9 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from adapters import slack_blocks as blocks
 from adapters import slack_files
 from adapters.slack import explain, web_client, whole_seconds
+from adapters.slack_accounts import SlackAccounts
 from relay import policy, replays, schedule
+from relay.accounts import Accounts
 from relay.audit import Where
 from relay.broadcasts import BROADCAST_ID, Broadcasts, Refused
 from relay.config import Settings
@@ -199,7 +201,7 @@ def ours(body: Mapping[str, Any], team: str | None, enterprise: str | None) -> b
 class SlackSurface:
     """Wires Bolt listeners to the core, and keeps each broadcast's live report up to date."""
 
-    def __init__(self, settings: Settings, broadcasts: Broadcasts) -> None:
+    def __init__(self, settings: Settings, broadcasts: Broadcasts, accounts: Accounts | None = None) -> None:
         self.broadcasts = broadcasts
         self.config = broadcasts.config
         self.timeout = whole_seconds(settings.http_timeout)
@@ -222,6 +224,17 @@ class SlackSurface:
         self._handlers: set[asyncio.Task[None]] = set()
         self.replays = ReplayGuard(settings.reveal("SLACK_SIGNING_SECRET"), broadcasts.store)
         self.reports = ReportRefresher(self._draw_report, REPORT_SPACING, broadcasts.store.exclusive)
+        self.accounts = (
+            SlackAccounts(
+                accounts,
+                self.config.policy,
+                self._respond,
+                broadcasts.clock,
+                settings.reveal("BLUESKY_PDS_URL") or "https://bsky.social",
+            )
+            if accounts is not None
+            else None
+        )
         self._register()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -293,6 +306,8 @@ class SlackSurface:
         app.view("compose")(self._after_ack(self._compose_submitted))
         app.shortcut("broadcast_message")(self._after_ack(self._broadcast_message))
         app.view("edit")(self._after_ack(self._edit_submitted))
+        if self.accounts is not None:
+            self.accounts.register(app, self._after_ack)
 
     def _after_ack(self, handler: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Awaitable[None]]:
         """Run `handler` until it acknowledges (or ends), then leave the rest of it running on its own."""
@@ -380,6 +395,9 @@ class SlackSurface:
         decision = policy.may_request(self.config.policy, who)
         if not decision.allowed:
             await ack(text=decision.reason, response_type="ephemeral")
+            return
+        if text.lower() == "accounts" and self.accounts is not None:
+            await ack(response_type="ephemeral", **await self.accounts.message(who))
             return
         if not text:
             await ack()
@@ -692,7 +710,7 @@ class SlackSurface:
             "blocks": blocks.preview(
                 broadcast,
                 renderings,
-                dict(self.config.destinations),
+                self.broadcasts.configs(broadcast),
                 self.broadcasts.audiences,
                 policy.needs_second_person(self.config.policy) and broadcast.state is BroadcastState.DRAFT,
             ),
@@ -714,6 +732,16 @@ class SlackSurface:
         message.pop("response_type", None)
         await self._safe(self.client.chat_postMessage(channel=user, **message))
 
+    async def tell(self, person: str, text: str, reconnect: str | None = None) -> None:
+        """A private word about the person's own accounts (relay.accounts), by DM; with a button to connect the
+        account again where it must be."""
+        if not person.startswith("slack:"):
+            return
+        message: dict[str, Any] = {"text": text}
+        if reconnect is not None and self.accounts is not None:
+            message = await self.accounts.reminder(person, text, reconnect)
+        await self._safe(self.client.chat_postMessage(channel=person.split(":", 1)[1], **message))
+
     async def _notify(self, who: str, text: str) -> None:
         if who.startswith("slack:"):
             await self._safe(self.client.chat_postMessage(channel=who.split(":", 1)[1], text=text))
@@ -723,7 +751,7 @@ class SlackSurface:
         message: dict[str, Any] = {
             "text": f"Approval requested for broadcast {broadcast.id}",
             "blocks": blocks.approval_request(
-                broadcast, renderings, dict(self.config.destinations), self.config.policy
+                broadcast, renderings, self.broadcasts.configs(broadcast), self.config.policy
             ),
         }
         targets = (

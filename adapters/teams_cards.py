@@ -63,7 +63,8 @@ def usage(needs_second_person: bool) -> str:
     return (
         "**How to broadcast**: write `broadcast` then your message to see exactly what each destination will "
         "receive, then **Approve**. `broadcast` alone opens a composer; `status` and `history` show what went "
-        "out, `status` then a broadcast's id one broadcast in full; `help` shows this. Nothing is sent until you "
+        "out, `status` then a broadcast's id one broadcast in full; `accounts` connects your own accounts, to "
+        "broadcast as yourself; `help` shows this. Nothing is sent until you "
         "approve" + (", and then another approver must approve it." if needs_second_person else ".")
     )
 

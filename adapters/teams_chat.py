@@ -37,9 +37,11 @@ from microsoft_agents.hosting.core import (
     TurnState,
 )
 
+from adapters import teams_accounts
 from adapters import teams_cards as cards
 from adapters.teams import Directory, reference_json, shared_connection
 from relay import policy, schedule
+from relay.accounts import Accounts, SignInFailed
 from relay.audit import Where
 from relay.broadcasts import BROADCAST_ID, Approval, Broadcasts, Refused
 from relay.config import Settings
@@ -119,7 +121,11 @@ class _Request:
 
 
 class TeamsSurface:
-    def __init__(self, settings: Settings, broadcasts: Broadcasts, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, broadcasts: Broadcasts, store: Store, accounts: Accounts | None = None
+    ) -> None:
+        self.accounts = accounts
+        self.bluesky_pds = settings.reveal("BLUESKY_PDS_URL") or "https://bsky.social"
         self.settings = settings
         self.broadcasts = broadcasts
         self.config = broadcasts.config
@@ -269,6 +275,13 @@ class TeamsSurface:
                 await context.send_activity(str(error))
                 return
             await self._privately(context, who, cards.history(shown, detailed=asked == "status"))
+            return
+        if asked == "accounts" and self.accounts is not None:
+            decision = policy.may_request(self.config.policy, who)
+            if not decision.allowed:
+                await context.send_activity(decision.reason)
+                return
+            await self._privately(context, who, await self._accounts_card(who))
             return
         if word.lower() != "broadcast" or rest.lower() in ("help", "?"):
             await context.send_activity(cards.usage(policy.needs_second_person(self.config.policy)))
@@ -454,11 +467,49 @@ class TeamsSurface:
                     )
                 )
             return _card(cards.notice(cards.decided(approval.broadcast, None)))
+        if verb in ("disconnect", "connect_mastodon", "connect_bluesky") and self.accounts is not None:
+            return await self._account_action(verb, who, values)
         if verb == "approve":
             approval = await self.broadcasts.approve(who, broadcast_id, where=_where(activity))
             by = "you" if approval.sent else None
             return await self._approved(who, approval, cards.decided(approval.broadcast, by))
         return _message("This button is not known to the relay any more.")
+
+    async def _accounts_card(self, who: str) -> cards.Card:
+        assert self.accounts is not None
+        mine = await self.accounts.mine(self.config.policy.ids(who))
+        links = await teams_accounts.links_for(self.accounts, who)
+        return teams_accounts.card(self.accounts, mine, links, self.broadcasts.clock())
+
+    async def _account_action(self, verb: str, who: str, values: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+        """Disconnect, or connect what needs words first; the card becomes the answer."""
+        assert self.accounts is not None
+        decision = policy.may_request(self.config.policy, who)
+        if not decision.allowed:
+            return _message(decision.reason)
+        try:
+            if verb == "disconnect":
+                said = await self.accounts.disconnect(self.config.policy.ids(who), str(values.get("account")), who)
+                return _card({**await self._accounts_card(who), "body": [teams_accounts.text(said)]})
+            if verb == "connect_mastodon":
+                link = await self.accounts.begin(who, "mastodon", str(values.get("server", "")))
+                return _card(teams_accounts.sign_in_card("Mastodon", link, "Sign in on your server to connect it."))
+            await self.accounts.connect_password(
+                who, self.bluesky_pds, str(values.get("handle", "")), str(values.get("app_password", ""))
+            )
+        except SignInFailed as error:
+            return _message(str(error))
+        return _card(await self._accounts_card(who))
+
+    async def tell(self, person: str, text: str, reconnect: str | None = None) -> None:
+        """A private word about the person's own accounts, in their chat with the bot (if they have one)."""
+        if not person.startswith("teams:"):
+            return
+        known = await self.directory.personal_chat(person)
+        if known is None:
+            return
+        words = text + (" Connect it again: write `accounts` to me." if reconnect else "")
+        await self.connection.send(known.reference, MessageFactory.text(words))
 
     async def _approved(self, who: str, approval: Approval, notice: str) -> AdaptiveCardInvokeResponse:
         """What the clicker's card becomes. The author's own draft becomes the live report at once: the
@@ -473,7 +524,7 @@ class TeamsSurface:
         return cards.preview(
             broadcast,
             await self.broadcasts.rendered(broadcast),
-            dict(self.config.destinations),
+            self.broadcasts.configs(broadcast),
             self.broadcasts.audiences,
             policy.needs_second_person(self.config.policy) and broadcast.state is BroadcastState.DRAFT,
         )
@@ -486,7 +537,7 @@ class TeamsSurface:
             broadcast,
             await self._name(broadcast.author),
             await self.broadcasts.rendered(broadcast),
-            dict(self.config.destinations),
+            self.broadcasts.configs(broadcast),
         )
         places = []
         if self.config.policy.teams_approval_channel:

@@ -92,10 +92,13 @@ class _Client(AsyncClient):  # type: ignore[misc]
     (oauthlib, as tweepy does), our session with its timeouts, and errors that survive a non-JSON answer.
     """
 
-    def __init__(self, host: str, session: aiohttp.ClientSession, **credentials: str) -> None:
+    def __init__(
+        self, host: str, session: aiohttp.ClientSession, bearer: str | None = None, **credentials: str
+    ) -> None:
         super().__init__(**credentials)
         self.host = host
         self.session = session
+        self.bearer = bearer  # an OAuth 2.0 user token (a leader's own account): sent as is, not signed
 
     async def request(
         self,
@@ -111,9 +114,12 @@ class _Client(AsyncClient):  # type: ignore[misc]
         if json is not None:
             headers["Content-Type"] = "application/json"
         url = str(URL(self.host + route).with_query(sorted((params or {}).items())))
-        signer = OAuthClient(self.consumer_key, self.consumer_secret, self.access_token, self.access_token_secret)
-        signed_url, headers, _ = signer.sign(url, method, headers=headers)
-        before, _, query = signed_url.partition("?")
+        if self.bearer is not None:
+            headers["Authorization"] = f"Bearer {self.bearer}"
+        else:
+            signer = OAuthClient(self.consumer_key, self.consumer_secret, self.access_token, self.access_token_secret)
+            url, headers, _ = signer.sign(url, method, headers=headers)
+        before, _, query = url.partition("?")
         target = URL(f"{before}?{query.replace(':', '%3A')}" if query else before, encoded=True)
         assert self.session is not None
         async with self.session.request(method, target, json=json, data=form, headers=headers) as response:
@@ -200,12 +206,14 @@ class XAccount:
             "access_token": settings.reveal(config.env["access_token"]),
             "access_token_secret": settings.reveal(config.env["access_token_secret"]),
         }
+        # A leader's own account (adapters/own_accounts.py) speaks with an OAuth 2.0 user token instead.
+        self._bearer = settings.reveal(config.env["user_token"]) if "user_token" in config.env else None
         self._client: _Client | None = None
         self._user_id: str | None = None
 
     def _api(self) -> _Client:
         if self._client is None:
-            self._client = _Client(self.host, self._session(), **self._credentials)
+            self._client = _Client(self.host, self._session(), self._bearer, **self._credentials)
         return self._client
 
     async def publish(self, part: Part) -> Outcome:

@@ -5,6 +5,8 @@
     python -m relay list
     python -m relay audit --since 2026-11-01 --format csv
     python -m relay copy-to-postgres      (RELAY_DB's SQLite file into DATABASE_URL's empty database)
+    python -m relay new-secret-key        (a key for RELAY_SECRET_KEY, which seals leaders' tokens)
+    python -m relay rotate-key            (seal every stored token again with RELAY_SECRET_KEY's first key)
 
 It reads the same environment and config as the bot, so a newcomer sees it work before wiring Slack.
 """
@@ -20,6 +22,7 @@ from datetime import datetime
 from adapters import SPECS, build_destinations
 from adapters.teams import unreachable_channels
 from relay import audit, link_cards, outbox
+from relay.accounts import reseal_all
 from relay.broadcasts import Broadcasts, Refused, recent
 from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
 from relay.printable import printable
@@ -27,6 +30,7 @@ from relay.render import InputError
 from relay.reports import line
 from relay.startup import check_database, startup_warnings
 from relay.store import StoreError, store_for
+from relay.vault import HOW_TO_MAKE_ONE, KEY_VARIABLE, Unsealable, Vault, new_key, vault_from
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,14 +48,24 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "copy-to-postgres", help="move the SQLite database (RELAY_DB) into an empty PostgreSQL one (DATABASE_URL)"
     )
+    commands.add_parser("new-secret-key", help="print a new key for RELAY_SECRET_KEY (tokens of connected accounts)")
+    commands.add_parser(
+        "rotate-key", help="seal every stored token with RELAY_SECRET_KEY's first key, so the others can be dropped"
+    )
     args = parser.parse_args(argv)
+    if args.command == "new-secret-key":
+        print(new_key())
+        return 0
     try:
         settings = settings_from_env(os.environ)
+        vault = vault_from(settings) if args.command == "rotate-key" else None
     except ConfigError as error:
         print(f"config error:\n{error}", file=sys.stderr)
         return 2
     if args.command == "copy-to-postgres":
         return asyncio.run(_copy(settings))
+    if args.command == "rotate-key":
+        return asyncio.run(_rotate(settings, vault))
     if args.command in ("list", "audit"):  # the database alone: an auditor needs no destination's secret
         try:
             if args.command == "audit":
@@ -157,6 +171,26 @@ async def _copy(settings: Settings) -> int:
     counts = ", ".join(f"{count} {table}" for table, count in copied.rows.items())
     print(f"copied {settings.db_path} into {target}: {counts}")
     print("Start the bot with DATABASE_URL set; keep the SQLite file until you have checked the copy.")
+    return 0
+
+
+async def _rotate(settings: Settings, vault: Vault | None) -> int:
+    if vault is None:
+        print(f"{KEY_VARIABLE} is not set: {HOW_TO_MAKE_ONE}", file=sys.stderr)
+        return 2
+    if not _has_database(settings):
+        print(f"No tokens to seal again ({settings.db_path} does not exist).")
+        return 0
+    store = store_for(settings)
+    try:
+        await store.open(exclusive=False)
+        count = await reseal_all(store, vault)
+    except (StoreError, Unsealable) as error:
+        print(f"nothing was changed: {error}", file=sys.stderr)
+        return 2
+    finally:
+        await store.close()
+    print(f"sealed {count} stored tokens with the first key of {KEY_VARIABLE}; the other keys can now be removed")
     return 0
 
 

@@ -24,6 +24,7 @@ from relay.audit import Where
 from relay.config import Config, DestinationConfig
 from relay.destination import Destination, Image, Rationed
 from relay.model import Broadcast, BroadcastState, Delivery
+from relay.own import OwnDestinations
 from relay.render import Rendering, clean, render
 from relay.reports import LISTED, Report, needs_rows
 from relay.store import Connection, Row, Store, Unwritable
@@ -68,8 +69,10 @@ class Broadcasts:
         destinations: Mapping[str, Destination],
         on_approved: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        own: OwnDestinations | None = None,
     ) -> None:
         self.store = store
+        self.own = own  # the leaders' own accounts, for audiences with `own_accounts` (relay.own)
         self.config = config
         self.destinations = destinations
         self.on_approved = on_approved
@@ -101,9 +104,9 @@ class Broadcasts:
         return replace(rendering, warnings=warnings, error=rendering.error or allowance.error)
 
     async def rendered(self, broadcast: Broadcast, text: str | None = None) -> tuple[Rendering, ...]:
-        """A stored broadcast's preview, with its images, fitted off the event loop."""
+        """A stored broadcast's preview (`renderings`), with its images, fitted off the event loop."""
         attached = await images.load(self.store, broadcast.id)
-        return await asyncio.to_thread(self.preview, text or broadcast.text, broadcast.audience, attached)
+        return await asyncio.to_thread(self.renderings, broadcast, text, attached)
 
     def _render(self, text: str, audience: str, attached: tuple[Image, ...]) -> tuple[Rendering, ...]:
         return tuple(self._render_one(text, d, attached) for d in self.config.audience(audience))
@@ -114,6 +117,40 @@ class Broadcasts:
         rendering = replace(rendering, replies=destination.replies_note())
         rendering = images.describe(rendering, attached, destination.limits.images, config.kind)
         return link_cards.describe(rendering, destination.limits, with_images=bool(attached))
+
+    def renderings(
+        self, broadcast: Broadcast, text: str | None = None, attached: tuple[Image, ...] = ()
+    ) -> tuple[Rendering, ...]:
+        """What each destination of the broadcast receives: its audience's, and its author's own accounts where
+        the audience reaches them. An own account that must be connected again is an error here, so the preview
+        says so before anyone approves."""
+        text = clean(text or broadcast.text)
+        company = self.preview(text, broadcast.audience, attached)
+        if self.own is None or broadcast.audience not in self.config.own_accounts:
+            return company
+        now = self.clock()
+        own = []
+        for mine in self.own.cached(broadcast.author):
+            name, destination = mine.config.name, mine.destination
+            rendering = images.describe(
+                replace(render(name, text, destination.limits, False), replies=destination.replies_note()),
+                attached,
+                destination.limits.images,
+                mine.config.kind,
+            )
+            if problem := mine.account.needs_reconnecting(now):
+                rendering = replace(
+                    rendering,
+                    error=f"{name} must be connected again ({problem}): use the accounts command, or choose an "
+                    "audience without your own accounts.",
+                )
+            own.append(rendering)
+        return company + tuple(own)
+
+    def configs(self, broadcast: Broadcast) -> dict[str, DestinationConfig]:
+        """The configuration of every destination `renderings` may name."""
+        mine = self.own.cached(broadcast.author) if self.own is not None else []
+        return {**self.config.destinations, **{own.config.name: own.config for own in mine}}
 
     async def request(
         self,
@@ -164,6 +201,8 @@ class Broadcasts:
             audit.record(conn, now, actor, "requested", broadcast_id, where, detail)
 
         await self._write(insert)
+        if self.own is not None:
+            await self.own.load(actor)
         unset = {"decided_by": None, "retract_requested_by": None, "send_at": None, "pending_text": None}
         return Broadcast.from_row({**row, **unset})  # as written: no need to read it back
 
@@ -175,7 +214,10 @@ class Broadcasts:
         row = await self.store.call(run)
         if row is None:
             raise Refused(f"There is no broadcast {broadcast_id}.")
-        return Broadcast.from_row(row)
+        broadcast = Broadcast.from_row(row)
+        if self.own is not None and broadcast.audience in self.config.own_accounts:
+            await self.own.load(broadcast.author)  # what its previews show, as they are now
+        return broadcast
 
     async def deliveries(self, broadcast_id: str) -> list[Delivery]:
         return await outbox.for_broadcast(self.store, broadcast_id)
@@ -293,7 +335,7 @@ class Broadcasts:
             )
             return Approval(await self._announce(broadcast_id, pending=True), sent=False)
 
-        kinds = {d.name: (d.kind, d.dry_run) for d in self.config.audience(current.audience)}
+        kinds = {d.name: (d.kind, d.dry_run) for d in self.configs(current).values()}
         rows = [(r, *kinds[r.destination]) for r in renderings]
         now = self.clock()
         due = max(now, send_at or current.send_at or now)

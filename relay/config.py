@@ -160,6 +160,10 @@ class Policy:
         """How to call someone on any surface: their [people] name, else their id."""
         return self.names.get(person, person)
 
+    def ids(self, person: str) -> frozenset[str]:
+        """Every id of the person behind `person`: what they connected from Teams is theirs in Slack too."""
+        return self.people.get(person, frozenset()) | {person}
+
     def same_person(self, a: str, b: str) -> bool:
         """One person may act from Slack and from Teams: four eyes means two people, not two ids."""
         return a == b or a in self.people.get(b, frozenset())
@@ -191,6 +195,9 @@ class Config:
     policy: Policy
     destinations: Mapping[str, DestinationConfig]
     audiences: Mapping[str, tuple[str, ...]]
+    # Audiences that also reach the author's own connected accounts (`own_accounts = true`; relay.own).
+    own_accounts: frozenset[str] = frozenset()
+    replies: Replies = Replies.OPEN  # policy.replies: what the leaders' own accounts follow
 
     def audience(self, name: str) -> tuple[DestinationConfig, ...]:
         return tuple(self.destinations[d] for d in self.audiences[name])
@@ -249,12 +256,13 @@ def load_config(settings: Settings, kinds: Mapping[str, DestinationSpec], text: 
     replies = _replies(problems, policy_table, "policy.", Replies.OPEN)
     destinations = _destinations(problems, raw.get("destinations"), kinds, settings, dry_run, replies)
     declared: Mapping[str, Any] = raw["destinations"] if isinstance(raw.get("destinations"), dict) else {}
-    audiences = _audiences(problems, raw.get("audiences"), declared)  # a broken destination is named once
+    own: set[str] = set()
+    audiences = _audiences(problems, raw.get("audiences"), declared, own)  # a broken destination is named once
     people = _people(problems, raw.get("people", {}))
     policy = _policy(problems, raw.get("policy"), audiences, people, _names(raw.get("people", {})))
     problems.raise_if_any()
     assert policy is not None
-    return Config(path, dry_run, policy, destinations, audiences)
+    return Config(path, dry_run, policy, destinations, audiences, frozenset(own), replies)
 
 
 def _read(path: Path) -> str:
@@ -420,7 +428,14 @@ AUDIENCE_NAME_MAX = 75
 AUDIENCES_MAX = 100
 
 
-def _audiences(problems: _Problems, raw: Any, destinations: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+_AUDIENCE_KEYS = {"destinations", "own_accounts"}
+
+
+def _audiences(
+    problems: _Problems, raw: Any, destinations: Mapping[str, Any], own: set[str]
+) -> dict[str, tuple[str, ...]]:
+    """Each audience is a list of destination names, or a table `{ destinations = [...], own_accounts = true }`:
+    the author's own connected accounts too (only theirs, and only for their own broadcasts)."""
     found: dict[str, tuple[str, ...]] = {}
     table = _table(problems, raw, "audiences")
     if len(table) > AUDIENCES_MAX:
@@ -437,8 +452,21 @@ def _audiences(problems: _Problems, raw: Any, destinations: Mapping[str, Any]) -
                 f"the name is {len(name)} characters; Slack's audience menu shows at most {AUDIENCE_NAME_MAX}: "
                 "shorten it",
             )
-        if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
-            problems.add(key, 'must be a non-empty list of destination names, like ["all-staff"]')
+        if isinstance(members, dict):
+            problems.unknown_keys(f"{key}.", members, _AUDIENCE_KEYS)
+            if _typed(problems, members, "own_accounts", bool, False, f"{key}."):
+                own.add(name)
+            members = members.get("destinations", [])
+        if (
+            not isinstance(members, list)
+            or not (members or name in own)
+            or not all(isinstance(m, str) for m in members)
+        ):
+            problems.add(
+                key,
+                'must be a non-empty list of destination names, like ["all-staff"], or a table like '
+                '{ destinations = ["all-staff"], own_accounts = true }',
+            )
             continue
         for member in members:
             if member not in destinations:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from relay import images, outbox
 from relay.destination import Ambiguous, Destination, Image, Part, Permanent, Retry, Sent, Unprovable
@@ -46,12 +46,15 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         retry: outbox.RetryPolicy = outbox.DEFAULT_RETRY,
         kinds: Mapping[str, str] | None = None,
+        find: Callable[[Delivery], Awaitable[Destination | None]] | None = None,
     ) -> None:
         """`kinds` names each destination's kind of network (as its delivery rows do), so each kind is
-        claimed only as fast as its networks take calls; without it, all share one pool."""
+        claimed only as fast as its networks take calls; without it, all share one pool. `find`: where a
+        delivery to a destination not configured goes (a leader's own account: relay.own), or None."""
         self.store = store
         self.retry = retry
         self.destinations = destinations
+        self.find = find
         self.on_change = on_change
         self.clock = clock
         self._wake = asyncio.Event()
@@ -69,6 +72,13 @@ class Dispatcher:
         self._in_flight: Counter[str] = Counter()  # deliveries being worked on, per kind ("" for the rest)
         self._held: dict[int, str] = {}  # delivery id → the token of this process's lease on it
         self._draining = False
+
+    def _limit(self, destination: Destination) -> asyncio.Semaphore:
+        """The calls in flight to one workspace, tenant or account (a leader's own: made when first used)."""
+        key = destination.limit_key()
+        if key not in self._limits:
+            self._limits[key] = asyncio.Semaphore(destination.limits.concurrency)
+        return self._limits[key]
 
     def poke(self) -> None:
         """Look now instead of at the next timer: work or room arrived."""
@@ -210,8 +220,12 @@ class Dispatcher:
 
     async def _attempt(self, delivery: Delivery) -> None:
         destination = self.destinations.get(delivery.destination)
+        if destination is None and self.find is not None:
+            destination = await self.find(delivery)
         if destination is None:
-            await self._finish(delivery, DeliveryState.FAILED, "this destination is no longer in relay.toml")
+            await self._finish(
+                delivery, DeliveryState.FAILED, "this destination is no longer in relay.toml, nor a connected account"
+            )
             return
         if delivery.action == "delete":
             await self._take_back(delivery, destination)
@@ -236,7 +250,7 @@ class Dispatcher:
         if not posted:  # a thread's images go on its first part
             stored = await self._images.of(delivery.broadcast_id)
             attached = await asyncio.to_thread(images.for_part, stored, destination.limits.images)
-        async with self._limits[destination.limit_key()]:
+        async with self._limit(destination):
             for index in range(len(posted), len(delivery.parts)):
                 part = Part(
                     text=delivery.parts[index],
@@ -299,7 +313,7 @@ class Dispatcher:
         if delivery.dry_run:
             await self._finish(delivery, DeliveryState.SENT, None)
             return
-        async with self._limits[destination.limit_key()], self._pacer.call(destination):
+        async with self._limit(destination), self._pacer.call(destination):
             outcome = await destination.edit(post.posted[0], delivery.parts[0])
         if isinstance(outcome, Sent):
             await self._finish(delivery, DeliveryState.SENT, None)
@@ -315,7 +329,7 @@ class Dispatcher:
         for remote_id in reversed(post.posted):
             if remote_id in done or remote_id == DRY_RUN_ID:
                 continue
-            async with self._limits[destination.limit_key()], self._pacer.call(destination):
+            async with self._limit(destination), self._pacer.call(destination):
                 outcome = await destination.delete(remote_id)
             if isinstance(outcome, Sent):
                 await outbox.record_part(self.store, delivery, remote_id, None, self.clock())

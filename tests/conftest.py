@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -14,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from playwright.async_api import Browser, async_playwright
 
 from adapters import SPECS
 from bot import STORE, SURFACE, build_app
@@ -252,7 +254,7 @@ class Relay:
         audience: str,
         more: dict[str, Any] | None = None,
     ) -> aiohttp.ClientResponse:
-        body = view_submission_body(user, callback_id, json.dumps(metadata), message, audience, more)
+        body = view_submission_body(user, callback_id, json.dumps(metadata), message, audience, more=more)
         return await self.post_signed(body)
 
     async def answer(self, key: str) -> dict[str, Any]:
@@ -317,11 +319,17 @@ async def start_relay(tmp_path: Path, slack: FakeSlack, x: FakeX) -> AsyncIterat
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
     async def start(
-        config: str | None = None, clock: Callable[[], float] = time.time, link_reach: Reach = loopback, **env: str
+        config: str | None = None,
+        clock: Callable[[], float] = time.time,
+        port: int | None = None,
+        link_reach: Reach = loopback,
+        **env: str,
     ) -> Relay:
+        """`port`: where to listen, for a test that must name the relay's address beforehand (RELAY_PUBLIC_URL)."""
         environment = {**bot_env(tmp_path, slack, x, config or config_text()), **env}
         settings = replace(settings_from_env(environment), link_reach=link_reach)
-        server = TestServer(build_app(settings, load_config(settings, SPECS), clock), host="127.0.0.1")
+        app = build_app(settings, load_config(settings, SPECS), clock)
+        server = TestServer(app, host="127.0.0.1", **({"port": port} if port else {}))
         await server.start_server()
         servers.append(server)
         return Relay(str(server.make_url("")).rstrip("/"), slack, http, server)
@@ -330,6 +338,30 @@ async def start_relay(tmp_path: Path, slack: FakeSlack, x: FakeX) -> AsyncIterat
     for server in servers:
         await server.close()
     await http.close()
+
+
+# Debian's Chromium, driven by Playwright (the status page, and the networks' sign-in pages).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# The flags this machine's Chromium needs headless and offline (no background calls home).
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed: run tests/browser/install.sh")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield launched
+        await launched.close()
 
 
 TEAMS_ENV = {

@@ -89,11 +89,25 @@ def view_submission_body(
     user: str,
     callback_id: str,
     private_metadata: str,
-    message: str,
-    audience: str,
+    message: str = "",
+    audience: str = "",
+    inputs: dict[str, str] | None = None,
     more: dict[str, Any] | None = None,
 ) -> str:
-    """A modal's submission; `more`: other inputs' state, by block id (the composer's images and alt text)."""
+    """A modal submitted: the composer's message and audience, or other text `inputs` (block id → value, each
+    block's one input named as its block); `more`: other inputs' state, by block id (the composer's images and
+    alt text)."""
+    values: dict[str, Any] = {
+        "message": {"message": {"type": "plain_text_input", "value": message}},
+        "audience": {
+            "audience": {
+                "type": "static_select",
+                "selected_option": {"text": {"type": "plain_text", "text": audience}, "value": audience},
+            }
+        },
+    }
+    if inputs is not None:
+        values = {block: {block: {"type": "plain_text_input", "value": value}} for block, value in inputs.items()}
     payload = {
         "type": "view_submission",
         "team": {"id": TEAM, "domain": "test"},
@@ -107,18 +121,7 @@ def view_submission_body(
             "type": "modal",
             "callback_id": callback_id,
             "private_metadata": private_metadata,
-            "state": {
-                "values": {
-                    "message": {"message": {"type": "plain_text_input", "value": message}},
-                    "audience": {
-                        "audience": {
-                            "type": "static_select",
-                            "selected_option": {"text": {"type": "plain_text", "text": audience}, "value": audience},
-                        }
-                    },
-                    **(more or {}),
-                }
-            },
+            "state": {"values": {**values, **(more or {})}},
         },
     }
     return urlencode({"payload": json.dumps(payload)})

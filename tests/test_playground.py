@@ -24,7 +24,6 @@ import pytest
 from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from tests.bot_process import ROOT, BotProcess, free_port
-from tests.test_status_page import browser  # noqa: F401  (Debian's Chromium, headless)
 
 MSTEAMS = ROOT / "tests" / "msteams"
 CLI = MSTEAMS / "node_modules" / "@microsoft" / "m365agentsplayground" / "cli.js"
@@ -129,7 +128,7 @@ Starter = Callable[..., Awaitable[Page]]
 @pytest.fixture
 async def session(
     tmp_path: Path,
-    browser: Browser,  # noqa: F811  (the fixture imported above)
+    browser: Browser,
 ) -> AsyncIterator[Starter]:
     """Start the bot as README's "Trying it in the Microsoft 365 Agents Playground" does, on
     teams/playground.toml (with `policy` lines added to its [policy]), the Playground in front of it and

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from adapters import SPECS
 from relay import audit
@@ -26,27 +24,6 @@ from tests.test_abuse import INPUTS
 from tests.test_security import SECURITY
 
 SECRET = "status-secret-0123456789abcdef"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# The flags this machine's Chromium needs headless and offline (no background calls home).
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is not installed: run tests/browser/install.sh")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        await launched.close()
 
 
 async def signed_in(browser: Browser, relay: Relay, width: int = 1280, height: int = 800) -> Page:

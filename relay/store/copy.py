@@ -21,6 +21,7 @@ from relay.store.postgres import PostgresStore
 from relay.store.sqlite import SqliteStore
 
 # In the order foreign keys need. What only paces a running fleet (pace, pauses, instances) is not copied.
+# Sign-ins under way (oauth_states) last minutes: not copied. Accounts stay sealed with the same key.
 TABLES = (
     "broadcasts",
     "deliveries",
@@ -29,6 +30,8 @@ TABLES = (
     "audit",
     "seen_requests",
     "status_sessions",
+    "accounts",
+    "mastodon_apps",
 )
 # Tables whose ids PostgreSQL numbers itself: its counter must go on after the copied ids.
 NUMBERED = ("deliveries", "audit")

@@ -210,6 +210,26 @@ SHARED: tuple[tuple[str, ...], ...] = (
         " position INTEGER NOT NULL, mime TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,"
         " alt TEXT NOT NULL, data BYTEA NOT NULL, PRIMARY KEY (broadcast_id, position))",
     ),
+    (
+        # Leaders' own accounts (relay/accounts.py): one a person per network, its tokens sealed with
+        # RELAY_SECRET_KEY (relay/vault.py). `expires_at`: when the access token stops working (NULL: it does
+        # not expire); `refreshable`: whether the relay can renew it alone; `warned_at`: the owner was told it
+        # is about to expire; `broken`: why it must be connected again (a refused refresh), shown in previews.
+        "CREATE TABLE accounts (id TEXT PRIMARY KEY, owner TEXT NOT NULL, network TEXT NOT NULL,"
+        " handle TEXT NOT NULL, remote_id TEXT NOT NULL, instance TEXT, sealed TEXT NOT NULL,"
+        " expires_at DOUBLE PRECISION, refreshable INTEGER NOT NULL DEFAULT 0, warned_at DOUBLE PRECISION,"
+        " broken TEXT, connected_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL)",
+        "CREATE UNIQUE INDEX accounts_owner_network ON accounts (owner, network)",
+        # A sign-in under way: the state's hash (the state itself only travels through the browser), who
+        # clicked, the browser it was started in (a cookie's hash), and the PKCE verifier, sealed. Single use:
+        # taken with DELETE … RETURNING, so two instances answering one replayed callback cannot both succeed.
+        "CREATE TABLE oauth_states (state_hash TEXT PRIMARY KEY, owner TEXT NOT NULL, network TEXT NOT NULL,"
+        " browser_hash TEXT, sealed TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX oauth_states_expiry ON oauth_states (expires_at)",
+        # The relay's app on each Mastodon instance, registered on first use (POST /api/v1/apps), sealed.
+        "CREATE TABLE mastodon_apps (instance TEXT PRIMARY KEY, sealed TEXT NOT NULL,"
+        " created_at DOUBLE PRECISION NOT NULL)",
+    ),
 )
 
 VERSION = len(SQLITE_FIRST) + len(SHARED)

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from .faults import Fault
+from .oauth2 import AuthorizationServer, Dialect, Issued
 from .server import LoopbackServer
 
 Payload = dict[str, Any]
@@ -124,6 +125,11 @@ class LinkedInPost:
         }
 
 
+# learn.microsoft.com/linkedin, "Authorization Code Flow (3-legged OAuth)": client credentials in the form, no
+# PKCE for web apps, access tokens of 60 days, refresh tokens only for approved partners, no revoke endpoint.
+SIGN_IN = Dialect(authorize="/oauth/v2/authorization", token="/oauth/v2/accessToken", lifetime=60 * 24 * 3600.0)
+
+
 # Images API (learn.microsoft.com, "Images API"): JPG, GIF, PNG under 36,152,320 pixels; the upload URL
 # expires (`uploadUrlExpiresAt`); a post takes one image (`content.media`) or 2 to 20 (`content.multiImage`);
 # alt text at most 4,086 characters.
@@ -157,6 +163,7 @@ class LinkedInCall:
     json: Any
     headers: Mapping[str, str] = field(repr=False)
     fault: Fault | None = None
+    member: Issued | None = None  # a member's own token (3-legged OAuth); None: the page's token
     at: float = field(default_factory=time.monotonic, repr=False)  # when it arrived
     wall: float = field(default_factory=time.time, repr=False)  # the same, on the wall clock
 
@@ -182,6 +189,8 @@ class FakeLinkedIn(LoopbackServer[LinkedInCall]):
         self.deleted: list[LinkedInPost] = []
         self._clock = clock
         self._ids = itertools.count(_FIRST_SHARE_ID)
+        self.sign_in = AuthorizationServer(self.app, SIGN_IN)
+        self.app.router.add_get("/v2/userinfo", self._userinfo)
         routes: list[tuple[str, str, str, Callable[[LinkedInCall], web.Response]]] = [
             ("POST", "/rest/posts", "POST /rest/posts", self._create_post),
             ("GET", "/rest/posts", "GET /rest/posts", self._find_posts),
@@ -221,11 +230,12 @@ class FakeLinkedIn(LoopbackServer[LinkedInCall]):
         lifecycle_state: str = "PUBLISHED",
         distribution: Payload | None = None,
         reshare_disabled: bool = False,
+        author: str | None = None,
     ) -> LinkedInPost:
         """Store a post as POST /rest/posts would (no validation); tests seed the page with it."""
         post = LinkedInPost(
             id=f"urn:li:share:{next(self._ids)}",
-            author=self.organization,
+            author=author or self.organization,
             commentary=commentary,
             visibility=visibility,
             lifecycle_state=lifecycle_state,
@@ -254,18 +264,30 @@ class FakeLinkedIn(LoopbackServer[LinkedInCall]):
             body = json.loads(await request.text()) if request.body_exists else None
             params = {**request.query, **(body if isinstance(body, dict) else {}), **request.match_info}
             fault = self._fault_for(endpoint, params)
-            call = LinkedInCall(endpoint, request.path, params, body, request.headers, fault)
+            member = self.sign_in.bearer(request.headers.get("Authorization"))
+            call = LinkedInCall(endpoint, request.path, params, body, request.headers, fault, member)
 
             async def apply() -> web.StreamResponse:
-                return self._refused(request.headers) or handler(call)
+                return self._refused(request.headers, member) or handler(call)
 
             return await self._serve(request, call, fault, apply)
 
         return serve
 
-    def _refused(self, headers: Mapping[str, str]) -> web.Response | None:
+    async def _userinfo(self, request: web.Request) -> web.Response:
+        """OpenID Connect's userinfo: needs the `openid` and `profile` scopes."""
+        member = self.sign_in.bearer(request.headers.get("Authorization"))
+        if member is None or not {"openid", "profile"} <= member.scopes:
+            return _error(401, "Invalid access token", "INVALID_ACCESS_TOKEN", 65600)
+        return web.json_response(dict(member.user))
+
+    def _author(self, call: LinkedInCall) -> str:
+        """Whom the call's token may post as: the member who granted it, or the page."""
+        return f"urn:li:person:{call.member.user['sub']}" if call.member is not None else self.organization
+
+    def _refused(self, headers: Mapping[str, str], member: Issued | None = None) -> web.Response | None:
         """The checks every call goes through: token, then LinkedIn-Version, then the Rest.li protocol."""
-        if headers.get("Authorization") != f"Bearer {self.token}":
+        if headers.get("Authorization") != f"Bearer {self.token}" and member is None:
             return _error(401, "Invalid access token", "INVALID_ACCESS_TOKEN", 65600)
         if self.token_expired:
             return _error(401, "The token used in the request has expired", "EXPIRED_ACCESS_TOKEN", 65601)
@@ -301,7 +323,9 @@ class FakeLinkedIn(LoopbackServer[LinkedInCall]):
         for name, symbols in _ENUMS.items():
             if body[name] not in symbols:
                 return _error(422, f'ERROR :: /{name} :: "{body[name]}" is not an enum symbol')
-        if body["author"] != self.organization:
+        if body["author"] != self._author(call):
+            return _access_denied("partnerApiPostsExternal.CREATE", call.headers["LinkedIn-Version"])
+        if call.member is not None and "w_member_social" not in call.member.scopes:  # "Share on LinkedIn"
             return _access_denied("partnerApiPostsExternal.CREATE", call.headers["LinkedIn-Version"])
         commentary = str(body["commentary"])
         if len(commentary) > MAX_COMMENTARY:
@@ -315,7 +339,8 @@ class FakeLinkedIn(LoopbackServer[LinkedInCall]):
             return _error(422, "ERROR :: /content :: image is not AVAILABLE (never uploaded, or not the author's)")
         if any(len(str(item.get("altText") or "")) > MAX_ALT_TEXT for item in wanted):
             return _error(422, f"ERROR :: /content :: altText exceeds maximum of {MAX_ALT_TEXT}")
-        original = next((post for post in self.posts if post.commentary == commentary), None)
+        author = self._author(call)
+        original = next((p for p in self.posts if p.commentary == commentary and p.author == author), None)
         if original is not None:
             return _error(422, f"Content is a duplicate of {original.id}", "DUPLICATE_POST")
         post = self.add_post(
@@ -324,6 +349,7 @@ class FakeLinkedIn(LoopbackServer[LinkedInCall]):
             lifecycle_state=body["lifecycleState"],
             distribution=body["distribution"],
             reshare_disabled=bool(body.get("isReshareDisabledByAuthor", False)),
+            author=author,
         )
         for item, image in zip(wanted, images, strict=True):
             assert image is not None

@@ -19,6 +19,7 @@ from aiohttp import web
 from relay.twitter_text import mastodon_length
 
 from .faults import Fault
+from .oauth2 import AuthorizationServer, Dialect
 from .server import LoopbackServer
 
 Payload = dict[str, Any]
@@ -132,6 +133,18 @@ class MastodonCall:
     file_types: dict[str, str] = field(default_factory=dict, repr=False)
 
 
+# docs.joinmastodon.org/methods/oauth: tokens do not expire; `POST /oauth/revoke` with the client's credentials;
+# PKCE (S256) is optional, and checked when the app uses it.
+SIGN_IN = Dialect(authorize="/oauth/authorize", token="/oauth/token", revoke="/oauth/revoke", lifetime=None)
+# The scope each endpoint needs (docs.joinmastodon.org, each method's "OAuth" line); a parent scope covers its
+# children ("write" covers "write:statuses").
+_SCOPES = {
+    "POST /api/v1/statuses": "write:statuses",
+    "DELETE /api/v1/statuses/:id": "write:statuses",
+    "GET /api/v1/accounts/verify_credentials": "read:accounts",
+}
+
+
 class FakeMastodon(LoopbackServer[MastodonCall]):
     """One account on a Mastodon instance on loopback; the bot calls `{mastodon.url}/api/v1/statuses` etc."""
 
@@ -154,6 +167,7 @@ class FakeMastodon(LoopbackServer[MastodonCall]):
         self.statuses: list[MastodonStatus] = []
         self.deleted: list[MastodonStatus] = []
         self.token_revoked = False
+        self.apps_registered = 0
         self._clock = clock
         self._ids = itertools.count(_FIRST_STATUS_ID)
         self._idempotency: dict[str, tuple[str, datetime]] = {}  # key → (status id, when it was stored)
@@ -161,6 +175,8 @@ class FakeMastodon(LoopbackServer[MastodonCall]):
         self.processing_delay = 0.3  # seconds an upload stays "processing" (202, then 206 until ready)
         # Mastodon deletes media never attached to a status after a day (`media_remove` / MediaCleanupScheduler)
         self.media_ttl = 24 * 3600.0
+        self.sign_in = AuthorizationServer(self.app, SIGN_IN)
+        self.app.router.add_post("/api/v1/apps", self._create_app)
         routes: list[tuple[str, str, Callable[[MastodonCall], web.Response], _Auth]] = [
             ("GET", "/api/v2/instance", self._instance, _Auth.NONE),
             ("POST", "/api/v1/statuses", self._create_status, _Auth.REQUIRED),
@@ -275,15 +291,39 @@ class FakeMastodon(LoopbackServer[MastodonCall]):
             call = MastodonCall(endpoint, request.path, params, request.headers, fault, files=files, file_types=types)
 
             async def apply() -> web.StreamResponse:
-                return self._refused(request.headers.get("Authorization"), auth) or handler(call)
+                return self._refused(request.headers.get("Authorization"), auth, endpoint) or handler(call)
 
             return await self._serve(request, call, fault, apply)
 
         return serve
 
-    def _refused(self, authorization: str | None, auth: _Auth) -> web.Response | None:
-        """Doorkeeper's 401s; None when the request may proceed."""
+    async def _create_app(self, request: web.Request) -> web.Response:
+        """`POST /api/v1/apps` (docs.joinmastodon.org/methods/apps/#create): anyone may register an app."""
+        form, _ = await _read_params(request)
+        if not form.get("client_name") or not form.get("redirect_uris"):
+            return _error(422, "Validation failed: Application name can't be blank, Redirect URI can't be blank")
+        client_id, secret = self.sign_in.register(str(form["redirect_uris"]))
+        self.apps_registered += 1
+        return web.json_response(
+            {
+                "id": str(len(self.sign_in.clients)),
+                "name": form["client_name"],
+                "redirect_uri": form["redirect_uris"],
+                "client_id": client_id,
+                "client_secret": secret,
+                "scopes": str(form.get("scopes", "read")).split(),
+            }
+        )
+
+    def _refused(self, authorization: str | None, auth: _Auth, endpoint: str = "") -> web.Response | None:
+        """Doorkeeper's 401s (and 403 for a token without the scope); None when the request may proceed."""
         if auth is _Auth.NONE or (auth is _Auth.OPTIONAL and authorization is None):
+            return None
+        issued = self.sign_in.bearer(authorization)
+        if issued is not None:
+            needed = _SCOPES.get(endpoint, "read")
+            if needed not in issued.scopes and needed.partition(":")[0] not in issued.scopes:
+                return _error(403, "This action is outside the authorized scopes")
             return None
         if authorization != f"Bearer {self.token}":
             return _error(401, "The access token is invalid")

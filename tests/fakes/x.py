@@ -16,6 +16,7 @@ from relay.twitter_text import parse_tweet
 
 from .faults import Fault
 from .oauth1 import OAuth1Credentials, verify
+from .oauth2 import AuthorizationServer, Dialect
 from .server import LoopbackServer
 
 Payload = dict[str, Any]
@@ -35,6 +36,27 @@ _OPTIONAL_FIELDS = frozenset(
         "reply_settings",
     }
 )
+
+
+# docs.x.com, "OAuth 2.0 Authorization Code Flow with PKCE": a confidential client authenticates with Basic,
+# PKCE is required, `offline.access` brings a refresh token (single use: each refresh gives a new one), access
+# tokens last two hours, `POST /2/oauth2/revoke`.
+SIGN_IN = Dialect(
+    authorize="/i/oauth2/authorize",
+    token="/2/oauth2/token",
+    revoke="/2/oauth2/revoke",
+    basic_auth=True,
+    pkce=True,
+    refresh_scope="offline.access",
+    lifetime=7200.0,
+)
+# The scopes each endpoint needs from an OAuth 2.0 user token (docs.x.com, each endpoint's reference).
+USER_SCOPES = {
+    "POST /2/tweets": {"tweet.read", "tweet.write", "users.read"},
+    "DELETE /2/tweets/{id}": {"tweet.read", "tweet.write", "users.read"},
+    "GET /2/users/me": {"tweet.read", "users.read"},
+    "GET /2/users/{id}/tweets": {"tweet.read", "users.read"},
+}
 
 
 def format_time(moment: datetime) -> str:
@@ -87,6 +109,7 @@ class XCall:
     headers: Mapping[str, str] = field(repr=False)
     authorized: bool
     fault: Fault | None = None
+    user: Mapping[str, str] | None = None  # who an OAuth 2.0 user token speaks for; None: the OAuth 1.0a account
     at: float = field(default_factory=time.monotonic, repr=False)  # when it arrived
     wall: float = field(default_factory=time.time, repr=False)  # the same, on the clock X's reset uses
     media: bytes | None = field(default=None, repr=False)  # a multipart upload's `media` part
@@ -184,6 +207,7 @@ class FakeX(LoopbackServer[XCall]):
         self.timeline_forbidden = False
         self._clock = clock
         self._next_id = _FIRST_TWEET_ID
+        self.sign_in = AuthorizationServer(self.app, SIGN_IN)
         routes: dict[tuple[str, str], Callable[[XCall], web.Response]] = {
             ("POST", "/2/tweets"): self._create_tweet,
             ("DELETE", "/2/tweets/{id}"): self._delete_tweet,
@@ -280,8 +304,12 @@ class FakeX(LoopbackServer[XCall]):
                 request.headers.get("Authorization"),
                 form,
             )
+            issued = self.sign_in.bearer(request.headers.get("Authorization"))
+            if issued is not None and USER_SCOPES[endpoint] <= issued.scopes:
+                authorized = True
             fault = self._fault_for(endpoint, params)
-            call = XCall(endpoint, request.path, params, body, request.headers, authorized, fault)
+            user = issued.user if authorized and issued is not None else None
+            call = XCall(endpoint, request.path, params, body, request.headers, authorized, fault, user=user)
             call.media = media.file.read() if isinstance(media, web.FileField) else None
 
             async def apply() -> web.StreamResponse:
@@ -297,6 +325,8 @@ class FakeX(LoopbackServer[XCall]):
         return next((tweet for tweet in self.tweets if tweet.id == tweet_id), None)
 
     def _me(self, call: XCall) -> web.Response:
+        if call.user is not None:
+            return web.json_response({"data": dict(call.user)})
         return web.json_response({"data": {"id": self.user_id, "name": self.name, "username": self.username}})
 
     def _create_tweet(self, call: XCall) -> web.Response:
@@ -313,7 +343,8 @@ class FakeX(LoopbackServer[XCall]):
         parent_id = str(reply["in_reply_to_tweet_id"]) if isinstance(reply, dict) else None
         if parent_id is not None and self._find(parent_id) is None:
             return _invalid(f"The `reply.in_reply_to_tweet_id` [{parent_id}] does not exist.")
-        if any(tweet.text == text for tweet in self.tweets):
+        author = call.user["id"] if call.user is not None else self.user_id
+        if any(tweet.text == text and tweet.author_id == author for tweet in self.tweets):  # per account
             return _forbidden("You are not allowed to create a Tweet with duplicate content.")
         media_ids = [str(i) for i in (body.get("media") or {}).get("media_ids") or []]
         if len(media_ids) > MAX_MEDIA:
@@ -327,6 +358,8 @@ class FakeX(LoopbackServer[XCall]):
             return _invalid("Your media is still processing.")
         tweet = self.add_tweet(text, in_reply_to=parent_id, reply_settings=body.get("reply_settings"))
         tweet.media = attached
+        if call.user is not None:
+            tweet.author_id = call.user["id"]
         return web.json_response({"data": tweet.render(_DEFAULT_FIELDS)}, status=201)
 
     def _delete_tweet(self, call: XCall) -> web.Response:
@@ -370,7 +403,7 @@ class FakeX(LoopbackServer[XCall]):
         selected = [
             tweet
             for tweet in reversed(self.tweets)
-            if call.params["id"] == self.user_id
+            if call.params["id"] == tweet.author_id
             and (start is None or tweet.created_at >= start)
             and (end is None or tweet.created_at < end)
             and int(tweet.id) > since_id
