@@ -6,10 +6,13 @@ with UTF-8 byte offsets, which is what the lexicon counts in; so do the words th
 (a Slack `<url|label>`, a shortened long link), which travel marked inside the part's text. One-way mode
 is a threadgate (who may reply) and a postgate (no quoting), written with the post in one atomic call.
 The session is created once and refreshed, never re-created per post: login is rate limited.
+A post without images carries a card for its first link (`app.bsky.embed.external`), which Bluesky shows
+only when the poster sends it (relay/link_cards.py); its image is uploaded like any other blob.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
@@ -18,7 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from relay import facets, linked, uploads
+from relay import facets, images, linked, uploads
 from relay.config import DestinationConfig, Replies, Settings
 from relay.destination import (
     Counting,
@@ -34,6 +37,7 @@ from relay.destination import (
     Retry,
     Sent,
 )
+from relay.link_cards import Card, LinkCards, first_link
 from relay.store import Store
 from relay.transport import Answer, LazySession, client_timeout, request, server_hint, transport_outcome
 
@@ -79,6 +83,7 @@ LIMITS = Limits(
         alt_length=2000,
         alt_required=True,
     ),
+    link_cards=True,
 )
 
 POST = "app.bsky.feed.post"
@@ -111,6 +116,7 @@ class BlueskyAccount:
         self._password = settings.reveal(config.env["app_password"])
         self.replies = config.replies
         self._http = LazySession(client_timeout(settings.http_timeout))
+        self._cards = LinkCards(settings.http_timeout, settings.link_reach)
         self._access: str | None = None
         self._refresh: str | None = None
         self.did: str | None = None
@@ -183,6 +189,8 @@ class BlueskyAccount:
                     "$type": "app.bsky.embed.images",
                     "images": [await self._upload(image) for image in part.images],
                 }
+            elif (uri := first_link(*linked.read(part.text))) and (card := await self._cards.card(uri)):
+                writes[0]["value"]["embed"] = await self._external(card)
             answer = await self._xrpc("POST", "com.atproto.repo.applyWrites", json={"repo": self.did, "writes": writes})
             if answer.ok:
                 cid = answer.body["results"][0]["cid"]
@@ -197,8 +205,28 @@ class BlueskyAccount:
         return self._failure(answer)
 
     async def _upload(self, image: Image) -> dict[str, Any]:
-        """`com.atproto.repo.uploadBlob`, then the image as `app.bsky.embed.images#image` refers to it. A blob
-        no record refers to is deleted by the PDS: an upload whose post never came is harmless."""
+        """The image as `app.bsky.embed.images#image` refers to it, once uploaded."""
+        return {
+            "image": await self._blob(image),
+            "alt": image.alt,
+            "aspectRatio": {"width": image.width, "height": image.height},
+        }
+
+    async def _external(self, card: Card) -> dict[str, Any]:
+        """`app.bsky.embed.external`, its image fitted like an attached one. An image that will not upload
+        leaves the card without it: the post is not held back for a card."""
+        external: dict[str, Any] = {"uri": card.uri, "title": card.title, "description": card.description}
+        if card.thumb is not None and LIMITS.images is not None:
+            fitted = await asyncio.to_thread(images.fit, card.thumb, LIMITS.images)
+            try:
+                external["thumb"] = await self._blob(fitted.image)
+            except uploads.Unuploaded as failed:
+                log.info("the link card of %s goes without its image: %s", card.uri, failed)
+        return {"$type": "app.bsky.embed.external", "external": external}
+
+    async def _blob(self, image: Image) -> dict[str, Any]:
+        """`com.atproto.repo.uploadBlob`. A blob no record refers to is deleted by the PDS: an upload whose
+        post never came is harmless."""
         try:
             answer = await self._xrpc(
                 "POST", "com.atproto.repo.uploadBlob", data=io.BytesIO(image.data), headers={"Content-Type": image.mime}
@@ -207,11 +235,8 @@ class BlueskyAccount:
             raise uploads.fail(transport_outcome(error, "Bluesky"), "Bluesky") from error
         if not answer.ok:
             raise uploads.fail(self._failure(answer), "Bluesky")
-        return {
-            "image": answer.body["blob"],
-            "alt": image.alt,
-            "aspectRatio": {"width": image.width, "height": image.height},
-        }
+        blob: dict[str, Any] = answer.body["blob"]
+        return blob
 
     async def _writes(self, part: Part, rkey: str, post_uri: str) -> list[dict[str, Any]]:
         text, links = linked.read(part.text)
@@ -345,3 +370,4 @@ class BlueskyAccount:
 
     async def close(self) -> None:
         await self._http.close()
+        await self._cards.close()

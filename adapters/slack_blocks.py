@@ -15,6 +15,7 @@ from typing import Any
 
 import regex
 
+from relay import link_cards
 from relay.broadcasts import Approval
 from relay.config import DestinationConfig, Policy
 from relay.destination import Counting
@@ -156,6 +157,12 @@ def _shown(rendering: Rendering, kind: str, room: _Room) -> tuple[list[Block], b
         cut = not room.take([images])
         if not cut:
             blocks.append(images)
+    if rendering.cards and not cut:
+        said = excerpt(link_cards.note(rendering.cards), SECTION_MAX)  # plain: a URL may hold mrkdwn's < & >
+        cards: Block = {"type": "context", "elements": [{"type": "plain_text", "text": said, "emoji": False}]}
+        cut = not room.take([cards])
+        if not cut:
+            blocks.append(cards)
     return blocks, not cut and len(blocks) >= len(rendering.parts)
 
 
@@ -189,7 +196,7 @@ def _destinations(
     groups: dict[tuple[str, bool, tuple[str, ...], tuple[str, ...]], list[Rendering]] = {}
     for rendering in sorted(renderings, key=lambda r: r.error is None):
         slack = destinations[rendering.destination].kind == "slack"
-        key = (rendering.error or "", slack, rendering.payloads(), rendering.images)
+        key = (rendering.error or "", slack, rendering.payloads(), rendering.images + rendering.cards)
         groups.setdefault(key, []).append(rendering)
     room.blocks -= 1
     room.text -= _NOTE_ROOM

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from relay import link_cards
 from relay.config import DestinationConfig
 from relay.destination import Counting
 from relay.model import Alike, Broadcast, BroadcastState, Delivery
@@ -122,6 +123,7 @@ def _looks(rendering: Rendering) -> tuple[Any, ...]:
         rendering.warnings,
         rendering.error,
         rendering.images,
+        rendering.cards,
     )
 
 
@@ -189,6 +191,8 @@ def _receivers(group: Sequence[Rendering], destinations: dict[str, DestinationCo
         items.append(_text(f"💬 Replies: {rendering.replies}", isSubtle=True, size="Small"))
     if rendering.images:
         items.append(_text(excerpt("🖼 " + " · ".join(rendering.images), WORDS_MAX), isSubtle=True, size="Small"))
+    if rendering.cards:
+        items.append(_text(excerpt(link_cards.note(rendering.cards), WORDS_MAX), isSubtle=True, size="Small"))
     items.extend(_text(f"⚠️ {excerpt(w, WORDS_MAX)}", color="Warning", size="Small") for w in rendering.warnings)
     if rendering.error:
         items.append(_text(f"⛔ {excerpt(rendering.error, WORDS_MAX)}", color="Attention"))

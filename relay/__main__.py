@@ -21,7 +21,7 @@ from datetime import datetime
 
 from adapters import SPECS, build_destinations
 from adapters.teams import unreachable_channels
-from relay import audit, outbox
+from relay import audit, link_cards, outbox
 from relay.accounts import reseal_all
 from relay.broadcasts import Broadcasts, Refused, recent
 from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
@@ -124,6 +124,8 @@ def _preview(settings: Settings, config: Config, message: str, audience: str | N
             print(part)
             for link in rendering.links[index] if rendering.links else ():
                 print(f"-- “{part[link.start : link.end]}” links to {link.value}")
+        if rendering.cards:
+            print(f"-- {link_cards.note(rendering.cards)}")
         if rendering.replies:
             print(f"-- replies: {rendering.replies}")
         for warning in rendering.warnings:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from relay import audit, images, outbox, policy
+from relay import audit, images, link_cards, outbox, policy
 from relay.audit import Where
 from relay.config import Config, DestinationConfig
 from relay.destination import Destination, Image, Rationed
@@ -109,18 +109,14 @@ class Broadcasts:
         return await asyncio.to_thread(self.renderings, broadcast, text, attached)
 
     def _render(self, text: str, audience: str, attached: tuple[Image, ...]) -> tuple[Rendering, ...]:
-        return tuple(
-            images.describe(
-                replace(
-                    render(d.name, text, self.destinations[d.name].limits, d.allow_broadcast_mentions),
-                    replies=self.destinations[d.name].replies_note(),
-                ),
-                attached,
-                self.destinations[d.name].limits.images,
-                d.kind,
-            )
-            for d in self.config.audience(audience)
-        )
+        return tuple(self._render_one(text, d, attached) for d in self.config.audience(audience))
+
+    def _render_one(self, text: str, config: DestinationConfig, attached: tuple[Image, ...]) -> Rendering:
+        destination = self.destinations[config.name]
+        rendering = render(config.name, text, destination.limits, config.allow_broadcast_mentions)
+        rendering = replace(rendering, replies=destination.replies_note())
+        rendering = images.describe(rendering, attached, destination.limits.images, config.kind)
+        return link_cards.describe(rendering, destination.limits, with_images=bool(attached))
 
     def renderings(
         self, broadcast: Broadcast, text: str | None = None, attached: tuple[Image, ...] = ()

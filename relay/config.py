@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from relay.addresses import Reach, public
 from relay.destination import DestinationSpec
 
 BUNDLED_EXAMPLE = Path(__file__).resolve().parent.parent / "relay.example.toml"
@@ -70,6 +71,10 @@ class Settings:
     teams_sdk_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     teams_mode: str | None = None
     teams_tenant: str | None = None
+    # Where a link card's page may be fetched from: public addresses. No variable sets it, so nothing in a
+    # deployment can open the relay's own network to a link; only a test, serving pages on loopback, builds
+    # Settings with another.
+    link_reach: Reach = field(default=public, repr=False)
 
     def secret(self, name: str) -> Secret | None:
         return self.secrets.get(name)

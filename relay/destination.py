@@ -68,6 +68,9 @@ class Limits:
     linked_text: bool = False
     max_links: int | None = None  # distinct links a post may carry (Threads: 5); a thread spreads them out
     images: ImageLimits | None = None  # None: this network takes no images from the relay
+    # The network shows a link's preview card only when the post carries it (Bluesky): the relay reads the
+    # first link's page and sends the card (relay/link_cards.py).
+    link_cards: bool = False
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ class Rendering:
     replies: str | None = None  # who may answer there, in words (public networks)
     links: tuple[tuple[facets.Facet, ...], ...] = ()  # per part, its words linked to a URL (`Limits.linked_text`)
     images: tuple[str, ...] = ()  # per attached image, what this destination receives (relay/images.py)
+    cards: tuple[str, ...] = ()  # the links whose page will be read for a link card (relay/link_cards.py)
 
     def payloads(self) -> tuple[str, ...]:
         """What the outbox keeps and posts for each part: its text, with its linked words marked in it."""

@@ -8,6 +8,7 @@ import re
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from playwright.async_api import Browser, async_playwright
 
 from adapters import SPECS
 from bot import STORE, SURFACE, build_app
+from relay.addresses import Address, Reach
 from relay.config import load_config, settings_from_env
 from relay.store import Store
 from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX
@@ -65,6 +67,7 @@ ONE_BACKEND = {
     "test_issue_examples",
     "test_bluesky_examples",
     "test_bluesky",
+    "test_link_cards",
     "test_public_networks",
     "test_playground",
     "test_socket_mode",
@@ -303,6 +306,12 @@ async def x() -> AsyncIterator[FakeX]:
         yield fake
 
 
+def loopback(address: Address) -> bool:
+    """What a test's relay may fetch a link card from: its own pages on loopback, and never the internet
+    (a link to https://example.com in a test gets no card, at once)."""
+    return address.is_loopback
+
+
 @pytest.fixture
 async def start_relay(tmp_path: Path, slack: FakeSlack, x: FakeX) -> AsyncIterator[Callable[..., Awaitable[Relay]]]:
     """Start the bot (in this process, on its own loopback server) with a given config."""
@@ -310,11 +319,15 @@ async def start_relay(tmp_path: Path, slack: FakeSlack, x: FakeX) -> AsyncIterat
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
     async def start(
-        config: str | None = None, clock: Callable[[], float] = time.time, port: int | None = None, **env: str
+        config: str | None = None,
+        clock: Callable[[], float] = time.time,
+        port: int | None = None,
+        link_reach: Reach = loopback,
+        **env: str,
     ) -> Relay:
         """`port`: where to listen, for a test that must name the relay's address beforehand (RELAY_PUBLIC_URL)."""
         environment = {**bot_env(tmp_path, slack, x, config or config_text()), **env}
-        settings = settings_from_env(environment)
+        settings = replace(settings_from_env(environment), link_reach=link_reach)
         app = build_app(settings, load_config(settings, SPECS), clock)
         server = TestServer(app, host="127.0.0.1", **({"port": port} if port else {}))
         await server.start_server()
