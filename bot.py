@@ -23,7 +23,7 @@ from adapters import SPECS, build_destinations
 from adapters.slack_chat import SlackSurface
 from adapters.teams import unreachable_channels
 from adapters.teams_chat import TeamsSurface
-from relay import audit
+from relay import audit, image_urls
 from relay.broadcasts import Broadcasts
 from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
 from relay.dispatcher import Dispatcher
@@ -42,6 +42,7 @@ TEAMS = web.AppKey("teams", TeamsSurface)
 CLOCK = web.AppKey("clock", Callable[[], float])
 STATUS = web.AppKey("status", StatusPage)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+IMAGES = web.AppKey("images", image_urls.Served)
 
 
 def build_app(settings: Settings, config: Config, clock: Callable[[], float] = time.time) -> web.Application:
@@ -55,6 +56,7 @@ def build_app(settings: Settings, config: Config, clock: Callable[[], float] = t
     app.router.add_get("/healthz", _healthz)
     app.router.add_post("/slack/events", _slack_events)
     app.router.add_post("/api/messages", _teams_messages)
+    app.router.add_get("/images/{token}", _image)
     for method, path, handler in (
         ("GET", "/status", StatusPage.page),
         ("GET", "/status/list", StatusPage.listing),
@@ -79,7 +81,8 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     destinations = build_destinations(config, settings, store)
     await asyncio.gather(*(destination.prepare() for destination in destinations.values()))
     kinds = {name: destination.kind for name, destination in config.destinations.items()}
-    dispatcher = Dispatcher(store, destinations, clock=app[CLOCK], kinds=kinds)
+    dispatcher = Dispatcher(store, destinations, clock=app[CLOCK], kinds=kinds, public_url=settings.public_url)
+    app[IMAGES] = image_urls.Served(store, lambda name: d.limits.images if (d := destinations.get(name)) else None)
     app[DISPATCHER] = dispatcher
     broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.new_work, clock=app[CLOCK])
     socket_mode = None
@@ -147,6 +150,10 @@ async def _teams_messages(request: web.Request) -> web.StreamResponse:
     if TEAMS not in request.app:
         return web.json_response({"error": "Teams is not configured on this relay"}, status=503)
     return await request.app[TEAMS].handle(request)
+
+
+async def _image(request: web.Request) -> web.Response:
+    return await request.app[IMAGES].handle(request)
 
 
 async def _healthz(request: web.Request) -> web.Response:

@@ -10,21 +10,29 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import ClientResponseError
-from microsoft_agents.activity import Activity, ChannelAccount, ConversationReference, load_configuration_from_env
+from microsoft_agents.activity import (
+    Activity,
+    Attachment,
+    ChannelAccount,
+    ConversationReference,
+    load_configuration_from_env,
+)
 from microsoft_agents.authentication.msal import MsalConnectionManager
 from microsoft_agents.hosting.aiohttp import CloudAdapter
 from microsoft_agents.hosting.core import ClaimsIdentity, MessageFactory, TurnContext
 
+from adapters.teams_cards import pictures
 from relay.config import TEAMS_SETTINGS, Config, DestinationConfig, Settings, teams_channel_problem
 from relay.destination import (
     Counting,
     DestinationSpec,
     FindResult,
+    ImageLimits,
     Limits,
     Markup,
     Outcome,
@@ -69,6 +77,19 @@ LIMITS = Limits(
     min_interval=0.5,
     rate=50.0,
 )
+
+# Images in a card (learn.microsoft.com, "Types of cards", inline card images): PNG, JPEG or GIF, at most
+# 1024×1024 pixels and 1 MB, linked by an HTTPS URL Teams fetches to show them. Teams names no count; the
+# relay's own four go in one card. The text beside them leaves room for the card within the 28 KB message.
+IMAGES = ImageLimits(
+    max_count=10,
+    max_bytes=1024 * 1024,
+    formats=frozenset({"image/jpeg", "image/png", "image/gif"}),
+    max_side=1024,
+    max_text=20_000,
+    by_url=True,
+)
+NO_PUBLIC_URL = "set RELAY_PUBLIC_URL so that Teams can fetch the images"
 
 # Microsoft asks bots to retry these with backoff ("Optimize your bot: rate limiting and best practices");
 # a 500 or 503 is the service failing for now. Any other answer, 501 Not Implemented included, will be
@@ -331,6 +352,8 @@ class TeamsChannel:
         self.settings = settings
         self.directory = Directory(store)
         self._known: tuple[Place, float] | None = None  # the channel's place, and when it was read
+        images = IMAGES if settings.public_url else replace(IMAGES, refused=NO_PUBLIC_URL)
+        self.limits = replace(LIMITS, images=images)
 
     def _teams(self) -> TeamsConnection:
         return shared_connection(self.settings)
@@ -353,6 +376,11 @@ class TeamsChannel:
             return Permanent(await unreachable(self.directory, self.channel) or "")
         message = MessageFactory.text(part.text)
         message.text_format = "markdown"
+        if part.images:
+            if len(part.image_urls) != len(part.images):
+                return Permanent(f"Teams fetches images from the bot: {NO_PUBLIC_URL}.")
+            card = pictures(part.images, part.image_urls)
+            message.attachments = [Attachment(content_type="application/vnd.microsoft.card.adaptive", content=card)]
         try:
             message_id = await self._teams().send(place.reference, message)
         except Exception as error:  # classified, or raised again by transport_outcome when not transport

@@ -47,6 +47,10 @@ class ImageLimits:
     alt_length: int | None = None  # characters of alt text it keeps (None: no published limit)
     alt_required: bool = False  # a public audience: a screen-reader user must be told what the image shows
     max_text: int | None = None  # with images, the text may be at most this long (Slack: text in blocks)
+    # The network fetches each image from a URL the bot serves under RELAY_PUBLIC_URL (relay/image_urls.py)
+    # instead of taking an upload (Threads, Teams); `Part.image_urls` then holds them.
+    by_url: bool = False
+    refused: str | None = None  # why no image can go there now, and the fix ("set RELAY_PUBLIC_URL …")
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class Part:
     # The images this part carries (a thread's first part only), already fitted to the network's limits:
     # the same bytes the preview described. Uploaded within the attempt, so no upload id outlives it.
     images: tuple[Image, ...] = ()
+    # Where the network fetches each of `images` (the same bytes), for networks that take images `by_url`.
+    image_urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 
-from relay import images, outbox
+from relay import image_urls, images, outbox
 from relay.destination import Ambiguous, Destination, Image, Part, Permanent, Retry, Sent, Unprovable
 from relay.model import Delivery, DeliveryState
 from relay.pacing import Pacer
@@ -46,10 +46,13 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         retry: outbox.RetryPolicy = outbox.DEFAULT_RETRY,
         kinds: Mapping[str, str] | None = None,
+        public_url: str | None = None,
     ) -> None:
         """`kinds` names each destination's kind of network (as its delivery rows do), so each kind is
-        claimed only as fast as its networks take calls; without it, all share one pool."""
+        claimed only as fast as its networks take calls; without it, all share one pool. `public_url`
+        (RELAY_PUBLIC_URL) is where networks that fetch images by URL find them."""
         self.store = store
+        self.public_url = public_url
         self.retry = retry
         self.destinations = destinations
         self.on_change = on_change
@@ -233,9 +236,20 @@ class Dispatcher:
         posted = list(delivery.posted)
         check_first = delivery.check_first
         attached: tuple[Image, ...] = ()
+        urls: tuple[str, ...] = ()
         if not posted:  # a thread's images go on its first part
             stored = await self._images.of(delivery.broadcast_id)
-            attached = await asyncio.to_thread(images.for_part, stored, destination.limits.images)
+            limits = destination.limits.images
+            attached = await asyncio.to_thread(images.for_part, stored, limits)
+            if limits is not None and limits.by_url and self.public_url is not None:
+                urls = tuple(
+                    image_urls.url(
+                        self.public_url,
+                        original,
+                        image_urls.Where(delivery.broadcast_id, position, delivery.destination, fitted.extension),
+                    )
+                    for position, (original, fitted) in enumerate(zip(stored, attached, strict=True))
+                )
         async with self._limits[destination.limit_key()]:
             for index in range(len(posted), len(delivery.parts)):
                 part = Part(
@@ -247,6 +261,7 @@ class Dispatcher:
                     root=posted[0] if posted else None,
                     created_at=delivery.first_attempt_at or self.clock(),
                     images=attached if index == 0 else (),
+                    image_urls=urls if index == 0 else (),
                 )
                 age = self.clock() - (delivery.first_attempt_at or self.clock())
                 if check_first and age >= destination.idempotency_window:

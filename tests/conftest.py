@@ -18,6 +18,7 @@ from adapters import SPECS
 from bot import STORE, SURFACE, build_app
 from relay.config import load_config, settings_from_env
 from relay.store import Store
+from tests.bot_process import free_port
 from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX
 from tests.fakes.teams import FakeConnector
 from tests.postgres.cluster import Cluster, fresh_database
@@ -307,10 +308,15 @@ async def start_relay(tmp_path: Path, slack: FakeSlack, x: FakeX) -> AsyncIterat
     servers: list[TestServer] = []
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
-    async def start(config: str | None = None, clock: Callable[[], float] = time.time, **env: str) -> Relay:
-        environment = {**bot_env(tmp_path, slack, x, config or config_text()), **env}
+    async def start(
+        config: str | None = None, clock: Callable[[], float] = time.time, public: bool = False, **env: str
+    ) -> Relay:
+        """`public`: RELAY_PUBLIC_URL is the bot's own loopback address (where networks fetch images)."""
+        port = free_port()
+        own = {"RELAY_PUBLIC_URL": f"http://127.0.0.1:{port}"} if public else {}
+        environment = {**bot_env(tmp_path, slack, x, config or config_text()), **own, **env}
         settings = settings_from_env(environment)
-        server = TestServer(build_app(settings, load_config(settings, SPECS), clock), host="127.0.0.1")
+        server = TestServer(build_app(settings, load_config(settings, SPECS), clock), host="127.0.0.1", port=port)
         await server.start_server()
         servers.append(server)
         return Relay(str(server.make_url("")).rstrip("/"), slack, http, server)
