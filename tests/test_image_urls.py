@@ -6,13 +6,17 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import PIL.Image
 import pytest
 
-from tests.conftest import LEADER, TEAMS_ENV, Relay, preview_id
-from tests.fakes import FakeSlack, FakeThreads
+from adapters import SPECS
+from relay.config import load_config, settings_from_env
+from relay.startup import startup_warnings
+from tests.conftest import LEADER, TEAMS_ENV, Relay, bot_env, preview_id
+from tests.fakes import FakeSlack, FakeThreads, FakeX
 from tests.fakes.teams import FakeConnector
 from tests.teams_activities import ANNOUNCEMENTS, TeamsClient, installed_in_team
 from tests.test_images import assert_clean, composer_images, photo
@@ -166,3 +170,19 @@ async def test_an_image_threads_cannot_fetch_fails_the_post_saying_so_and_nothin
     report = await relay.final_report()
     assert "Media download has failed" in report
     assert not threads.posts
+
+
+@pytest.mark.parametrize(("url", "warned"), [("http://relay.example.com", True), ("https://relay.example.com", False)])
+def test_a_public_url_threads_and_teams_cannot_fetch_from_is_said_at_start(
+    tmp_path: Path, slack: FakeSlack, x: FakeX, threads: FakeThreads, url: str, warned: bool
+) -> None:
+    environment = {
+        **bot_env(tmp_path, slack, x, CONFIG),
+        **TEAMS_ENV,
+        "THREADS_ACCESS_TOKEN": threads.token,
+        "RELAY_PUBLIC_URL": url,
+    }
+    settings = settings_from_env(environment)
+    lines = startup_warnings(settings, load_config(settings, SPECS))
+    said = "RELAY_PUBLIC_URL is not an https:// address: teams and threads fetch images over HTTPS only"
+    assert any(said in line for line in lines) is warned
