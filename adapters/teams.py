@@ -32,6 +32,7 @@ from relay.destination import (
     Counting,
     DestinationSpec,
     FindResult,
+    Image,
     ImageLimits,
     Limits,
     Markup,
@@ -374,13 +375,9 @@ class TeamsChannel:
         place = await self._place()
         if place is None:
             return Permanent(await unreachable(self.directory, self.channel) or "")
-        message = MessageFactory.text(part.text)
-        message.text_format = "markdown"
-        if part.images:
-            if len(part.image_urls) != len(part.images):
-                return Permanent(f"Teams fetches images from the bot: {NO_PUBLIC_URL}.")
-            card = pictures(part.images, part.image_urls)
-            message.attachments = [Attachment(content_type="application/vnd.microsoft.card.adaptive", content=card)]
+        message = _message(part.text, part.images, part.image_urls)
+        if message is None:
+            return Permanent(f"Teams fetches images from the bot: {NO_PUBLIC_URL}.")
         try:
             message_id = await self._teams().send(place.reference, message)
         except Exception as error:  # classified, or raised again by transport_outcome when not transport
@@ -388,11 +385,18 @@ class TeamsChannel:
         return Sent(message_id, _link(place, message_id, self.settings.teams_tenant))
 
     async def edit(self, remote_id: str, text: str) -> Outcome:
+        return await self.edit_with_images(remote_id, text, (), ())
+
+    async def edit_with_images(
+        self, remote_id: str, text: str, images: tuple[Image, ...], image_urls: tuple[str, ...]
+    ) -> Outcome:
+        """The corrected text, with the post's images again: Teams replaces the whole message."""
         place = await self._place()
         if place is None:
             return Permanent(await unreachable(self.directory, self.channel) or "")
-        message = MessageFactory.text(text)
-        message.text_format = "markdown"
+        message = _message(text, images, image_urls)
+        if message is None:
+            return Permanent(f"Teams fetches images from the bot: {NO_PUBLIC_URL}.")
         try:
             await self._teams().update(place.reference, remote_id, message)
         except Exception as error:
@@ -439,6 +443,18 @@ class TeamsChannel:
         connection = _CONNECTIONS.pop(id(self.settings))
         if connection is not None:
             await connection.close()
+
+
+def _message(text: str, images: tuple[Image, ...], urls: tuple[str, ...]) -> Activity | None:
+    """A channel post: the markdown text, and its images in a card under it (None: no URL for them)."""
+    message = MessageFactory.text(text)
+    message.text_format = "markdown"
+    if images:
+        if len(urls) != len(images):
+            return None
+        card = pictures(images, urls)
+        message.attachments = [Attachment(content_type="application/vnd.microsoft.card.adaptive", content=card)]
+    return message
 
 
 def _link(place: Place, message_id: str, tenant: str | None) -> str:

@@ -166,6 +166,16 @@ class Rationed(Protocol):
         ...
 
 
+@runtime_checkable
+class RedrawsImages(Protocol):
+    """A staff post whose images are part of the message the bot sends (a Teams card naming them by URL):
+    an edit replaces the whole message, so a correction sends them again to keep them."""
+
+    async def edit_with_images(
+        self, remote_id: str, text: str, images: tuple[Image, ...], image_urls: tuple[str, ...]
+    ) -> Outcome: ...
+
+
 @dataclass(frozen=True)
 class DestinationSpec:
     """What a kind of destination accepts in the TOML, and which secrets it needs from the environment."""

@@ -16,12 +16,24 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 
 from relay import image_urls, images, outbox
-from relay.destination import Ambiguous, Destination, Image, Part, Permanent, Retry, Sent, Unprovable
+from relay.destination import (
+    Ambiguous,
+    Destination,
+    Image,
+    Part,
+    Permanent,
+    RedrawsImages,
+    Retry,
+    Sent,
+    Unprovable,
+)
 from relay.model import Delivery, DeliveryState
 from relay.pacing import Pacer
 from relay.store import Store, StoreError
 
 log = logging.getLogger(__name__)
+
+Pictures = tuple[tuple[Image, ...], tuple[str, ...]]  # images fitted for a destination, and their URLs if it fetches
 
 DRY_RUN_ID = "dry-run"
 REPORTS_REFRESHED_AT_START = 24 * 3600.0  # seconds of recent activity whose reports are redrawn at start-up
@@ -238,18 +250,7 @@ class Dispatcher:
         attached: tuple[Image, ...] = ()
         urls: tuple[str, ...] = ()
         if not posted:  # a thread's images go on its first part
-            stored = await self._images.of(delivery.broadcast_id)
-            limits = destination.limits.images
-            attached = await asyncio.to_thread(images.for_part, stored, limits)
-            if limits is not None and limits.by_url and self.public_url is not None:
-                urls = tuple(
-                    image_urls.url(
-                        self.public_url,
-                        original,
-                        image_urls.Where(delivery.broadcast_id, position, delivery.destination, fitted.extension),
-                    )
-                    for position, (original, fitted) in enumerate(zip(stored, attached, strict=True))
-                )
+            attached, urls = await self._pictures(delivery, destination)
         async with self._limits[destination.limit_key()]:
             for index in range(len(posted), len(delivery.parts)):
                 part = Part(
@@ -305,6 +306,25 @@ class Dispatcher:
                     return
         await self._finish(delivery, DeliveryState.SENT, None)
 
+    async def _pictures(
+        self, delivery: Delivery, destination: Destination
+    ) -> tuple[tuple[Image, ...], tuple[str, ...]]:
+        """The broadcast's images fitted for `destination`, and where it fetches them if it takes them by URL."""
+        stored = await self._images.of(delivery.broadcast_id)
+        limits = destination.limits.images
+        attached = await asyncio.to_thread(images.for_part, stored, limits)
+        if limits is None or not limits.by_url or self.public_url is None:
+            return attached, ()
+        urls = tuple(
+            image_urls.url(
+                self.public_url,
+                original,
+                image_urls.Where(delivery.broadcast_id, position, delivery.destination, fitted.extension),
+            )
+            for position, (original, fitted) in enumerate(zip(stored, attached, strict=True))
+        )
+        return attached, urls
+
     async def _correct(self, delivery: Delivery, destination: Destination) -> None:
         """An edit: put the corrected text in place of the staff post its twin made."""
         post = await outbox.twin(self.store, delivery)
@@ -315,7 +335,11 @@ class Dispatcher:
             await self._finish(delivery, DeliveryState.SENT, None)
             return
         async with self._limits[destination.limit_key()], self._pacer.call(destination):
-            outcome = await destination.edit(post.posted[0], delivery.parts[0])
+            if isinstance(destination, RedrawsImages):
+                attached, urls = await self._pictures(delivery, destination)
+                outcome = await destination.edit_with_images(post.posted[0], delivery.parts[0], attached, urls)
+            else:
+                outcome = await destination.edit(post.posted[0], delivery.parts[0])
         if isinstance(outcome, Sent):
             await self._finish(delivery, DeliveryState.SENT, None)
         elif isinstance(outcome, Permanent):

@@ -19,6 +19,7 @@ from tests.conftest import LEADER, TEAMS_ENV, Relay, bot_env, preview_id
 from tests.fakes import FakeSlack, FakeThreads, FakeX
 from tests.fakes.teams import FakeConnector
 from tests.teams_activities import ANNOUNCEMENTS, TeamsClient, installed_in_team
+from tests.test_correct import correct, corrected_report
 from tests.test_images import assert_clean, composer_images, photo
 from tests.test_retract import retracted_report
 
@@ -104,8 +105,17 @@ async def test_two_photos_reach_threads_as_a_carousel_and_teams_as_card_images_o
     assert PIL.Image.open(io.BytesIO(post.images[0].data)).size == (2400, 1800), "Threads takes it as it is"
     assert not connector.refused
 
-    # A reader opening the channel later still sees the images: they are served while the Teams post stands.
-    assert all(p.mime for p in await connector.look_again())
+    # A reader opening the channel later still sees the images: they are served while the Teams post stands,
+    # and a correction of the text keeps them (Teams replaces the whole message: the card is sent again).
+    await correct(relay, preview_id(shown), "We moved to Lyon!")
+    await corrected_report(relay)
+    [message] = connector.posted(ANNOUNCEMENTS)
+    assert message["text"] == "We moved to Lyon!"
+    [card] = connector.cards(ANNOUNCEMENTS)
+    assert [element["altText"] for element in card["body"]] == ALTS
+    assert [(p.alt, p.mime) for p in await connector.look_again()] == list(
+        zip(ALTS, ["image/jpeg", "image/png"], strict=True)
+    )
     await relay.command(LEADER, f"retract {preview_id(shown)}")
     await retracted_report(relay)
     assert not connector.posted(ANNOUNCEMENTS) and not threads.posts
