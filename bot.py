@@ -24,7 +24,7 @@ from adapters.sign_in import SignIns
 from adapters.slack_chat import SlackSurface
 from adapters.teams import unreachable_channels
 from adapters.teams_chat import TeamsSurface
-from relay import audit, sign_in_pages
+from relay import audit, image_urls, sign_in_pages
 from relay.accounts import Accounts
 from relay.broadcasts import Broadcasts
 from relay.config import Config, ConfigError, Settings, load_config, settings_from_env
@@ -51,6 +51,7 @@ STATUS = web.AppKey("status", StatusPage)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 RENEWALS = web.AppKey("renewals", Renewals)
+IMAGES = web.AppKey("images", image_urls.Served)
 
 
 def build_app(settings: Settings, config: Config, clock: Callable[[], float] = time.time) -> web.Application:
@@ -64,6 +65,7 @@ def build_app(settings: Settings, config: Config, clock: Callable[[], float] = t
     app.router.add_get("/healthz", _healthz)
     app.router.add_post("/slack/events", _slack_events)
     app.router.add_post("/api/messages", _teams_messages)
+    app.router.add_get("/images/{token}", _image)
     for method, path, handler in (
         ("GET", "/status", StatusPage.page),
         ("GET", "/status/list", StatusPage.listing),
@@ -101,7 +103,10 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     async def find(delivery: Delivery) -> Destination | None:
         return await own.for_delivery(store, delivery.broadcast_id, delivery.destination)
 
-    dispatcher = Dispatcher(store, destinations, clock=app[CLOCK], kinds=kinds, find=find)
+    dispatcher = Dispatcher(
+        store, destinations, clock=app[CLOCK], kinds=kinds, find=find, public_url=settings.public_url
+    )
+    app[IMAGES] = image_urls.Served(store, lambda name: d.limits.images if (d := destinations.get(name)) else None)
     app[DISPATCHER] = dispatcher
     broadcasts = Broadcasts(store, config, destinations, on_approved=dispatcher.new_work, clock=app[CLOCK], own=own)
     socket_mode = None
@@ -184,6 +189,10 @@ async def _teams_messages(request: web.Request) -> web.StreamResponse:
     if TEAMS not in request.app:
         return web.json_response({"error": "Teams is not configured on this relay"}, status=503)
     return await request.app[TEAMS].handle(request)
+
+
+async def _image(request: web.Request) -> web.Response:
+    return await request.app[IMAGES].handle(request)
 
 
 async def _healthz(request: web.Request) -> web.Response:

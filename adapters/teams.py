@@ -10,21 +10,30 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import ClientResponseError
-from microsoft_agents.activity import Activity, ChannelAccount, ConversationReference, load_configuration_from_env
+from microsoft_agents.activity import (
+    Activity,
+    Attachment,
+    ChannelAccount,
+    ConversationReference,
+    load_configuration_from_env,
+)
 from microsoft_agents.authentication.msal import MsalConnectionManager
 from microsoft_agents.hosting.aiohttp import CloudAdapter
 from microsoft_agents.hosting.core import ClaimsIdentity, MessageFactory, TurnContext
 
+from adapters.teams_cards import pictures
 from relay.config import TEAMS_SETTINGS, Config, DestinationConfig, Settings, teams_channel_problem
 from relay.destination import (
     Counting,
     DestinationSpec,
     FindResult,
+    Image,
+    ImageLimits,
     Limits,
     Markup,
     Outcome,
@@ -69,6 +78,19 @@ LIMITS = Limits(
     min_interval=0.5,
     rate=50.0,
 )
+
+# Images in a card (learn.microsoft.com, "Types of cards", inline card images): PNG, JPEG or GIF, at most
+# 1024×1024 pixels and 1 MB, linked by an HTTPS URL Teams fetches to show them. Teams names no count; the
+# relay's own four go in one card. The text beside them leaves room for the card within the 28 KB message.
+IMAGES = ImageLimits(
+    max_count=10,
+    max_bytes=1024 * 1024,
+    formats=frozenset({"image/jpeg", "image/png", "image/gif"}),
+    max_side=1024,
+    max_text=20_000,
+    by_url=True,
+)
+NO_PUBLIC_URL = "set RELAY_PUBLIC_URL so that Teams can fetch the images"
 
 # Microsoft asks bots to retry these with backoff ("Optimize your bot: rate limiting and best practices");
 # a 500 or 503 is the service failing for now. Any other answer, 501 Not Implemented included, will be
@@ -331,6 +353,8 @@ class TeamsChannel:
         self.settings = settings
         self.directory = Directory(store)
         self._known: tuple[Place, float] | None = None  # the channel's place, and when it was read
+        images = IMAGES if settings.public_url else replace(IMAGES, refused=NO_PUBLIC_URL)
+        self.limits = replace(LIMITS, images=images)
 
     def _teams(self) -> TeamsConnection:
         return shared_connection(self.settings)
@@ -351,8 +375,9 @@ class TeamsChannel:
         place = await self._place()
         if place is None:
             return Permanent(await unreachable(self.directory, self.channel) or "")
-        message = MessageFactory.text(part.text)
-        message.text_format = "markdown"
+        message = _message(part.text, part.images, part.image_urls)
+        if message is None:
+            return Permanent(f"Teams fetches images from the bot: {NO_PUBLIC_URL}.")
         try:
             message_id = await self._teams().send(place.reference, message)
         except Exception as error:  # classified, or raised again by transport_outcome when not transport
@@ -360,11 +385,18 @@ class TeamsChannel:
         return Sent(message_id, _link(place, message_id, self.settings.teams_tenant))
 
     async def edit(self, remote_id: str, text: str) -> Outcome:
+        return await self.edit_with_images(remote_id, text, (), ())
+
+    async def edit_with_images(
+        self, remote_id: str, text: str, images: tuple[Image, ...], image_urls: tuple[str, ...]
+    ) -> Outcome:
+        """The corrected text, with the post's images again: Teams replaces the whole message."""
         place = await self._place()
         if place is None:
             return Permanent(await unreachable(self.directory, self.channel) or "")
-        message = MessageFactory.text(text)
-        message.text_format = "markdown"
+        message = _message(text, images, image_urls)
+        if message is None:
+            return Permanent(f"Teams fetches images from the bot: {NO_PUBLIC_URL}.")
         try:
             await self._teams().update(place.reference, remote_id, message)
         except Exception as error:
@@ -411,6 +443,18 @@ class TeamsChannel:
         connection = _CONNECTIONS.pop(id(self.settings))
         if connection is not None:
             await connection.close()
+
+
+def _message(text: str, images: tuple[Image, ...], urls: tuple[str, ...]) -> Activity | None:
+    """A channel post: the markdown text, and its images in a card under it (None: no URL for them)."""
+    message = MessageFactory.text(text)
+    message.text_format = "markdown"
+    if images:
+        if len(urls) != len(images):
+            return None
+        card = pictures(images, urls)
+        message.attachments = [Attachment(content_type="application/vnd.microsoft.card.adaptive", content=card)]
+    return message
 
 
 def _link(place: Place, message_id: str, tenant: str | None) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from relay import link_cards
 from relay.config import DestinationConfig
-from relay.destination import Counting
+from relay.destination import Counting, Image
 from relay.model import Alike, Broadcast, BroadcastState, Delivery
 from relay.render import Rendering, as_markdown
 from relay.reports import MARKS, NEEDS_A_LOOK, Line, Report, Status, excerpt, line, summary
@@ -197,6 +197,17 @@ def _receivers(group: Sequence[Rendering], destinations: dict[str, DestinationCo
     if rendering.error:
         items.append(_text(f"⛔ {excerpt(rendering.error, WORDS_MAX)}", color="Attention"))
     return items
+
+
+def pictures(images: Sequence[Image], urls: Sequence[str]) -> Card:
+    """A channel post's images: a card of Image elements, each by URL with its alt text (Teams fetches
+    them to show them; a photo inlined as data would not fit in a message)."""
+    return _card(
+        [
+            {"type": "Image", "url": url, "altText": image.alt, "size": "Stretch"}
+            for image, url in zip(images, urls, strict=True)
+        ]
+    )
 
 
 def _audience_choice(audiences: Sequence[str], audience: str) -> Element:

@@ -36,6 +36,7 @@ from relay.destination import (
     Counting,
     DestinationSpec,
     FindResult,
+    ImageLimits,
     Limits,
     Markup,
     Outcome,
@@ -72,6 +73,20 @@ LIMITS = Limits(
     max_links=threads_text.MAX_LINKS,
     concurrency=2,
 )
+
+# Images (developers.facebook.com/docs/threads/posts, "Image specifications", and docs/threads/reference/
+# publishing): JPEG or PNG, 8 MB at most (Threads scales the width to 320–1440 pixels itself), fetched by
+# Threads from `image_url` on a public server; a carousel holds 2 to 20 items; `alt_text` up to 1,000
+# characters (docs/threads/posts/accessibility).
+IMAGES = ImageLimits(
+    max_count=20,
+    max_bytes=8 * 1024 * 1024,
+    formats=frozenset({"image/jpeg", "image/png"}),
+    alt_length=1000,
+    alt_required=True,
+    by_url=True,
+)
+NO_PUBLIC_URL = "set RELAY_PUBLIC_URL so that Threads can fetch the images"
 
 # `reply_control` on POST /{user}/threads (docs/threads/reference/publishing): who may reply, per policy.
 REPLY_CONTROL = {
@@ -181,9 +196,12 @@ class ThreadsAccount:
         http_timeout: float = 20.0,
         renew: str = "renew THREADS_ACCESS_TOKEN",
         container_wait: float = 10.0,
+        public_url: bool = False,
     ) -> None:
         """`renew` tells the leader how to fix a rejected token ("reconnect your Threads account", say);
-        `container_wait` bounds, in seconds, how long one attempt waits for a container to be ready."""
+        `container_wait` bounds, in seconds, how long one attempt waits for a container to be ready;
+        `public_url` says whether the bot serves images where Threads can fetch them (RELAY_PUBLIC_URL)."""
+        self.limits = replace(LIMITS, images=IMAGES if public_url else replace(IMAGES, refused=NO_PUBLIC_URL))
         self.name = name
         self.url = (api_url or DEFAULT_URL).rstrip("/")
         self.user_id = user_id
@@ -205,6 +223,7 @@ class ThreadsAccount:
             replies=config.replies,
             http_timeout=settings.http_timeout,
             renew=f"renew {config.env['token']} with a new long-lived token (they last 60 days)",
+            public_url=settings.public_url is not None,
         )
 
     # ---- the Graph API ---------------------------------------------------------------------------------
@@ -264,36 +283,69 @@ class ThreadsAccount:
             return Permanent(refused)
         container = self._containers.get(part.key)
         if container is None:
-            created = await self._call(
-                "POST",
-                f"{self.user_id}/threads",
-                media_type="TEXT",
-                text=part.text,
-                reply_to_id=part.reply_to,
-                reply_control=REPLY_CONTROL[self.replies],
+            made = await self._make_container(part)
+            if not isinstance(made, str):
+                return made
+            container = self._containers[part.key] = made
+        return await self._ready(part, container)
+
+    async def _make_container(self, part: Part) -> str | Outcome:
+        """The part's container: text alone; one image (IMAGE); several, each an item container made and
+        processed first, then a CAROUSEL of them (docs/threads/posts, "Carousel posts"). Threads fetches
+        each image from its URL when its container is made."""
+        post = {"text": part.text, "reply_to_id": part.reply_to, "reply_control": REPLY_CONTROL[self.replies]}
+        if not part.images:
+            return await self._create(media_type="TEXT", **post)
+        if len(part.image_urls) != len(part.images):
+            return Permanent(f"Threads fetches images from the bot: {NO_PUBLIC_URL}.")
+        if len(part.images) == 1:
+            return await self._create(
+                media_type="IMAGE", image_url=part.image_urls[0], alt_text=part.images[0].alt or None, **post
             )
-            if not created.ok:
-                return self._failure(created)
-            container = str(created.body["id"])
-            self._containers[part.key] = container
+        children = []
+        for image, url in zip(part.images, part.image_urls, strict=True):
+            item = await self._create(
+                media_type="IMAGE", image_url=url, alt_text=image.alt or None, is_carousel_item="true"
+            )
+            if not isinstance(item, str):
+                return item
+            ready = await self._status(item)
+            if isinstance(ready, Answer):
+                return self._failure(ready)
+            if ready[0] != "FINISHED":
+                return self._unready(ready, "an image of the post")
+            children.append(item)
+        return await self._create(media_type="CAROUSEL", children=",".join(children), **post)
+
+    async def _create(self, **params: str | None) -> str | Outcome:
+        created = await self._call("POST", f"{self.user_id}/threads", **params)
+        return str(created.body["id"]) if created.ok else self._failure(created)
+
+    def _unready(self, status: tuple[str, str], what: str) -> Outcome:
+        state, why = status
+        if state == "IN_PROGRESS":
+            return Retry(f"Threads is still preparing {what}; it is published once ready", after=5.0)
+        if state == "EXPIRED":
+            return Retry(f"the container of {what} on Threads expired; a new one will be made")
+        return Permanent(f"Threads could not prepare {what} ({why or state}).")
+
+    async def _ready(self, part: Part, container: str) -> str | Outcome:
+        """The container's id once Threads has it ready, or why not now."""
         status = await self._status(container)
         if isinstance(status, Answer):
             self._containers.pop(part.key, None)
             if _gone(status):  # unpublished, it was never shown: the next attempt makes another
                 return Retry("Threads no longer knows the post's container; a new one will be made")
             return self._failure(status)
-        state, why = status
+        state = status[0]
         if state == "FINISHED":
             return container
-        if state == "IN_PROGRESS":
-            return Retry("Threads is still preparing the post; it is published once ready", after=5.0)
         if state == "PUBLISHED":  # an attempt whose answer was lost did publish it
             found = await self._look(part, part.created_at - 60)
             return found if isinstance(found, Sent) else Ambiguous("Threads published the post; it is not listed yet")
-        self._containers.pop(part.key, None)
-        if state == "EXPIRED":
-            return Retry("the post's container on Threads expired; a new one will be made")
-        return Permanent(f"Threads could not prepare the post ({why or state}).")
+        if state != "IN_PROGRESS":
+            self._containers.pop(part.key, None)
+        return self._unready(status, "the post")
 
     async def _status(self, container: str) -> tuple[str, str] | Answer:
         """The container's status once it is no longer IN_PROGRESS, or IN_PROGRESS at the end of a bounded

@@ -75,6 +75,9 @@ class Settings:
     # deployment can open the relay's own network to a link; only a test, serving pages on loopback, builds
     # Settings with another.
     link_reach: Reach = field(default=public, repr=False)
+    # The bot's public base URL (RELAY_PUBLIC_URL), for OAuth callbacks and the images Threads and Teams
+    # fetch: without it, those networks cannot be given images.
+    public_url: str | None = None
 
     def secret(self, name: str) -> Secret | None:
         return self.secrets.get(name)
@@ -129,6 +132,9 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
     slack_api_url = env.get("SLACK_API_URL", "https://slack.com/api/")
     if problem := url_problem("SLACK_API_URL", slack_api_url):
         raise ConfigError(problem)
+    public_url = env.get("RELAY_PUBLIC_URL", "").strip().rstrip("/") or None
+    if public_url and (problem := url_problem("RELAY_PUBLIC_URL", public_url)):
+        raise ConfigError(problem)
     return Settings(
         port=int(port_text),
         host=env.get("HOST", "").strip() or None,
@@ -142,6 +148,7 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
         teams_sdk_env=teams_env,
         teams_mode="authenticated" if client_id else "anonymous" if anonymous else None,
         teams_tenant=teams_env.get(f"{TEAMS_SETTINGS}TENANTID"),
+        public_url=public_url,
     )
 
 

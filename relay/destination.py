@@ -47,6 +47,10 @@ class ImageLimits:
     alt_length: int | None = None  # characters of alt text it keeps (None: no published limit)
     alt_required: bool = False  # a public audience: a screen-reader user must be told what the image shows
     max_text: int | None = None  # with images, the text may be at most this long (Slack: text in blocks)
+    # The network fetches each image from a URL the bot serves under RELAY_PUBLIC_URL (relay/image_urls.py)
+    # instead of taking an upload (Threads, Teams); `Part.image_urls` then holds them.
+    by_url: bool = False
+    refused: str | None = None  # why no image can go there now, and the fix ("set RELAY_PUBLIC_URL …")
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ class Part:
     # The images this part carries (a thread's first part only), already fitted to the network's limits:
     # the same bytes the preview described. Uploaded within the attempt, so no upload id outlives it.
     images: tuple[Image, ...] = ()
+    # Where the network fetches each of `images` (the same bytes), for networks that take images `by_url`.
+    image_urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,16 @@ class Rationed(Protocol):
     def allowance(self, parts: int) -> Allowance:
         """What posting `parts` posts (a thread) now would meet."""
         ...
+
+
+@runtime_checkable
+class RedrawsImages(Protocol):
+    """A staff post whose images are part of the message the bot sends (a Teams card naming them by URL):
+    an edit replaces the whole message, so a correction sends them again to keep them."""
+
+    async def edit_with_images(
+        self, remote_id: str, text: str, images: tuple[Image, ...], image_urls: tuple[str, ...]
+    ) -> Outcome: ...
 
 
 @dataclass(frozen=True)

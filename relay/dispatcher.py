@@ -15,13 +15,25 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 
-from relay import images, outbox
-from relay.destination import Ambiguous, Destination, Image, Part, Permanent, Retry, Sent, Unprovable
+from relay import image_urls, images, outbox
+from relay.destination import (
+    Ambiguous,
+    Destination,
+    Image,
+    Part,
+    Permanent,
+    RedrawsImages,
+    Retry,
+    Sent,
+    Unprovable,
+)
 from relay.model import Delivery, DeliveryState
 from relay.pacing import Pacer
 from relay.store import Store, StoreError
 
 log = logging.getLogger(__name__)
+
+Pictures = tuple[tuple[Image, ...], tuple[str, ...]]  # images fitted for a destination, and their URLs if it fetches
 
 DRY_RUN_ID = "dry-run"
 REPORTS_REFRESHED_AT_START = 24 * 3600.0  # seconds of recent activity whose reports are redrawn at start-up
@@ -47,11 +59,14 @@ class Dispatcher:
         retry: outbox.RetryPolicy = outbox.DEFAULT_RETRY,
         kinds: Mapping[str, str] | None = None,
         find: Callable[[Delivery], Awaitable[Destination | None]] | None = None,
+        public_url: str | None = None,
     ) -> None:
         """`kinds` names each destination's kind of network (as its delivery rows do), so each kind is
         claimed only as fast as its networks take calls; without it, all share one pool. `find`: where a
-        delivery to a destination not configured goes (a leader's own account: relay.own), or None."""
+        delivery to a destination not configured goes (a leader's own account: relay.own), or None.
+        `public_url` (RELAY_PUBLIC_URL) is where networks that fetch images by URL find them."""
         self.store = store
+        self.public_url = public_url
         self.retry = retry
         self.destinations = destinations
         self.find = find
@@ -247,9 +262,9 @@ class Dispatcher:
         posted = list(delivery.posted)
         check_first = delivery.check_first
         attached: tuple[Image, ...] = ()
+        urls: tuple[str, ...] = ()
         if not posted:  # a thread's images go on its first part
-            stored = await self._images.of(delivery.broadcast_id)
-            attached = await asyncio.to_thread(images.for_part, stored, destination.limits.images)
+            attached, urls = await self._pictures(delivery, destination)
         async with self._limit(destination):
             for index in range(len(posted), len(delivery.parts)):
                 part = Part(
@@ -261,6 +276,7 @@ class Dispatcher:
                     root=posted[0] if posted else None,
                     created_at=delivery.first_attempt_at or self.clock(),
                     images=attached if index == 0 else (),
+                    image_urls=urls if index == 0 else (),
                 )
                 age = self.clock() - (delivery.first_attempt_at or self.clock())
                 if check_first and age >= destination.idempotency_window:
@@ -304,6 +320,25 @@ class Dispatcher:
                     return
         await self._finish(delivery, DeliveryState.SENT, None)
 
+    async def _pictures(
+        self, delivery: Delivery, destination: Destination
+    ) -> tuple[tuple[Image, ...], tuple[str, ...]]:
+        """The broadcast's images fitted for `destination`, and where it fetches them if it takes them by URL."""
+        stored = await self._images.of(delivery.broadcast_id)
+        limits = destination.limits.images
+        attached = await asyncio.to_thread(images.for_part, stored, limits)
+        if limits is None or not limits.by_url or self.public_url is None:
+            return attached, ()
+        urls = tuple(
+            image_urls.url(
+                self.public_url,
+                original,
+                image_urls.Where(delivery.broadcast_id, position, delivery.destination, fitted.extension),
+            )
+            for position, (original, fitted) in enumerate(zip(stored, attached, strict=True))
+        )
+        return attached, urls
+
     async def _correct(self, delivery: Delivery, destination: Destination) -> None:
         """An edit: put the corrected text in place of the staff post its twin made."""
         post = await outbox.twin(self.store, delivery)
@@ -314,7 +349,11 @@ class Dispatcher:
             await self._finish(delivery, DeliveryState.SENT, None)
             return
         async with self._limit(destination), self._pacer.call(destination):
-            outcome = await destination.edit(post.posted[0], delivery.parts[0])
+            if isinstance(destination, RedrawsImages):
+                attached, urls = await self._pictures(delivery, destination)
+                outcome = await destination.edit_with_images(post.posted[0], delivery.parts[0], attached, urls)
+            else:
+                outcome = await destination.edit(post.posted[0], delivery.parts[0])
         if isinstance(outcome, Sent):
             await self._finish(delivery, DeliveryState.SENT, None)
         elif isinstance(outcome, Permanent):

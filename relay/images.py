@@ -164,6 +164,8 @@ def describe(rendering: Rendering, images: Sequence[Image], limits: ImageLimits 
     notes: list[str] = []
     if limits is None:
         problem = f"{destination} ({kind_name}) cannot carry images: choose an audience without it, or send text only."
+    elif limits.refused:
+        problem = f"{destination} cannot carry images now: {limits.refused}."
     elif len(images) > limits.max_count:
         problem = (
             f"{destination} takes at most {limits.max_count} image{'s' * (limits.max_count > 1)} on a post, "
@@ -230,6 +232,21 @@ class Loaded:
             raise
 
 
+async def load_one(store: Store, broadcast_id: str, position: int) -> Image | None:
+    """One stored image (as attached, cleaned), or None once it has left the database."""
+
+    def run(conn: Connection) -> Image | None:
+        r = conn.execute(
+            "SELECT mime, width, height, alt, data FROM broadcast_images WHERE broadcast_id = ? AND position = ?",
+            (broadcast_id, position),
+        ).fetchone()
+        if r is None:
+            return None
+        return Image(data=bytes(r["data"]), mime=r["mime"], width=r["width"], height=r["height"], alt=r["alt"])
+
+    return await store.call(run)
+
+
 async def load(store: Store, broadcast_id: str) -> tuple[Image, ...]:
     def run(conn: Connection) -> tuple[Image, ...]:
         rows = conn.execute(
@@ -245,17 +262,24 @@ async def load(store: Store, broadcast_id: str) -> tuple[Image, ...]:
 
 
 # A broadcast's images are needed while a post of it may still be made: a draft or a request waiting, an
-# approved broadcast with a post pending or going out. Nothing else reads them.
+# approved broadcast with a post pending or going out. And while a Teams post of it stands: a Teams card
+# names its images by URL and Teams fetches them whenever it shows the card (learn.microsoft.com, "Types
+# of cards": images are linked, not uploaded), so they are served until that post is retracted. Threads
+# copies an image when its container is made, and every other network takes an upload.
 _NOT_NEEDED = (
     "DELETE FROM broadcast_images WHERE broadcast_id = ? AND NOT EXISTS (SELECT 1 FROM broadcasts WHERE id = ?"
     " AND state IN ('draft', 'pending')) AND NOT EXISTS (SELECT 1 FROM deliveries WHERE broadcast_id = ?"
-    " AND action = 'post' AND state IN ('pending', 'sending'))"
+    " AND action = 'post' AND state IN ('pending', 'sending')) AND NOT EXISTS (SELECT 1 FROM deliveries p"
+    " WHERE p.broadcast_id = ? AND p.action = 'post' AND p.kind = 'teams' AND p.state = 'sent' AND p.dry_run = 0"
+    " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.broadcast_id = p.broadcast_id"
+    " AND d.destination = p.destination AND d.action = 'delete' AND d.state = 'sent'))"
 )
 
 
 def drop_when_final(conn: Connection, broadcast_id: str) -> None:
-    """Inside any transaction that may have ended the last post of a broadcast, or the broadcast itself."""
-    conn.execute(_NOT_NEEDED, (broadcast_id, broadcast_id, broadcast_id))
+    """Inside any transaction that may have ended the last post of a broadcast, the broadcast itself, or
+    the retraction of a Teams post."""
+    conn.execute(_NOT_NEEDED, (broadcast_id, broadcast_id, broadcast_id, broadcast_id))
 
 
 def drop_unconfirmed(conn: Connection, now: float) -> None:

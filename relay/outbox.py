@@ -346,7 +346,7 @@ async def finish(
             link = row["link"] if state is DeliveryState.SENT else None
             trail = f"{delivery.destination}: {error or link or ''}".rstrip(": ")
             audit.record(conn, now, "relay", action, delivery.broadcast_id, audit.RELAY, trail)
-            if delivery.action == "post":
+            if delivery.action in ("post", "delete"):
                 images.drop_when_final(conn, delivery.broadcast_id)
 
     await store.persist(run)

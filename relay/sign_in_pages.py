@@ -16,7 +16,7 @@ import secrets
 from aiohttp import web
 
 from relay.accounts import Accounts, SignInFailed
-from relay.config import ConfigError, Settings, url_problem
+from relay.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,7 @@ _PAGE = """<!doctype html>
 
 def public_url(settings: Settings) -> str | None:
     """`RELAY_PUBLIC_URL`: where networks send a browser back after a sign-in (None: browser sign-ins are off)."""
-    value = settings.reveal("RELAY_PUBLIC_URL").strip()
-    if not value:
-        return None
-    if problem := url_problem("RELAY_PUBLIC_URL", value):
-        raise ConfigError(problem)
-    return value.rstrip("/")
+    return settings.public_url
 
 
 def page(title: str, message: str, status: int = 200) -> web.Response:

@@ -37,6 +37,12 @@ def startup_warnings(settings: Settings, config: Config) -> list[str]:
             f"RELAY_STATUS_SECRET is shorter than {MIN_SECRET} characters, which is guessable: use a long random "
             "one (python -c 'import secrets; print(secrets.token_urlsafe(24))')"
         )
+    fetching = sorted({d.kind for d in config.destinations.values() if d.kind in ("threads", "teams")})
+    if fetching and settings.public_url and not settings.public_url.startswith("https://"):
+        lines.append(
+            f"RELAY_PUBLIC_URL is not an https:// address: {' and '.join(fetching)} fetch images over HTTPS "
+            "only, so the images of a broadcast will not reach them. Serve the bot over HTTPS and set its URL."
+        )
     if settings.teams_mode == "anonymous":
         live = [f"{d.name} ({d.kind})" for d in config.destinations.values() if not d.dry_run]
         reach = (

@@ -22,6 +22,7 @@ from bot import STORE, SURFACE, build_app
 from relay.addresses import Address, Reach
 from relay.config import load_config, settings_from_env
 from relay.store import Store
+from tests.bot_process import free_port
 from tests.fakes import FakeLinkedIn, FakeMastodon, FakeSlack, FakeX
 from tests.fakes.teams import FakeConnector
 from tests.postgres.cluster import Cluster, fresh_database
@@ -323,13 +324,17 @@ async def start_relay(tmp_path: Path, slack: FakeSlack, x: FakeX) -> AsyncIterat
         clock: Callable[[], float] = time.time,
         port: int | None = None,
         link_reach: Reach = loopback,
+        public: bool = False,
         **env: str,
     ) -> Relay:
-        """`port`: where to listen, for a test that must name the relay's address beforehand (RELAY_PUBLIC_URL)."""
-        environment = {**bot_env(tmp_path, slack, x, config or config_text()), **env}
+        """`port`: where to listen, for a test that must name the relay's address beforehand (RELAY_PUBLIC_URL);
+        `public`: RELAY_PUBLIC_URL is the bot's own loopback address (where networks fetch images)."""
+        port = port or free_port()
+        own = {"RELAY_PUBLIC_URL": f"http://127.0.0.1:{port}"} if public else {}
+        environment = {**bot_env(tmp_path, slack, x, config or config_text()), **own, **env}
         settings = replace(settings_from_env(environment), link_reach=link_reach)
         app = build_app(settings, load_config(settings, SPECS), clock)
-        server = TestServer(app, host="127.0.0.1", **({"port": port} if port else {}))
+        server = TestServer(app, host="127.0.0.1", port=port)
         await server.start_server()
         servers.append(server)
         return Relay(str(server.make_url("")).rstrip("/"), slack, http, server)

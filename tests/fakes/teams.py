@@ -2,10 +2,16 @@
 bot sends (new messages, replies, card updates), lists a team's channels, and misbehaves on demand.
 
 It refuses what Teams refuses: a message over Teams' size limit (413 `MessageSizeTooBig`), and an
-Adaptive Card that Microsoft's own Adaptive Cards library rejects (checked by `CardChecker`)."""
+Adaptive Card that Microsoft's own Adaptive Cards library rejects (checked by `CardChecker`).
+
+A card's Image elements are fetched by their URL, as a Teams client does to show them (from loopback
+only: no test reaches the internet), and recorded in `pictures`; Teams takes the message whatever the
+fetch gives, and shows a placeholder where it failed, so a test reads `pictures` as a reader would see the
+post. `look_again()` fetches them all once more, as a reader opening the channel later."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 import time
@@ -13,7 +19,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+import aiohttp
+import PIL.Image
 from aiohttp import web
+from yarl import URL
 
 from .adaptive_cards import CardChecker
 from .faults import Fault
@@ -26,6 +35,17 @@ ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 # Measured here on the request body as sent.
 MESSAGE_MAX_BYTES = 28 * 1024
 TOO_BIG = {"error": {"code": "MessageSizeTooBig", "message": "Message size too large."}}
+
+
+@dataclass
+class Picture:
+    """An image of a card as a Teams client fetched it: `mime` None where it could not be shown."""
+
+    url: str
+    alt: str
+    status: int  # the HTTP status of the fetch (0: no answer)
+    mime: str | None
+    data: bytes = field(repr=False, default=b"")
 
 
 @dataclass
@@ -52,6 +72,7 @@ class FakeConnector(LoopbackServer[ConnectorCall]):
         self._ids = itertools.count(1_700_000_000_001)
         self.cards_checker = CardChecker()
         self.refused: list[tuple[str, Payload]] = []  # (why, body) of every message refused as Teams would
+        self.pictures: list[Picture] = []  # every card image fetched, in order
         router = self.app.router
         router.add_post("/v3/conversations", self._create)
         router.add_post("/v3/conversations/{conversation}/activities", self._post)
@@ -102,6 +123,43 @@ class FakeConnector(LoopbackServer[ConnectorCall]):
             if attachment.get("contentType") == ADAPTIVE_CARD
         ]
 
+    async def look_again(self) -> list[Picture]:
+        """Fetch the images of every card now in every conversation, as a reader opening it later."""
+        return [
+            await self._fetch(element.get("url", ""), element.get("altText", ""))
+            for conversation in self.messages
+            for card in self.cards(conversation)
+            for element in card.get("body") or []
+            if element.get("type") == "Image"
+        ]
+
+    async def _show(self, body: Payload) -> None:
+        for attachment in body.get("attachments") or []:
+            if attachment.get("contentType") == ADAPTIVE_CARD:
+                for element in (attachment.get("content") or {}).get("body") or []:
+                    if element.get("type") == "Image":
+                        self.pictures.append(await self._fetch(element.get("url", ""), element.get("altText", "")))
+
+    @staticmethod
+    async def _fetch(url: str, alt: str) -> Picture:
+        if URL(url).host not in ("127.0.0.1", "localhost", "::1"):
+            return Picture(url, alt, 0, None)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+                http.get(url) as answer,
+            ):
+                data, status, declared = await answer.read(), answer.status, answer.content_type
+        except aiohttp.ClientError:
+            return Picture(url, alt, 0, None)
+        try:
+            with PIL.Image.open(io.BytesIO(data)) as opened:
+                kind = PIL.Image.MIME.get(opened.format or "")
+        except (OSError, PIL.UnidentifiedImageError):
+            kind = None
+        shown = kind if status == 200 and kind == declared else None
+        return Picture(url, alt, status, shown, data)
+
     async def _refusal(self, request: web.Request, body: Payload) -> web.StreamResponse | None:
         """Teams' answer to a message it will not show, or None when it would."""
         size = len(await request.read())
@@ -129,6 +187,7 @@ class FakeConnector(LoopbackServer[ConnectorCall]):
                 return refused
             activity_id = str(next(self._ids))
             self.messages.setdefault(conversation, {})[activity_id] = {**body, "id": activity_id}
+            await self._show(body)
             return web.json_response({"id": activity_id})
 
         return await self._handle(request, endpoint, conversation, reply_to, body, apply)

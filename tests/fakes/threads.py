@@ -7,10 +7,18 @@ post that is not there, a missing or bad token, and the account's daily allowanc
 replies, 100 deletions in 24 hours). Every error is the Graph API's shape: `{"error": {"message", "type",
 "code", "error_subcode", "fbtrace_id"}}`. A container takes `processing` seconds to become FINISHED, so the
 bot's wait for it is exercised; calls are recorded and faults injected like the other fakes.
+
+Images: an IMAGE container fetches its `image_url` when it is made, as Threads does ("we will cURL your
+image"), from loopback only (no test reaches the internet), and ends in status ERROR where Threads could
+not use it: not fetched, not JPEG or PNG (by its bytes), over 8 MB, or alt text over 1,000 characters. An
+image container stays IN_PROGRESS for its first `image_polls` status reads, as images take longer. A
+CAROUSEL takes 2 to 20 FINISHED item containers (`is_carousel_item`).
 """
 
 from __future__ import annotations
 
+import inspect
+import io
 import itertools
 import secrets
 import string
@@ -20,7 +28,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
+import PIL.Image
 from aiohttp import web
+from yarl import URL
 
 from relay import threads_text
 
@@ -37,6 +48,20 @@ MEDIA_TYPES = ("TEXT", "IMAGE", "VIDEO", "CAROUSEL")
 CONTAINER_LIFETIME = timedelta(hours=24)  # docs/threads/troubleshooting: EXPIRED, "not published within 24 hours"
 DAY = timedelta(hours=24)
 POSTS_A_DAY, REPLIES_A_DAY, DELETES_A_DAY = 250, 1000, 100
+IMAGE_MAX_BYTES = 8 * 1024 * 1024  # docs/threads/posts, "Image specifications"
+IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png"}
+ALT_MAX = 1000
+CAROUSEL_ITEMS = (2, 20)
+
+
+@dataclass
+class FetchedImage:
+    """An image as Threads fetched it for a container."""
+
+    url: str
+    alt: str
+    data: bytes = field(repr=False)
+    mime: str
 
 
 @dataclass
@@ -50,6 +75,7 @@ class ThreadsPost:
     container: str
     shortcode: str
     timestamp: datetime
+    images: list[FetchedImage] = field(default_factory=list)
 
 
 @dataclass
@@ -61,6 +87,11 @@ class Container:
     created: datetime
     ready_at: float  # monotonic time it becomes FINISHED
     published: str | None = None  # the post it became
+    media_type: str = "TEXT"
+    images: list[FetchedImage] = field(default_factory=list)
+    carousel_item: bool = False
+    error: str | None = None  # why Threads could not use it (status ERROR)
+    polls_left: int = 0  # status reads still answered IN_PROGRESS
 
 
 @dataclass
@@ -115,6 +146,7 @@ class FakeThreads(LoopbackServer[ThreadsCall]):
         user_id: str = "17841400000000001",
         username: str = "relaycompany",
         processing: float = 0.0,
+        image_polls: int = 2,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sign_in: bool = False,
     ) -> None:
@@ -127,6 +159,7 @@ class FakeThreads(LoopbackServer[ThreadsCall]):
         self.user_id = user_id
         self.username = username
         self.processing = processing  # seconds a new container stays IN_PROGRESS
+        self.image_polls = image_polls
         self.token_expired = False
         self.posts: list[ThreadsPost] = []
         self.deleted: list[ThreadsPost] = []
@@ -135,7 +168,7 @@ class FakeThreads(LoopbackServer[ThreadsCall]):
         self.deleted_at: list[datetime] = []
         self._clock = clock
         self._ids = itertools.count(18_000_000_000_000_001)
-        routes: list[tuple[str, str, Callable[[ThreadsCall], web.Response]]] = [
+        routes: list[tuple[str, str, Callable[[ThreadsCall], web.Response | Awaitable[web.Response]]]] = [
             ("GET", "/v1.0/{user}", self._user),
             ("POST", "/v1.0/{user}/threads", self._create),
             ("POST", "/v1.0/{user}/threads_publish", self._publish),
@@ -185,7 +218,7 @@ class FakeThreads(LoopbackServer[ThreadsCall]):
     # ---- plumbing ----------------------------------------------------------------------------------------
 
     def _endpoint(
-        self, endpoint: str, handler: Callable[[ThreadsCall], web.Response]
+        self, endpoint: str, handler: Callable[[ThreadsCall], web.Response | Awaitable[web.Response]]
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def serve(request: web.Request) -> web.StreamResponse:
             params: dict[str, Any] = dict(request.query)
@@ -200,7 +233,10 @@ class FakeThreads(LoopbackServer[ThreadsCall]):
             call = ThreadsCall(endpoint, request.path, params, request.headers, fault)
 
             async def apply() -> web.StreamResponse:
-                return self._refused(call) or handler(call)
+                if refused := self._refused(call):
+                    return refused
+                answer = handler(call)
+                return await answer if inspect.isawaitable(answer) else answer
 
             return await self._serve(request, call, fault, apply)
 
@@ -234,6 +270,8 @@ class FakeThreads(LoopbackServer[ThreadsCall]):
     def _state(self, container: Container) -> str:
         if container.published:
             return "PUBLISHED"
+        if container.error:
+            return "ERROR"
         if self._clock() - container.created >= CONTAINER_LIFETIME:
             return "EXPIRED"
         return "FINISHED" if time.monotonic() >= container.ready_at else "IN_PROGRESS"
@@ -242,7 +280,7 @@ class FakeThreads(LoopbackServer[ThreadsCall]):
         everything = {
             "id": post.id,
             "media_product_type": "THREADS",
-            "media_type": "TEXT_POST",
+            "media_type": {0: "TEXT_POST", 1: "IMAGE"}.get(len(post.images), "CAROUSEL_ALBUM"),
             "text": post.text,
             "permalink": self.permalink(post),
             "timestamp": _format_time(post.timestamp),
@@ -270,23 +308,50 @@ class FakeThreads(LoopbackServer[ThreadsCall]):
             return web.json_response({"id": self.user_id, "username": self.username})
         if (container := self.containers.get(target)) is not None:
             answer: Payload = {"id": container.id, "status": self._state(container)}
+            if answer["status"] in ("FINISHED", "IN_PROGRESS") and container.polls_left > 0:
+                container.polls_left -= 1
+                answer["status"] = "IN_PROGRESS"
             if "error_message" in fields and answer["status"] == "EXPIRED":
                 answer["error_message"] = "EXPIRED"
+            if "error_message" in fields and answer["status"] == "ERROR":
+                answer["error_message"] = container.error
             return web.json_response({k: v for k, v in answer.items() if k == "id" or k in fields})
         if (post := self._post(target)) is not None:
             return web.json_response(self._render(post, fields))
         return _unknown(target)
 
-    def _create(self, call: ThreadsCall) -> web.Response:
+    async def _create(self, call: ThreadsCall) -> web.Response:
         params = call.params
         media_type = str(params.get("media_type") or "")
         if media_type not in MEDIA_TYPES:
             return graph_error(f"Param media_type must be one of {{{', '.join(MEDIA_TYPES)}}}", 100)
-        if media_type != "TEXT":
-            return graph_error("This fake makes text posts only", 100)
+        if media_type == "VIDEO":
+            return graph_error("This fake makes no video posts", 100)
         text = str(params.get("text") or "")
-        if not text.strip():
+        if media_type == "TEXT" and not text.strip():
             return graph_error("Param text is required for media_type TEXT", 100)
+        images: list[FetchedImage] = []
+        error = None
+        if media_type == "IMAGE":
+            if not params.get("image_url"):
+                return graph_error("Param image_url is required for media_type IMAGE", 100)
+            alt = str(params.get("alt_text") or "")
+            if len(alt) > ALT_MAX:
+                return graph_error(f"Param alt_text must be at most {ALT_MAX} characters long.", 100)
+            fetched = await self._fetch(str(params["image_url"]), alt)
+            if isinstance(fetched, str):
+                error = fetched
+            else:
+                images.append(fetched)
+        if media_type == "CAROUSEL":
+            children = [self.containers.get(c) for c in str(params.get("children") or "").split(",") if c]
+            if not CAROUSEL_ITEMS[0] <= len(children) <= CAROUSEL_ITEMS[1]:
+                return graph_error(f"Param children must name {CAROUSEL_ITEMS[0]} to {CAROUSEL_ITEMS[1]} items", 100)
+            for child in children:
+                if child is None or not child.carousel_item or self._state(child) != "FINISHED":
+                    return graph_error("Param children must be FINISHED carousel item containers", 100)
+                images += child.images
+        carousel_item = str(params.get("is_carousel_item") or "").lower() == "true"
         if threads_text.length(text) > MAX_CHARACTERS:
             return graph_error(f"Param text must be at most {MAX_CHARACTERS} characters long.", 100)
         if threads_text.distinct_links(text) > MAX_LINKS:
@@ -304,22 +369,57 @@ class FakeThreads(LoopbackServer[ThreadsCall]):
             reply_control=control,
             created=self._clock(),
             ready_at=time.monotonic() + self.processing,
+            media_type=media_type,
+            images=images,
+            carousel_item=carousel_item,
+            error=error,
+            polls_left=self.image_polls if media_type == "IMAGE" else 0,
         )
         self.containers[container.id] = container
         return web.json_response({"id": container.id})
+
+    async def _fetch(self, url: str, alt: str) -> FetchedImage | str:
+        """The image at `url` as Threads would fetch it, or why it could not be used."""
+        if URL(url).host not in ("127.0.0.1", "localhost", "::1"):
+            return "the fake fetches from loopback only"
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+                http.get(url) as answer,
+            ):
+                data = await answer.read()
+                status = answer.status
+        except aiohttp.ClientError as error:
+            return f"Media download has failed: {type(error).__name__}"
+        if status != 200:
+            return f"Media download has failed: the server answered {status}"
+        if len(data) > IMAGE_MAX_BYTES:
+            return f"The image is {len(data):,} bytes, over the 8 MB limit"
+        try:
+            with PIL.Image.open(io.BytesIO(data)) as opened:
+                kind = opened.format or ""
+        except (OSError, PIL.UnidentifiedImageError):
+            kind = ""
+        if kind not in IMAGE_FORMATS:
+            return "The image format is not supported: JPEG or PNG only"
+        return FetchedImage(url, alt, data, IMAGE_FORMATS[kind])
 
     def _publish(self, call: ThreadsCall) -> web.Response:
         creation_id = str(call.params.get("creation_id") or "")
         container = self.containers.get(creation_id)
         if container is None:
             return graph_error("The requested resource does not exist", 24, 4279009)
+        if container.carousel_item:
+            return graph_error("A carousel item is published within its CAROUSEL container", 100)
         state = self._state(container)
         if state == "EXPIRED":
             return graph_error("The media container has expired: it was not published within 24 hours", 24, 4279009)
         if state == "PUBLISHED":
             return graph_error("The media container has already been published", 100, 4279010)
-        if state == "IN_PROGRESS":
+        if state == "IN_PROGRESS" or container.polls_left > 0:
             return graph_error("The media is not ready for publishing, please wait for a moment", 9007, 2207027)
+        if state == "ERROR":
+            return graph_error(f"The media could not be processed: {container.error}", 100, 2207052)
         reply = container.reply_to is not None
         if reply and self._post(container.reply_to or "") is None:
             return _unknown(container.reply_to or "")
@@ -336,6 +436,7 @@ class FakeThreads(LoopbackServer[ThreadsCall]):
             container=container.id,
             shortcode="".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(11)),
             timestamp=now,
+            images=container.images,
         )
         self.posts.append(post)
         container.published = post.id
