@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import explain
 from relay.images import MAX_ATTACHED_BYTES, Attachment
 from relay.render import InputError
+from relay.transport import read_at_most
 
 
 def chosen(view: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -58,18 +58,7 @@ async def attachments(client: AsyncWebClient, view: dict[str, Any]) -> list[Atta
         async with session.get(str(info["url_private"]), headers=headers, allow_redirects=False) as answer:
             if answer.status != 200:
                 raise InputError(f"Slack would not give the bot image {number} ({answer.status}): reinstall the app.")
-            data = await _read_at_most(answer.content, MAX_ATTACHED_BYTES + 1)
+            data = await read_at_most(answer.content, MAX_ATTACHED_BYTES + 1)
         alt = alts[number - 1] if number <= len(alts) else ""
         fetched.append(Attachment(data, alt, str(info.get("name") or "")))
     return fetched
-
-
-async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """The whole body, or its first `limit` bytes (`StreamReader.read(n)` answers only what has arrived
-    so far: a photo came through cut at its first 64 KB)."""
-    data = bytearray()
-    async for chunk in stream.iter_chunked(64 * 1024):
-        data += chunk
-        if len(data) >= limit:
-            break
-    return bytes(data[:limit])

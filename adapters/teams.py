@@ -44,7 +44,7 @@ from relay.destination import (
     Unprovable,
 )
 from relay.store import Connection, Row, Store
-from relay.transport import LazySession, PerLoop, client_timeout, server_hint, transport_outcome
+from relay.transport import LazySession, PerLoop, client_timeout, read_at_most, server_hint, transport_outcome
 
 
 def _ready(settings: Settings) -> str | None:
@@ -157,6 +157,16 @@ class TeamsConnection:
         """Replace a message the bot posted (a card turning into a report)."""
         activity.id = activity_id
         await self._call("PUT", reference, f"/{activity_id}", activity)
+
+    async def download(self, url: str, service_url: str, limit: int, with_token: bool) -> tuple[int, bytes]:
+        """A file a person sent the bot: its status and at most `limit` bytes, bounded by RELAY_HTTP_TIMEOUT.
+        The bot's token goes only where Teams asks for it (a pasted image, on the Bot Connector), never to a
+        file's own pre-signed download URL."""
+        headers = await self._authorization(service_url) if with_token else {}
+        async with self._http().get(url, headers=headers, allow_redirects=False) as answer:
+            if answer.status != 200:
+                return answer.status, b""
+            return 200, await read_at_most(answer.content, limit)
 
     async def _call(
         self, method: str, reference: ConversationReference, suffix: str, activity: Activity | None

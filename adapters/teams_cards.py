@@ -17,6 +17,7 @@ from typing import Any
 from relay import link_cards
 from relay.config import DestinationConfig
 from relay.destination import Counting, Image
+from relay.images import MAX_ALT
 from relay.model import Alike, Broadcast, BroadcastState, Delivery
 from relay.render import Rendering, as_markdown
 from relay.reports import MARKS, NEEDS_A_LOOK, Line, Report, Status, excerpt, line, summary
@@ -226,8 +227,11 @@ def preview(
     destinations: dict[str, DestinationConfig],
     audiences: Iterable[str],
     needs_second_person: bool,
+    alts: Sequence[str] = (),
 ) -> Card:
-    """What the leader sees after `broadcast <message>`: every destination's text, then the choices."""
+    """What the leader sees after `broadcast <message>`: every destination's text, then the choices. With
+    images (`alts`: the alt text each has so far), a field per image for its alt text: Teams has none for a
+    pasted image, and public networks refuse one without it. Every button of the card submits them."""
     choices = list(audiences)
     count = len(renderings)
     verb = "Request approval" if needs_second_person else "Approve and send"
@@ -287,12 +291,29 @@ def preview(
                 f"📣 **Preview** of broadcast **{broadcast.id}** to **{broadcast.audience}** ({count} destination"
                 f"{'s' if count != 1 else ''}). Nothing is sent until you approve."
             ),
+            *_alt_inputs(alts, broadcast.id),
             *_destinations(renderings, destinations, listed, room),
             _audience_choice(choices, broadcast.audience),
         ]
         return _card(body, actions)
 
     return _fit(build)
+
+
+def _alt_inputs(alts: Sequence[str], broadcast_id: str) -> list[Element]:
+    if not alts:
+        return []
+    fields: list[Element] = [
+        {
+            "type": "Input.Text",
+            "id": f"alt_{number}",
+            "label": f"Alt text of image {number}: what it shows, for those who cannot see it",
+            "maxLength": MAX_ALT,
+            "value": alt,
+        }
+        for number, alt in enumerate(alts, start=1)
+    ]
+    return [*fields, {"type": "ActionSet", "actions": [_execute("Save alt text", "alt", broadcast_id)]}]
 
 
 def composer(audiences: Iterable[str], audience: str) -> Card:

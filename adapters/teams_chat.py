@@ -37,10 +37,10 @@ from microsoft_agents.hosting.core import (
     TurnState,
 )
 
-from adapters import teams_accounts
+from adapters import teams_accounts, teams_files
 from adapters import teams_cards as cards
 from adapters.teams import Directory, reference_json, shared_connection
-from relay import policy, schedule
+from relay import images, policy, schedule
 from relay.accounts import Accounts, SignInFailed
 from relay.audit import Where
 from relay.broadcasts import BROADCAST_ID, Approval, Broadcasts, Refused
@@ -53,6 +53,8 @@ from relay.store import Store
 log = logging.getLogger(__name__)
 
 ORIGIN = "teams"
+# The preview's buttons that act on the draft it shows: each saves the alt text typed in its fields first.
+_WITH_ALT_TEXT = ("alt", "approve", "schedule", "edit", "audience")
 REPORT_SPACING = 1.0  # Teams allows a bot about 7 messages a second per conversation; edits count too
 NAMES_KEPT = 10_000  # display names of the people who last wrote or clicked, kept in memory
 _MENTION = re.compile(r"<at>.*?</at>", re.IGNORECASE | re.DOTALL)
@@ -295,7 +297,10 @@ class TeamsSurface:
             await self._privately(context, who, card)
             return
         try:
-            broadcast = await self.broadcasts.request(who, rest, None, ORIGIN, {}, where=_where(activity))
+            attached = await teams_files.attachments(self.connection, activity)
+            broadcast = await self.broadcasts.request(
+                who, rest, None, ORIGIN, {}, where=_where(activity), attachments=attached
+            )
         except (InputError, Refused) as error:
             await context.send_activity(str(error))
             return
@@ -404,6 +409,11 @@ class TeamsSurface:
 
     async def _act(self, verb: str, who: str, values: dict[str, Any], activity: Activity) -> AdaptiveCardInvokeResponse:
         broadcast_id = str(values.get("broadcast_id", ""))
+        alts = {int(k[4:]): str(v) for k, v in values.items() if k.startswith("alt_") and k[4:].isdigit()}
+        if alts and verb in _WITH_ALT_TEXT:  # the preview's alt text fields, submitted with its every button
+            await self.broadcasts.describe_images(who, broadcast_id, alts, where=_where(activity))
+        if verb == "alt":
+            return _card(await self._preview(await self.broadcasts.get(broadcast_id)))
         if verb == "compose":
             text, audience = str(values.get("text", "")), values.get("audience")
             broadcast = await self.broadcasts.request(who, text, audience, ORIGIN, {}, where=_where(activity))
@@ -521,12 +531,14 @@ class TeamsSurface:
         return _card(cards.notice(notice))
 
     async def _preview(self, broadcast: Broadcast) -> cards.Card:
+        attached = await images.load(self.broadcasts.store, broadcast.id)
         return cards.preview(
             broadcast,
             await self.broadcasts.rendered(broadcast),
             self.broadcasts.configs(broadcast),
             self.broadcasts.audiences,
             policy.needs_second_person(self.config.policy) and broadcast.state is BroadcastState.DRAFT,
+            [image.alt for image in attached],
         )
 
     # ---- decisions made on any surface -----------------------------------------------------------------

@@ -25,7 +25,7 @@ from relay.config import Config, DestinationConfig
 from relay.destination import Destination, Image, Rationed
 from relay.model import Broadcast, BroadcastState, Delivery
 from relay.own import Own, OwnDestinations
-from relay.render import Rendering, clean, render
+from relay.render import InputError, Rendering, clean, render
 from relay.reports import LISTED, Report, needs_rows
 from relay.store import Connection, Row, Store, Unwritable
 
@@ -280,6 +280,28 @@ class Broadcasts:
             (actor, "edited", where, f"audience {new_audience}: {new_text[:200]}"),
         )
         return await self.get(broadcast_id)
+
+    async def describe_images(self, actor: str, broadcast_id: str, alts: Mapping[int, str], *, where: Where) -> None:
+        """The author gives a draft's images their alt text (`alts`: image number → text), on a surface that
+        asks for it only after the images arrived (Teams has no alt text for a pasted image). Only a draft:
+        what an approver was asked to approve does not change under them."""
+        current = await self.for_change(actor, broadcast_id)
+        if current.state is not BroadcastState.DRAFT:
+            raise Refused("The alt text can be changed only before the broadcast is sent for approval.")
+        for number, alt in alts.items():
+            if len(alt.strip()) > images.MAX_ALT:
+                length, most = len(alt.strip()), images.MAX_ALT
+                raise InputError(f"The alt text of image {number} is {length:,} characters; keep it under {most:,}.")
+
+        def run(conn: Connection) -> None:
+            conn.executemany(
+                "UPDATE broadcast_images SET alt = ? WHERE broadcast_id = ? AND position = ?",
+                [(alt.strip(), broadcast_id, number - 1) for number, alt in alts.items()],
+            )
+            detail = " · ".join(f"image {number}: {alt.strip()[:80]}" for number, alt in sorted(alts.items()))
+            audit.record(conn, self.clock(), actor, "described images", broadcast_id, where, detail)
+
+        await self._write(run)
 
     async def cancel(self, actor: str, broadcast_id: str, *, where: Where) -> Broadcast:
         current = await self.for_change(actor, broadcast_id)

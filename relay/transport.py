@@ -119,6 +119,17 @@ async def request(session: aiohttp.ClientSession, method: str, url: str, **optio
         return Answer(response.status, dict(response.headers), body)
 
 
+async def read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The whole body, or its first `limit` bytes (`StreamReader.read(n)` answers only what has arrived
+    so far: a photo came through cut at its first 64 KB)."""
+    data = bytearray()
+    async for chunk in stream.iter_chunked(64 * 1024):
+        data += chunk
+        if len(data) >= limit:
+            break
+    return bytes(data[:limit])
+
+
 class LazySession:
     """An aiohttp session made on first use: adapters are built before the event loop runs, and a
     session belongs to the loop it was made in. Call it to get the session; close it with the adapter."""

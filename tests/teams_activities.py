@@ -36,10 +36,17 @@ def personal(user: str) -> dict[str, Any]:
     return {"id": f"a:personal-{user}", "conversationType": "personal"}
 
 
-def message(service_url: str, user: str, text: str, tenant: str = TENANT) -> dict[str, Any]:
-    """A message in the person's 1:1 chat with the bot."""
+def message(
+    service_url: str, user: str, text: str, tenant: str = TENANT, attachments: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A message in the person's 1:1 chat with the bot; with pasted images or attached files, Teams sends
+    the text as HTML too, in a `text/html` attachment that names each pasted image again."""
     activity = _base("message", service_url, user, personal(user), tenant)
     activity["text"] = text
+    if attachments:
+        pasted = "".join(f'<img src="{a["contentUrl"]}">' for a in attachments if "contentUrl" in a)
+        html = {"contentType": "text/html", "content": f"<p>{text}</p>{pasted}"}
+        activity["attachments"] = [*attachments, html]
     return activity
 
 

@@ -80,6 +80,13 @@ class FakeConnector(LoopbackServer[ConnectorCall]):
         router.add_put("/v3/conversations/{conversation}/activities/{activity}", self._put)
         router.add_delete("/v3/conversations/{conversation}/activities/{activity}", self._delete)
         router.add_get("/v3/teams/{team}/conversations", self._channels)
+        # What a person sent the bot: a pasted image on the connector (the bot's token required), and a file
+        # attached in a 1:1 chat at its pre-signed download URL (no token: one sent there is recorded).
+        self.bot_token: str | None = None  # the token the bot must show for a pasted image; None: any
+        self._sent: dict[str, tuple[bytes, str]] = {}
+        self.downloads: list[tuple[str, str | None]] = []  # (path, Authorization header) of every fetch
+        router.add_get("/v3/attachments/{id}/views/original", self._pasted)
+        router.add_get("/personal/{id}/download", self._file)
 
     async def __aenter__(self) -> Self:
         await self.cards_checker.start()
@@ -122,6 +129,46 @@ class FakeConnector(LoopbackServer[ConnectorCall]):
             for attachment in message.get("attachments") or []
             if attachment.get("contentType") == ADAPTIVE_CARD
         ]
+
+    def paste(self, data: bytes, mime: str) -> Payload:
+        """An image a person pasted into the compose box, as the bot's activity lists it."""
+        key = f"0-weu-d1-{next(self._ids)}"
+        self._sent[key] = (data, mime)
+        return {"contentType": mime, "contentUrl": f"{self.origin}/v3/attachments/{key}/views/original"}
+
+    def attach(self, data: bytes, name: str, mime: str) -> Payload:
+        """A file a person attached in their 1:1 chat with the bot: a `file.download.info` attachment."""
+        key = f"file-{next(self._ids)}"
+        self._sent[key] = (data, mime)
+        return {
+            "contentType": "application/vnd.microsoft.teams.file.download.info",
+            "name": name,
+            "content": {
+                "downloadUrl": f"{self.origin}/personal/{key}/download?tempauth=v1.signed",
+                "uniqueId": key,
+                "fileType": name.rsplit(".", 1)[-1],
+            },
+        }
+
+    async def _pasted(self, request: web.Request) -> web.StreamResponse:
+        given = request.headers.get("Authorization")
+        self.downloads.append((request.path, given))
+        scheme, _, token = (given or "").partition(" ")
+        if scheme != "Bearer" or not token or (self.bot_token is not None and token != self.bot_token):
+            return web.json_response({"error": {"code": "Unauthorized", "message": "Authorization denied"}}, status=401)
+        return self._bytes(request.match_info["id"])
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        self.downloads.append((request.path, request.headers.get("Authorization")))
+        if request.query.get("tempauth") != "v1.signed":
+            return web.json_response({"error": {"code": "accessDenied"}}, status=401)
+        return self._bytes(request.match_info["id"])
+
+    def _bytes(self, key: str) -> web.StreamResponse:
+        if key not in self._sent:
+            return web.json_response({"error": {"code": "NotFound"}}, status=404)
+        data, mime = self._sent[key]
+        return web.Response(body=data, content_type=mime)
 
     async def look_again(self) -> list[Picture]:
         """Fetch the images of every card now in every conversation, as a reader opening it later."""
