@@ -292,6 +292,12 @@ class TeamsSurface:
         if not decision.allowed:
             await context.send_activity(decision.reason)
             return
+        if not rest and teams_files.sent(activity):
+            await context.send_activity(
+                "Write the message with the images: **broadcast** then your message, and the images in the "
+                "same message."
+            )
+            return
         if not rest:
             card = cards.composer(self.broadcasts.audiences, self.config.policy.default_audience)
             await self._privately(context, who, card)

@@ -40,14 +40,19 @@ def _source(attachment: Attachment, service_url: str) -> tuple[str, str, bool]:
     raise InputError(f"{name} ({kind}) is not an image. {_ONLY_IMAGES}: send the message again without it.")
 
 
+def sent(activity: Activity) -> list[Attachment]:
+    """What the person sent with the message, but its own text."""
+    return [a for a in activity.attachments or [] if a.content_type not in _IGNORED]
+
+
 async def attachments(connection: TeamsConnection, activity: Activity) -> list[Attached]:
     """The images sent with the message, in order, without alt text (Teams has none: the preview asks);
     refused with words the leader can act on before anything is fetched or stored."""
-    sent = [a for a in activity.attachments or [] if a.content_type not in _IGNORED]
-    if len(sent) > MAX_IMAGES:
-        raise InputError(f"A broadcast carries at most {MAX_IMAGES} images; {len(sent)} are attached.")
+    given = sent(activity)
+    if len(given) > MAX_IMAGES:
+        raise InputError(f"A broadcast carries at most {MAX_IMAGES} images; {len(given)} are attached.")
     service = activity.service_url or ""
-    sources = [_source(attachment, service) for attachment in sent]
+    sources = [_source(attachment, service) for attachment in given]
     fetched = []
     for number, (url, name, with_token) in enumerate(sources, start=1):
         try:

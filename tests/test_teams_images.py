@@ -109,3 +109,15 @@ async def test_what_is_not_an_image_is_refused_with_a_clear_message_and_nothing_
     [reply] = await connector.wait_for(lambda: connector.posted(CHAT))
     assert said in reply["text"]
     assert not connector.cards(CHAT) and not x.tweets and not mastodon.statuses
+
+
+async def test_images_without_a_message_are_not_dropped_silently(
+    start_relay, connector: FakeConnector, mastodon: FakeMastodon
+) -> None:
+    teams = await start(start_relay, connector, mastodon)
+    pasted = connector.paste(photo(), "image/jpeg")
+    status, _ = await teams.send(message(connector.service_url, CEO, "broadcast", attachments=[pasted]))
+    assert status in (200, 202)
+    [reply] = await connector.wait_for(lambda: connector.posted(CHAT))
+    assert "Write the message with the images" in reply["text"]
+    assert not connector.cards(CHAT) and not connector.downloads
