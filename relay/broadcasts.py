@@ -38,6 +38,9 @@ T = TypeVar("T")
 BROADCAST_ID = re.compile(r"^b[0-9a-f]{8}$")
 
 
+UNCONFIRMED_SWEEP = 60.0  # seconds between sweeps of the images of drafts left to expire (see `request`)
+
+
 class Listener(Protocol):
     """A chat surface, told of every decision whichever surface it was made on (a broadcast asked for in
     Slack may be approved in Teams)."""
@@ -73,6 +76,7 @@ class Broadcasts:
     ) -> None:
         self.store = store
         self.own = own  # the leaders' own accounts, for audiences with `own_accounts` (relay.own)
+        self._swept_at = 0.0  # when a request last swept out the images of drafts left to expire
         self.config = config
         self.destinations = destinations
         self.on_approved = on_approved
@@ -195,12 +199,19 @@ class Broadcasts:
             "report_ref": "{}",
         }
 
+        # The images of drafts left to expire are swept out now and then, not in every request: the sweep
+        # reads the whole broadcasts table, which beside other requests' serializable writes restarts them.
+        sweep = now - self._swept_at > UNCONFIRMED_SWEEP
+        if sweep:
+            self._swept_at = now
+
         def insert(conn: Connection) -> None:
             conn.execute(
                 f"INSERT INTO broadcasts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()),
             )
-            images.drop_unconfirmed(conn, now)
+            if sweep:
+                images.drop_unconfirmed(conn, now)
             images.insert(conn, broadcast_id, attached)
             with_images = f" with {len(attached)} image{'s' * (len(attached) > 1)}" if attached else ""
             detail = f"audience {audience}{with_images}: {text[:200]}"

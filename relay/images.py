@@ -278,15 +278,21 @@ _NOT_NEEDED = (
 
 def drop_when_final(conn: Connection, broadcast_id: str) -> None:
     """Inside any transaction that may have ended the last post of a broadcast, the broadcast itself, or
-    the retraction of a Teams post."""
-    conn.execute(_NOT_NEEDED, (broadcast_id, broadcast_id, broadcast_id, broadcast_id))
+    the retraction of a Teams post. A broadcast without images (most) is looked at no further: on
+    PostgreSQL, reading every sibling delivery in each outcome's serializable transaction made the
+    outcomes of one fan-out conflict with each other and start again."""
+    if conn.execute("SELECT 1 FROM broadcast_images WHERE broadcast_id = ? LIMIT 1", (broadcast_id,)).fetchone():
+        conn.execute(_NOT_NEEDED, (broadcast_id, broadcast_id, broadcast_id, broadcast_id))
 
 
 def drop_unconfirmed(conn: Connection, now: float) -> None:
-    """Inside a new request's transaction: the images of drafts and requests left to expire (a broadcast
-    is marked expired only when someone acts on it again, which may be never)."""
-    conn.execute(
-        "DELETE FROM broadcast_images WHERE broadcast_id IN (SELECT id FROM broadcasts"
-        " WHERE state IN ('draft', 'pending') AND expires_at <= ?)",
-        (now,),
-    )
+    """The images of drafts and requests left to expire (a broadcast is marked expired only when someone
+    acts on it again, which may be never). Only where there are images to look at: this reads the
+    broadcasts table whole, which in a serializable transaction beside others writing broadcasts makes them
+    start again (see `Broadcasts.request`)."""
+    if conn.execute("SELECT 1 FROM broadcast_images LIMIT 1").fetchone():
+        conn.execute(
+            "DELETE FROM broadcast_images WHERE broadcast_id IN (SELECT id FROM broadcasts"
+            " WHERE state IN ('draft', 'pending') AND expires_at <= ?)",
+            (now,),
+        )
