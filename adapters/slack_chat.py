@@ -143,36 +143,33 @@ class Replayed(Exception):
 _COPY: ContextVar[asyncio.Future[bool] | None] = ContextVar("copy", default=None)
 
 
-def clicked(body: str) -> bool:
-    form = dict(parse_qsl(body))
-    try:
-        payload = json.loads(form.get("payload", "{}"))
-    except ValueError:
-        return False
-    return isinstance(payload, dict) and payload.get("type") == "block_actions"
-
-
-def well_formed(body: str) -> bool:
-    """What the listeners read before they can answer: a command's user, an interaction's JSON object with
-    its user and (for a click) its actions. Slack always sends these; anything else is refused with 400 here
+def kind_of(body: str) -> str | None:
+    """What a request is (`command`, an interaction's type such as `block_actions`, or `other`), read once; None
+    if it lacks what the listeners read before they can answer: a command's user, an interaction's JSON object
+    with its user and (for a click) its actions. Slack always sends these; anything else is refused with 400 here
     rather than failing with a 500 inside Bolt. Other bodies (Slack's SSL check) are Bolt's to answer."""
     form = dict(parse_qsl(body))
     if "command" in form:
-        return bool(form.get("user_id")) and acting_team(form) is not None
+        return "command" if form.get("user_id") and acting_team(form) is not None else None
     if "payload" not in form:
-        return True
+        return "other"
     try:
         payload = json.loads(form["payload"])
     except ValueError:
-        return False
+        return None
     if not isinstance(payload, dict) or not isinstance(payload.get("user"), dict) or not payload["user"].get("id"):
-        return False
+        return None
     if acting_team(payload) is None:
-        return False
+        return None
+    kind = str(payload.get("type"))
     actions = payload.get("actions")
-    if payload.get("type") == "block_actions":
-        return isinstance(actions, list) and bool(actions) and all(isinstance(a, dict) for a in actions)
-    return payload.get("type") != "view_submission" or isinstance(payload.get("view"), dict)
+    if kind == "block_actions" and not (
+        isinstance(actions, list) and actions and all(isinstance(a, dict) for a in actions)
+    ):
+        return None
+    if kind == "view_submission" and not isinstance(payload.get("view"), dict):
+        return None
+    return kind
 
 
 def acting_team(body: Mapping[str, Any]) -> str | None:
@@ -188,7 +185,7 @@ def ours(body: Mapping[str, Any], team: str | None, enterprise: str | None) -> b
     another organisation in a shared channel, unless the request comes from the app's own organisation: a
     Grid member whose home is another of its workspaces, or anyone of the org with an org-wide install."""
     acting = acting_team(body)
-    if acting is None:  # no one acting (Slack's SSL check): well_formed let nothing else by
+    if acting is None:  # no one acting (Slack's SSL check): kind_of let nothing else by
         return True
     same_org = enterprise is not None and extract_enterprise_id(dict(body)) == enterprise
     if acting != team and not same_org:
@@ -247,9 +244,10 @@ class SlackSurface:
             return web.json_response({"error": "the body is not UTF-8"}, status=400)
         if self.replays.malformed(request.headers):
             return web.json_response({"error": "invalid request"}, status=401)
-        if not well_formed(body):
+        kind = kind_of(body)
+        if kind is None:
             return web.json_response({"error": "malformed request"}, status=400)
-        if not clicked(body):
+        if kind != "block_actions":
             if await self.replays.copy(body, request.headers):
                 return web.json_response({"error": "replayed request"}, status=401)
             return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
