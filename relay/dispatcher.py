@@ -115,7 +115,7 @@ class Dispatcher:
         for broadcast_id in await outbox.recently_active(self.store, self.clock() - REPORTS_REFRESHED_AT_START):
             self.on_change(broadcast_id)
         self.store.listen(self.poke, self._pacer.held, self._recount)
-        self._pacer.instances = await self.store.alive(self.clock())
+        await self._count()
         for key, until in (await self.store.pauses(self.clock())).items():
             self._pacer.held(key, until)
         leases = asyncio.create_task(self._keep_leases(), name="leases")
@@ -149,7 +149,7 @@ class Dispatcher:
         while True:
             await asyncio.sleep(LEASE_CHECK_EVERY)
             try:
-                self._pacer.instances = await self.store.alive(self.clock())
+                await self._count()
                 await outbox.renew(self.store, self._held.values(), self.clock())
                 if await outbox.recover(self.store, self.clock(), held=set(self._held.values())):
                     log.warning("took back deliveries of stopped processes, of run-out leases, or of lost claims")
@@ -158,13 +158,13 @@ class Dispatcher:
             if not self.store.sole:
                 self.poke()
 
+    async def _count(self) -> None:
+        """Say this process is alive, and share the networks' rates out among the instances that are."""
+        self._pacer.instances = await self.store.alive(self.clock())
+
     def _recount(self) -> None:
         """Another instance started or stopped: share the networks' rates out anew."""
-
-        async def count() -> None:
-            self._pacer.instances = await self.store.alive(self.clock())
-
-        task = asyncio.create_task(count())
+        task = asyncio.create_task(self._count())
         self._counting.add(task)
         task.add_done_callback(self._counting.discard)
 
