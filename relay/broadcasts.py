@@ -39,6 +39,7 @@ BROADCAST_ID = re.compile(r"^b[0-9a-f]{8}$")
 
 
 UNCONFIRMED_SWEEP = 60.0  # seconds between sweeps of the images of drafts left to expire (see `request`)
+IMAGELESS_KEPT = 4096  # broadcasts this process requested without images, remembered so none is read for them
 
 
 class Listener(Protocol):
@@ -77,6 +78,9 @@ class Broadcasts:
         self.store = store
         self.own = own  # the leaders' own accounts, for audiences with `own_accounts` (relay.own)
         self._swept_at = 0.0  # when a request last swept out the images of drafts left to expire
+        # Images are attached when a broadcast is requested or never: one requested here without any is drawn
+        # again (its preview, its approval) without asking the database for its images.
+        self._imageless: dict[str, None] = {}
         self.config = config
         self.destinations = destinations
         self.on_approved = on_approved
@@ -109,7 +113,11 @@ class Broadcasts:
 
     async def rendered(self, broadcast: Broadcast, text: str | None = None) -> tuple[Rendering, ...]:
         """A stored broadcast's preview (`renderings`), with its images, fitted off the event loop."""
+        if broadcast.id in self._imageless:
+            return self.renderings(broadcast, text)
         attached = await images.load(self.store, broadcast.id)
+        if not attached:
+            return self.renderings(broadcast, text)
         return await asyncio.to_thread(self.renderings, broadcast, text, attached)
 
     def _render(self, text: str, audience: str, attached: tuple[Image, ...]) -> tuple[Rendering, ...]:
@@ -180,10 +188,14 @@ class Broadcasts:
         text = clean(text)
         if len(attachments) > images.MAX_IMAGES:
             raise Refused(f"A broadcast carries at most {images.MAX_IMAGES} images; {len(attachments)} are attached.")
-        attached = await asyncio.to_thread(
-            lambda: tuple(images.clean(a, number) for number, a in enumerate(attachments, start=1))
-        )
-        await asyncio.to_thread(self.preview, text, audience, attached)
+        if attachments:
+            attached = await asyncio.to_thread(
+                lambda: tuple(images.clean(a, number) for number, a in enumerate(attachments, start=1))
+            )
+            await asyncio.to_thread(self.preview, text, audience, attached)
+        else:
+            attached = ()
+            self.preview(text, audience)
         now = self.clock()
         broadcast_id = "b" + secrets.token_hex(4)
         row = {
@@ -218,7 +230,11 @@ class Broadcasts:
             audit.record(conn, now, actor, "requested", broadcast_id, where, detail)
 
         await self._write(insert)
-        if self.own is not None:
+        if not attached:
+            self._imageless[broadcast_id] = None
+            if len(self._imageless) > IMAGELESS_KEPT:
+                del self._imageless[next(iter(self._imageless))]
+        if self.own is not None and audience in self.config.own_accounts:
             await self.own.load(actor)
         unset = {
             "decided_by": None,

@@ -201,7 +201,10 @@ def for_part(images: Sequence[Image], limits: ImageLimits | None) -> tuple[Image
 
 
 def insert(conn: Connection, broadcast_id: str, images: Sequence[Image]) -> None:
-    """Inside the request's transaction: the cleaned images, in the order attached."""
+    """Inside the request's transaction: the cleaned images, in the order attached. Most broadcasts carry
+    none, and an empty batch still costs PostgreSQL's driver a pipeline."""
+    if not images:
+        return
     conn.executemany(
         "INSERT INTO broadcast_images (broadcast_id, position, mime, width, height, alt, data)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -7,7 +7,7 @@ in the database for that window, so neither a restart nor a second instance forg
 
 from __future__ import annotations
 
-from relay.store import Connection, Store, StoreError
+from relay.store import Store, StoreError
 
 
 class SeenRequests:
@@ -25,18 +25,14 @@ class SeenRequests:
         purge = now - self._purged_at > self.window
         if purge:
             self._purged_at = now
-
-        def run(conn: Connection) -> bool:
-            added = conn.execute(
+        try:
+            added = await self.store.write_one(
                 "INSERT INTO seen_requests (signature, seen_at) VALUES (?, ?) ON CONFLICT (signature)"
                 " DO UPDATE SET seen_at = excluded.seen_at WHERE seen_requests.seen_at < ?",
                 (signature, now, now - self.window),
             )
             if purge:
-                conn.execute("DELETE FROM seen_requests WHERE seen_at < ?", (now - self.window,))
-            return added.rowcount == 1
-
-        try:
-            return await self.store.write(run)
+                await self.store.write_one("DELETE FROM seen_requests WHERE seen_at < ?", (now - self.window,))
         except StoreError:
             return True
+        return added == 1

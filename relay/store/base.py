@@ -187,8 +187,20 @@ class Store(ABC):
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in a transaction, answered once it is durable; raises Unwritable, having changed nothing,
         if the database refuses it."""
+        return await self._noting_refusals(self._commit(fn))
+
+    async def write_one(self, sql: str, values: Sequence[Any]) -> int:
+        """`write` of one statement that is atomic on its own (an upsert): how many rows it changed."""
+        return await self._noting_refusals(self._commit_one(sql, values))
+
+    def _commit_one(self, sql: str, values: Sequence[Any]) -> Awaitable[int]:
+        """Where a transaction of its own costs more than the statement (PostgreSQL's BEGIN and COMMIT are a
+        round trip each), a backend sends the statement alone."""
+        return self._commit(lambda conn: conn.execute(sql, values).rowcount)
+
+    async def _noting_refusals(self, commit: Awaitable[T]) -> T:
         try:
-            result = await self._commit(fn)
+            result = await commit
         except Unwritable as error:
             if not self._refusing:
                 log.error("%s. Until then people's commands are refused and deliveries wait; nothing is lost", error)

@@ -331,14 +331,36 @@ class PostgresStore(Store):
             except _CONFLICTS:
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))
             except Exception as error:
-                cause = _refusal(error)
-                if cause is None:
+                if (refused := self._refused(error)) is None:
                     raise
-                raise Unwritable(f"cannot write to the database {self}: {_first_line(error)}", cause) from error
+                raise refused from error
         raise Unwritable(
             f"cannot write to the database {self}: {CONFLICT_RETRIES} conflicting tries in a row",
             "the relay's database is too busy",
         )
+
+    async def _commit_one(self, sql: str, values: Sequence[Any]) -> int:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._alone, sql, values)
+
+    def _alone(self, sql: str, values: Sequence[Any]) -> int:
+        """One statement in autocommit: PostgreSQL runs it as a transaction of its own, atomic, at no cost of
+        BEGIN and COMMIT. Read-committed suffices for one statement: an upsert that finds a row another
+        transaction is writing waits for it and then decides on what it committed."""
+        try:
+            with self._pool.connection() as conn:
+                return _Translated(conn).execute(sql, values).rowcount
+        except Exception as error:
+            if (refused := self._refused(error)) is None:
+                raise
+            raise refused from error
+
+    def _refused(self, error: Exception) -> Unwritable | None:
+        """A write's error as Unwritable where the database took nothing and may take it later; None where it
+        is a fault of the statement, raised as it is."""
+        cause = _refusal(error)
+        if cause is None:
+            return None
+        return Unwritable(f"cannot write to the database {self}: {_first_line(error)}", cause)
 
     async def close(self) -> None:
         if self._counted:  # the others take a larger share at once, not when this one's last word is old
@@ -415,10 +437,19 @@ class _Row(tuple[Any, ...]):
         return list(self.names)
 
 
+_ROW_KINDS: dict[tuple[bytes, ...], type[_Row]] = {}
+
+
 def _rows(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], _Row]:
-    names = {column.name: n for n, column in enumerate(cursor.description or ())}
-    kind = type("Row", (_Row,), {"names": names})
-    return lambda values: kind(values)
+    """The row class of a result's columns, made once for each set of columns (a class is costly to make,
+    and the same few dozen queries come again and again)."""
+    result = cursor.pgresult
+    columns = tuple(result.fname(n) or b"" for n in range(result.nfields)) if result is not None else ()
+    kind = _ROW_KINDS.get(columns)
+    if kind is None:
+        names = {name.decode(): n for n, name in enumerate(columns)}
+        kind = _ROW_KINDS[columns] = type("Row", (_Row,), {"names": names})
+    return kind
 
 
 _SQL: dict[str, bytes] = {}
