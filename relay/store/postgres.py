@@ -22,7 +22,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, LiteralString, TypeVar
 from urllib.parse import urlsplit
@@ -31,7 +31,7 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from relay.store.base import Connection, Store, StoreError, Unwritable, unreadable_schema
+from relay.store.base import Connection, Cursor, Store, StoreError, Unwritable, unreadable_schema
 from relay.store.schema import POSTGRES_FIRST, SHARED, VERSION
 
 T = TypeVar("T")
@@ -318,11 +318,12 @@ class PostgresStore(Store):
         for attempt in range(CONFLICT_RETRIES):
             try:
                 with self._pool.connection() as raw:
-                    conn = _Translated(raw)
-                    conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
                     try:
-                        result = fn(conn)
-                        conn.execute("COMMIT")
+                        with raw.pipeline() as pipeline:
+                            conn = _Translated(raw, pipeline)
+                            conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                            result = fn(conn)
+                            conn.execute("COMMIT")
                     except BaseException:
                         if not raw.broken:
                             raw.execute("ROLLBACK")
@@ -465,16 +466,44 @@ def _psycopg_sql(sql: str) -> bytes:
 
 
 class _Translated:
-    """A psycopg connection that speaks the core's SQL (see `_psycopg_sql`) and returns rows by name."""
+    """A psycopg connection that speaks the core's SQL (see `_psycopg_sql`) and returns rows by name. In a
+    pipeline (a write transaction), statements are sent without waiting for their answers, until one is
+    needed: BEGIN, the INSERTs whose answer nobody reads and COMMIT travel together."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline | None = None) -> None:
         self._conn = conn
+        self._pipeline = pipeline
 
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
         cursor = self._conn.cursor(row_factory=_rows)
-        return cursor.execute(_psycopg_sql(sql), parameters)
+        cursor.execute(_psycopg_sql(sql), parameters)
+        return cursor if self._pipeline is None else _Pending(cursor, self._pipeline)
 
-    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
         cursor = self._conn.cursor(row_factory=_rows)
         cursor.executemany(_psycopg_sql(sql), parameters)
-        return cursor
+        return cursor if self._pipeline is None else _Pending(cursor, self._pipeline)
+
+
+class _Pending:
+    """A pipelined statement's cursor. Its rows are fetched when asked for (psycopg waits for them); its row
+    count, which psycopg does not wait for, is known once the pipeline is synced."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
+        self._cursor = cursor
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        if self._cursor.pgresult is None:
+            self._pipeline.sync()
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor)
