@@ -44,8 +44,10 @@ async def measure(
                         raise RuntimeError(f"the bot answered {answer.status}: {text[:200]}")
                 return time.perf_counter() - started, text
 
-        # The first request after start-up waits for Bolt's auth.test: measured apart, not in the load.
+        # The first request to each instance waits for Bolt's auth.test: measured apart, not in the load.
         first, _ = await send(command_body(user, f"Warming up {in_flight}.", response_url))
+        for _ in urls[1:]:
+            await send(command_body(user, f"Warming up {in_flight}.", response_url))
         commands = await asyncio.gather(
             *(send(command_body(user, f"Benchmark message {in_flight}-{n}.", response_url)) for n in range(count))
         )
