@@ -83,6 +83,8 @@ class Broadcasts:
         self._imageless: dict[str, None] = {}
         self.config = config
         self.destinations = destinations
+        # Checked once: a protocol's isinstance looks at every one of its methods, for each rendering drawn.
+        self._rationed = {name: d for name, d in destinations.items() if isinstance(d, Rationed)}
         self.on_approved = on_approved
         self.clock = clock
         self.listeners: list[Listener] = []
@@ -104,8 +106,8 @@ class Broadcasts:
 
     def _with_allowance(self, rendering: Rendering) -> Rendering:
         """A network's daily allowance changes by the minute, so it is applied after the cached rendering."""
-        destination = self.destinations[rendering.destination]
-        if not isinstance(destination, Rationed) or not rendering.parts:
+        destination = self._rationed.get(rendering.destination)
+        if destination is None or not rendering.parts:
             return rendering
         allowance = destination.allowance(len(rendering.parts))
         warnings = rendering.warnings + ((allowance.warning,) if allowance.warning else ())
