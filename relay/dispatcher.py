@@ -28,6 +28,7 @@ from relay.destination import (
     Unprovable,
 )
 from relay.model import Delivery, DeliveryState
+from relay.outbox import Landed
 from relay.pacing import Pacer
 from relay.store import Store, StoreError
 
@@ -249,8 +250,10 @@ class Dispatcher:
             await self._correct(delivery, destination)
             return
         if delivery.dry_run:
-            for _ in delivery.parts[len(delivery.posted) :]:
-                await outbox.record_part(self.store, delivery, DRY_RUN_ID, None, self.clock())
+            posted = delivery.posted
+            for _ in delivery.parts[len(posted) :]:
+                posted = (*posted, DRY_RUN_ID)
+                await outbox.record_part(self.store, delivery, Landed(posted), self.clock())
             await self._finish(delivery, DeliveryState.SENT, None)
             return
         await self._post(delivery, destination)
@@ -288,8 +291,8 @@ class Dispatcher:
                         await self._retry(delivery, destination, found, check_first=True)
                         return
                     if isinstance(found, Sent):
-                        await outbox.record_part(self.store, delivery, found.remote_id, found.link, self.clock())
                         posted.append(found.remote_id)
+                        await outbox.record_part(self.store, delivery, Landed(tuple(posted), found.link), self.clock())
                         check_first = False
                         continue
                 async with self._pacer.post(destination):
@@ -301,11 +304,12 @@ class Dispatcher:
                     outcome = await destination.publish(part)
                 check_first = False
                 if isinstance(outcome, Sent) and index == len(delivery.parts) - 1:
-                    await self._finish(delivery, DeliveryState.SENT, None, last_part=outcome)
+                    landed = Landed((*posted, outcome.remote_id), outcome.link)
+                    await self._finish(delivery, DeliveryState.SENT, None, last_part=landed)
                     return
                 if isinstance(outcome, Sent):
-                    await outbox.record_part(self.store, delivery, outcome.remote_id, outcome.link, self.clock())
                     posted.append(outcome.remote_id)
+                    await outbox.record_part(self.store, delivery, Landed(tuple(posted), outcome.link), self.clock())
                 elif isinstance(outcome, Permanent):
                     await self._finish(delivery, DeliveryState.FAILED, outcome.reason)
                     return
@@ -325,6 +329,8 @@ class Dispatcher:
     ) -> tuple[tuple[Image, ...], tuple[str, ...]]:
         """The broadcast's images fitted for `destination`, and where it fetches them if it takes them by URL."""
         stored = await self._images.of(delivery.broadcast_id)
+        if not stored:
+            return (), ()
         limits = destination.limits.images
         attached = await asyncio.to_thread(images.for_part, stored, limits)
         if limits is None or not limits.by_url or self.public_url is None:
@@ -364,14 +370,15 @@ class Dispatcher:
     async def _take_back(self, delivery: Delivery, destination: Destination) -> None:
         """A retraction: delete every part its twin post put out, the last first (replies before roots)."""
         post = await outbox.twin(self.store, delivery)
-        done = set(delivery.posted)
+        deleted = delivery.posted
         for remote_id in reversed(post.posted):
-            if remote_id in done or remote_id == DRY_RUN_ID:
+            if remote_id in deleted or remote_id == DRY_RUN_ID:
                 continue
             async with self._limit(destination), self._pacer.call(destination):
                 outcome = await destination.delete(remote_id)
             if isinstance(outcome, Sent):
-                await outbox.record_part(self.store, delivery, remote_id, None, self.clock())
+                deleted = (*deleted, remote_id)
+                await outbox.record_part(self.store, delivery, Landed(deleted), self.clock())
             elif isinstance(outcome, Permanent):
                 await self._finish(delivery, DeliveryState.FAILED, outcome.reason)
                 return
@@ -400,12 +407,21 @@ class Dispatcher:
         await outbox.retry_at(self.store, delivery, now + delay, outcome.reason, check_first, now)
 
     async def _finish(
-        self, delivery: Delivery, state: DeliveryState, error: str | None, last_part: Sent | None = None
+        self, delivery: Delivery, state: DeliveryState, error: str | None, last_part: Landed | None = None
     ) -> None:
         log.info(
             "delivery %s to %s: %s%s", delivery.id, delivery.destination, state.value, f" ({error})" if error else ""
         )
-        await outbox.finish(self.store, delivery, state, error, self.clock(), last_part)
+        with_images = delivery.action not in ("post", "delete") or await self._may_have_images(delivery.broadcast_id)
+        await outbox.finish(self.store, delivery, state, error, self.clock(), last_part, with_images=with_images)
+
+    async def _may_have_images(self, broadcast_id: str) -> bool:
+        """Images are attached when a broadcast is requested or never: one read without any has none to let
+        go. Where the database cannot say now, the outcome's own transaction looks."""
+        try:
+            return bool(await self._images.of(broadcast_id))
+        except StoreError:
+            return True
 
 
 def _as_retry(outcome: Retry | Ambiguous) -> Retry:

@@ -285,6 +285,10 @@ def drop_when_final(conn: Connection, broadcast_id: str) -> None:
     PostgreSQL, reading every sibling delivery in each outcome's serializable transaction made the
     outcomes of one fan-out conflict with each other and start again."""
     if conn.execute("SELECT 1 FROM broadcast_images WHERE broadcast_id = ? LIMIT 1", (broadcast_id,)).fetchone():
+        # The last two outcomes of a broadcast, committed side by side by the outbox's read-committed writes
+        # (`Store.write`), would each see the other's post still going, and both keep the images: writing the
+        # broadcast's row makes them take turns, and the second one's next statement sees the first's.
+        conn.execute("UPDATE broadcasts SET expires_at = expires_at WHERE id = ?", (broadcast_id,))
         conn.execute(_NOT_NEEDED, (broadcast_id, broadcast_id, broadcast_id, broadcast_id))
 
 

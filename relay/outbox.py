@@ -18,7 +18,6 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from relay import audit, images
-from relay.destination import Sent
 from relay.model import Alike, Delivery, DeliveryState
 from relay.render import Rendering
 from relay.store import Connection, Store
@@ -179,7 +178,7 @@ async def recover(store: Store, now: float, held: Collection[str] = ()) -> int:
         )
         return cursor.rowcount
 
-    return await store.persist(run)
+    return await store.persist(run, leased=True)
 
 
 async def renew(store: Store, owners: Iterable[str], now: float) -> None:
@@ -193,7 +192,8 @@ async def renew(store: Store, owners: Iterable[str], now: float) -> None:
         lambda conn: conn.execute(
             f"UPDATE deliveries SET lease_until = ? WHERE state = 'sending' AND lease_owner IN ({marks})",
             (now + LEASE_SECONDS, *held),
-        )
+        ),
+        leased=True,
     )
 
 
@@ -210,18 +210,19 @@ async def going_out(store: Store, delivery: Delivery) -> bool:
     if another process has taken the delivery over."""
 
     def run(conn: Connection) -> bool:
+        marked = conn.execute(
+            "UPDATE deliveries SET check_first = 1 WHERE id = ? AND state = 'sending' AND lease_owner = ?"
+            " AND NOT EXISTS (SELECT 1 FROM broadcasts WHERE id = ? AND state = 'retracted')",
+            (delivery.id, delivery.lease_owner, delivery.broadcast_id),
+        ).rowcount
+        if marked:
+            return True
         row = conn.execute("SELECT state FROM broadcasts WHERE id = ?", (delivery.broadcast_id,)).fetchone()
         if row is not None and row["state"] == "retracted":
             return False
-        marked = conn.execute(
-            "UPDATE deliveries SET check_first = 1 WHERE id = ? AND state = 'sending' AND lease_owner = ?",
-            (delivery.id, delivery.lease_owner),
-        ).rowcount
-        if not marked:
-            raise LeaseLost(delivery.id)
-        return True
+        raise LeaseLost(delivery.id)
 
-    return await store.persist(run)
+    return await store.persist(run, leased=True)
 
 
 async def recently_active(store: Store, since: float) -> list[str]:
@@ -276,16 +277,22 @@ async def claim_due(
         if others > 0:
             unnamed = [row["id"] for row in conn.execute(due.format(kind=_unnamed(room)), (*room, now, others))]
         ids = [i for claimed in taken.values() for i in claimed] + unnamed
-        conn.executemany(
-            "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, lease_until = ?, lease_owner = ?,"
-            " attempt_started_at = ?, first_attempt_at = COALESCE(first_attempt_at, ?), updated_at = ?"
-            " WHERE id = ? AND state = 'pending'",
-            [(now + LEASE_SECONDS, f"{claim}-{i}", now, now, now, i) for i in ids],
-        )
+        rows = {}
+        if ids:
+            rows = {
+                row["id"]: row
+                for row in conn.execute(
+                    "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, lease_until = ?,"
+                    " lease_owner = ? || CAST(id AS TEXT), attempt_started_at = ?,"
+                    " first_attempt_at = COALESCE(first_attempt_at, ?), updated_at = ?"
+                    f" WHERE id IN ({', '.join('?' * len(ids))}) AND state = 'pending' RETURNING *",
+                    (now + LEASE_SECONDS, f"{claim}-", now, now, now, *ids),
+                ).fetchall()
+            }
         left = {kind: limit - len(taken.get(kind, ())) for kind, limit in room.items()}
-        return [_load(conn, i) for i in ids], _next_due(conn, left, others - len(unnamed))
+        return [Delivery.from_row(rows[i]) for i in ids if i in rows], _next_due(conn, left, others - len(unnamed))
 
-    return await store.persist(run)
+    return await store.persist(run, leased=True)
 
 
 def _next_due(conn: Connection, room: Mapping[str, int], others: int) -> float | None:
@@ -300,19 +307,28 @@ def _next_due(conn: Connection, room: Mapping[str, int], others: int) -> float |
     return float(row[0]) if row[0] is not None else None
 
 
-async def record_part(store: Store, delivery: Delivery, remote_id: str, link: str | None, now: float) -> None:
+@dataclass(frozen=True)
+class Landed:
+    """A part that has just landed, as the delivery's lease holder records it: every part posted so far, the
+    new one last (only the holder adds to them, so it knows them all without reading them back; and a
+    write tried again after its answer was lost records the same list, not the part twice), and its link."""
+
+    posted: tuple[str, ...]
+    link: str | None = None
+
+
+async def record_part(store: Store, delivery: Delivery, landed: Landed, now: float) -> None:
     """A part landed: remember its id at once, so a crash before the next part cannot repost it."""
-    await store.persist(lambda conn: _record_part(conn, delivery, remote_id, link, now))
+    await store.persist(lambda conn: _record_part(conn, delivery, landed, now), leased=True)
 
 
-def _record_part(conn: Connection, delivery: Delivery, remote_id: str, link: str | None, now: float) -> None:
-    row = conn.execute("SELECT posted FROM deliveries WHERE id = ?", (delivery.id,)).fetchone()
+def _record_part(conn: Connection, delivery: Delivery, landed: Landed, now: float) -> None:
     conn.execute(
         "UPDATE deliveries SET posted = ?, link = COALESCE(link, ?), check_first = 0, lease_until = ?,"
         " updated_at = ? WHERE id = ? AND state = 'sending' AND lease_owner = ?",
         (
-            json.dumps([*json.loads(row["posted"]), remote_id]),
-            link,
+            json.dumps(landed.posted),
+            landed.link,
             now + LEASE_SECONDS,
             now,
             delivery.id,
@@ -327,15 +343,18 @@ async def finish(
     state: DeliveryState,
     error: str | None,
     now: float,
-    last_part: Sent | None = None,
+    last_part: Landed | None = None,
+    *,
+    with_images: bool = True,
 ) -> None:
     """Record a final state: sent, failed or unknown (and say so in the audit trail). The part that has
-    just landed (`last_part`) is recorded in the same transaction: one write per message, not two."""
+    just landed (`last_part`) is recorded in the same transaction: one write per message, not two. The
+    broadcast's images are let go after its last post (`with_images`: unless it is known to have none)."""
     action = state.value if delivery.action == "post" else f"{delivery.action} {state.value}"
 
     def run(conn: Connection) -> None:
         if last_part is not None:
-            _record_part(conn, delivery, last_part.remote_id, last_part.link, now)
+            _record_part(conn, delivery, last_part, now)
         row = conn.execute(
             "UPDATE deliveries SET state = ?, last_error = ?, lease_until = NULL, lease_owner = NULL,"
             " next_attempt_at = NULL, updated_at = ? WHERE id = ? AND state = 'sending' AND lease_owner = ?"
@@ -346,10 +365,10 @@ async def finish(
             link = row["link"] if state is DeliveryState.SENT else None
             trail = f"{delivery.destination}: {error or link or ''}".rstrip(": ")
             audit.record(conn, now, "relay", action, delivery.broadcast_id, audit.RELAY, trail)
-            if delivery.action in ("post", "delete"):
+            if with_images and delivery.action in ("post", "delete"):
                 images.drop_when_final(conn, delivery.broadcast_id)
 
-    await store.persist(run)
+    await store.persist(run, leased=True)
 
 
 async def retry_at(store: Store, delivery: Delivery, when: float, reason: str, check_first: bool, now: float) -> None:
@@ -381,7 +400,7 @@ async def _update(
         if cursor.rowcount:
             audit.record(conn, now, "relay", trail[0], delivery.broadcast_id, audit.RELAY, trail[1])
 
-    await store.persist(run)
+    await store.persist(run, leased=True)
 
 
 _SHOWN = (
@@ -436,7 +455,3 @@ async def alike(store: Store, broadcast_id: str, listed: int, one_by_one: Callab
 def _shown(conn: Connection, where: str, values: tuple[object, ...]) -> list[Delivery]:
     rows = conn.execute(f"SELECT {_SHOWN} FROM deliveries WHERE {where} ORDER BY id", values).fetchall()
     return [Delivery.from_row(row) for row in rows]
-
-
-def _load(conn: Connection, delivery_id: int) -> Delivery:
-    return Delivery.from_row(conn.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone())

@@ -121,9 +121,9 @@ class Store(ABC):
         return await self.call(fn)
 
     @abstractmethod
-    def _commit(self, fn: Callable[[Connection], T]) -> Awaitable[T]:
+    def _commit(self, fn: Callable[[Connection], T], leased: bool) -> Awaitable[T]:
         """Run `fn` in a transaction and commit it; raises Unwritable, having changed nothing, if the
-        database refused it, or what `fn` raised, its changes undone."""
+        database refused it, or what `fn` raised, its changes undone. See `write` for `leased`."""
 
     async def gone(self, instances: set[str]) -> set[str]:
         """Which of these other processes have stopped, so that what they held can be taken back at once
@@ -184,10 +184,15 @@ class Store(ABC):
         a person's action nor record an outcome, which a health check must say."""
         return self._refusing
 
-    async def write(self, fn: Callable[[Connection], T]) -> T:
+    async def write(self, fn: Callable[[Connection], T], *, leased: bool = False) -> T:
         """Run `fn` in a transaction, answered once it is durable; raises Unwritable, having changed nothing,
-        if the database refuses it."""
-        return await self._noting_refusals(self._commit(fn))
+        if the database refuses it.
+
+        `leased`: every row `fn` changes is one it holds, checked in the change itself (`WHERE lease_owner =
+        ?`, or locked with `skip_locked`), so what others commit meanwhile cannot make its change wrong: the
+        outbox's writes. Where several processes write at once (PostgreSQL), such a write needs no isolation
+        beyond each statement's; the others are kept exactly as safe as one writer at a time would be."""
+        return await self._noting_refusals(self._commit(fn, leased))
 
     async def write_one(self, sql: str, values: Sequence[Any]) -> int:
         """`write` of one statement that is atomic on its own (an upsert): how many rows it changed."""
@@ -196,7 +201,7 @@ class Store(ABC):
     def _commit_one(self, sql: str, values: Sequence[Any]) -> Awaitable[int]:
         """Where a transaction of its own costs more than the statement (PostgreSQL's BEGIN and COMMIT are a
         round trip each), a backend sends the statement alone."""
-        return self._commit(lambda conn: conn.execute(sql, values).rowcount)
+        return self._commit(lambda conn: conn.execute(sql, values).rowcount, False)
 
     async def _noting_refusals(self, commit: Awaitable[T]) -> T:
         try:
@@ -211,13 +216,13 @@ class Store(ABC):
             self._refusing = False
         return result
 
-    async def persist(self, fn: Callable[[Connection], T]) -> T:
+    async def persist(self, fn: Callable[[Connection], T], *, leased: bool = False) -> T:
         """`write`, tried again for as long as the database refuses it: for what the bot must write down
         whatever happens (the outcome of a post that went out), never for a person waiting for an answer."""
         wait = WRITE_RETRY_FIRST
         while True:
             try:
-                return await self.write(fn)
+                return await self.write(fn, leased=leased)
             except Unwritable:
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, WRITE_RETRY_MAX)

@@ -171,7 +171,8 @@ class SqliteStore(Store):
                 f"cannot write {self.path}: {error}; free space on its disk, or make it writable", cause
             ) from error
 
-    def _commit(self, fn: Callable[[Connection], T]) -> asyncio.Future[T]:
+    def _commit(self, fn: Callable[[Connection], T], leased: bool) -> asyncio.Future[T]:
+        """`leased` changes nothing here: one writer at a time is as isolated as a write can be."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[T] = loop.create_future()
         self._queued.append((fn, answer))
