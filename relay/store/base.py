@@ -1,10 +1,11 @@
 """What the core asks of a database, whichever it is: run a function with a connection, and commit writes.
 
 The outbox, the broadcasts and the audit trail are written as functions of a connection (`fn(conn)`) in SQL
-that both backends understand; a backend runs them on a thread of its own, so the event loop never blocks on
-the database. The little SQL that differs by dialect is a backend attribute (`Store.skip_locked`), not an `if`
-in the core. How a write is committed is the backend's: SQLite commits writes in groups, PostgreSQL each on
-its own beside the others (see each).
+that both backends understand; a backend runs them so that the event loop never blocks on the database
+(SQLite on a thread of its own, PostgreSQL in greenlets whose statements the event loop awaits). The little
+SQL that differs by dialect is a backend attribute (`Store.skip_locked`), not an `if` in the core. How a
+write is committed is the backend's: SQLite commits writes in groups, PostgreSQL each on its own beside the
+others (see each).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class Unwritable(StoreError):
 
 
 class Store(ABC):
-    """One database, its connections on threads of their own, and the queue of writes waiting for a commit."""
+    """One database: its connections, and how a write is committed."""
 
     # Appended to the query that picks deliveries to claim: where several processes claim at once, each
     # skips the rows another is taking instead of waiting for them.
@@ -112,7 +113,7 @@ class Store(ABC):
 
     @abstractmethod
     async def call(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn(connection)` on a database thread, outside any transaction: for reads."""
+        """Run `fn(connection)` outside any transaction, without blocking the event loop: for reads."""
 
     async def snapshot(self, fn: Callable[[Connection], T]) -> T:
         """`call`, for a read of several statements that must agree with each other (a report's counts and

@@ -1,11 +1,15 @@
 """PostgreSQL, for several instances and for hosts whose disk does not survive a restart (`DATABASE_URL`).
 
-The driver is psycopg 3, used as SQLite is here: blocking calls on threads of their own, the core's
-functions of a connection run unchanged (`?` placeholders are turned into psycopg's). It has a maintained
-connection pool (psycopg_pool) that replaces connections broken by a server restart, works behind PgBouncer
-in transaction mode once server-side prepared statements are off (`prepare_threshold=None`), and gives
-LISTEN/NOTIFY on an ordinary connection; asyncpg is faster per query, but the relay spends its time on the
-networks, not here, and would need a second, async copy of every query.
+The driver is psycopg 3, asynchronous, on the event loop. The core's functions of a connection are
+synchronous (`fn(conn)`, as SQLite runs them on its thread): each one runs in a greenlet whose every
+statement is awaited on the event loop (`_run`, the way SQLAlchemy's asyncio extension runs its synchronous
+core over asyncpg). On threads, as at first, the pool's threads and the event loop took the interpreter's
+lock from each other at every statement: half the CPU of a request, and an acknowledgement waiting behind
+them. psycopg has a maintained connection pool (psycopg_pool) that replaces connections broken by a server
+restart, works behind PgBouncer in transaction mode once server-side prepared statements are off
+(`prepare_threshold=None`), and gives LISTEN/NOTIFY on an ordinary connection; asyncpg would need a second,
+asynchronous copy of every query. What lasts a session (the instance's advisory lock, LISTEN) keeps a
+direct connection on a thread of its own.
 
 Every write transaction is SERIALIZABLE: the core's read-then-write steps (a compare-and-set, "has anything
 been tried yet?") were written for SQLite's one writer at a time, and PostgreSQL's serializable isolation
@@ -22,14 +26,16 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, LiteralString, TypeVar
 from urllib.parse import urlsplit
 
+import greenlet
 import psycopg
 from psycopg import errors
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg.rows import RowMaker
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from relay.store.base import Connection, Cursor, Store, StoreError, Unwritable, unreadable_schema
 from relay.store.schema import POSTGRES_FIRST, SHARED, VERSION
@@ -80,7 +86,7 @@ class PostgresStore(Store):
     def __init__(self, url: str, pool_url: str | None = None, pool_size: int = POOL_SIZE) -> None:
         super().__init__()
         self.url = url
-        self._pool = ConnectionPool(
+        self._pool = AsyncConnectionPool(
             pool_url or url,
             min_size=1,
             max_size=pool_size,
@@ -92,7 +98,6 @@ class PostgresStore(Store):
             kwargs={"autocommit": True, "prepare_threshold": None, "connect_timeout": int(CONNECT_TIMEOUT)},
             name="relay",
         )
-        self._executor = ThreadPoolExecutor(max_workers=pool_size + 1, thread_name_prefix="postgres")
         self._session: psycopg.Connection[Any] | None = None  # direct, for what lasts a session (below)
         # The session's one thread: its queries (locks taken and let go) run one after another anyway, and
         # must not hold the pool's threads waiting for it; and one thread alone replaces a lost session (two
@@ -101,33 +106,31 @@ class PostgresStore(Store):
         self._closing = threading.Event()
         self._listener: threading.Thread | None = None
         self._counted = False  # the others were told this instance started (`alive`)
+        self._under_way: set[asyncio.Task[Any]] = set()  # uses of the pool, which `close` lets finish (`_apart`)
 
     def __str__(self) -> str:
         return described(self.url)
 
     async def open(self, exclusive: bool = True) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
-
-    def _open(self) -> None:
         try:
-            self._session = self._connect_session()
-            _migrate(self._session)
-            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+            await asyncio.get_running_loop().run_in_executor(self._on_session, self._open_session)
+            await self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except (psycopg.Error, PoolTimeout) as error:
             raise StoreError(
                 f"cannot use the database {self}: {_first_line(error)}; check DATABASE_URL (and "
                 "DATABASE_CONNECTION_POOL_URL), that the server is up and that its user may create tables"
             ) from error
 
-    async def open_read_only(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._open_read_only)
+    def _open_session(self) -> None:
+        self._session = self._connect_session()
+        _migrate(self._session)
 
-    def _open_read_only(self) -> None:
+    async def open_read_only(self) -> None:
         """The pool only: no session (no lock, no migration). A user granted SELECT alone can read."""
         try:
-            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
-            with self._pool.connection() as conn:
-                row = conn.execute("SELECT version FROM relay_schema").fetchone()
+            await self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+            async with self._pool.connection() as conn:
+                row = await (await conn.execute("SELECT version FROM relay_schema")).fetchone()
         except (psycopg.Error, PoolTimeout) as error:
             raise StoreError(
                 f"cannot read the database {self}: {_first_line(error)}; is it a relay database?"
@@ -286,21 +289,25 @@ class PostgresStore(Store):
         return int(row[0]) if row else 1
 
     async def _shared(self, sql: str, values: Sequence[Any]) -> Any:
+        return await self._apart(self._pacing(sql, values))
+
+    async def _pacing(self, sql: str, values: Sequence[Any]) -> Any:
         """One statement of shared pacing, on its own (autocommit): a database that is away costs the pace
         its sharing, never a post (each process keeps its own pace meanwhile)."""
         try:
-            return await self.call(lambda conn: conn.execute(sql, values).fetchone())
-        except StoreError as error:
-            log.warning("pacing is not shared while the database is away: %s", error)
+            async with self._pool.connection() as conn:
+                return await (await conn.execute(_psycopg_sql(sql), values)).fetchone()
+        except (psycopg.OperationalError, PoolTimeout) as error:
+            log.warning("pacing is not shared while the database is away: %s", _first_line(error))
             return None
 
     async def call(self, fn: Callable[[Connection], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._read, fn)
+        return await self._apart(self._read(fn))
 
-    def _read(self, fn: Callable[[Connection], T]) -> T:
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
         try:
-            with self._pool.connection() as conn:
-                return fn(_Translated(conn))
+            async with self._pool.connection() as conn:
+                return await _run(fn, _Translated(conn))
         except (psycopg.OperationalError, PoolTimeout) as error:
             raise StoreError(f"cannot read from the database {self}: {_first_line(error)}") from error
 
@@ -308,10 +315,28 @@ class PostgresStore(Store):
         return await self.call(lambda conn: _in_snapshot(conn, fn))
 
     async def _commit(self, fn: Callable[[Connection], T], leased: bool) -> T:
-        begin = "BEGIN ISOLATION LEVEL READ COMMITTED" if leased else "BEGIN ISOLATION LEVEL SERIALIZABLE"
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, fn, begin)
+        return await self._apart(self._transaction(fn, leased))
 
-    def _transaction(self, fn: Callable[[Connection], T], begin: str) -> T:
+    async def _commit_one(self, sql: str, values: Sequence[Any]) -> int:
+        return await self._apart(self._statement(sql, values))
+
+    async def _apart(self, work: Coroutine[Any, Any, T]) -> T:
+        """`work`, a use of the pool, as a task of its own that its caller's cancellation does not reach.
+        psycopg_pool waits for a free connection with `asyncio.wait_for`, which in Python 3.11 loses a
+        cancellation arriving just as the connection does: the cancelled caller went on as if it had not
+        been, and a shutdown waited for it for ever. And a write, once begun, runs to its end (a shutdown
+        cancels the deliveries under way: their outcomes are not lost half-way); `close` waits for it."""
+        task = asyncio.ensure_future(work)
+        self._under_way.add(task)
+        task.add_done_callback(self._ended)
+        return await asyncio.shield(task)
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        self._under_way.discard(task)
+        if not task.cancelled():
+            task.exception()  # seen here: a caller that was cancelled meanwhile no longer reads it
+
+    async def _transaction(self, fn: Callable[[Connection], T], leased: bool) -> T:
         """`fn` in a transaction of its own, run again from the start when it conflicted with another. Each
         write commits on its own, beside the others on the pool's connections, rather than queued into a
         group as on SQLite: the server flushes its log once for all the transactions that commit together,
@@ -321,22 +346,21 @@ class PostgresStore(Store):
         other start again, up to three times each (the rows they read share pages, and PostgreSQL checks
         whole pages once a few rows of one are read), where the lease each one checks already keeps them
         apart."""
+        begin = "BEGIN ISOLATION LEVEL READ COMMITTED" if leased else "BEGIN ISOLATION LEVEL SERIALIZABLE"
         for attempt in range(CONFLICT_RETRIES):
             try:
-                with self._pool.connection() as raw:
+                async with self._pool.connection() as raw:
                     try:
-                        with raw.pipeline() as pipeline:
-                            conn = _Translated(raw, pipeline)
-                            conn.execute(begin)
-                            result = fn(conn)
-                            conn.execute("COMMIT")
+                        async with raw.pipeline() as pipeline:
+                            result: T = await _run(_in_transaction, _Translated(raw, pipeline), begin, fn)
                     except BaseException:
                         if not raw.broken:
-                            raw.execute("ROLLBACK")
+                            with contextlib.suppress(psycopg.Error):  # the pool drops a connection left unusable
+                                await raw.execute("ROLLBACK")
                         raise
                 return result
             except _CONFLICTS:
-                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+                await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
             except Exception as error:
                 if (refused := self._refused(error)) is None:
                     raise
@@ -346,16 +370,13 @@ class PostgresStore(Store):
             "the relay's database is too busy",
         )
 
-    async def _commit_one(self, sql: str, values: Sequence[Any]) -> int:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._alone, sql, values)
-
-    def _alone(self, sql: str, values: Sequence[Any]) -> int:
+    async def _statement(self, sql: str, values: Sequence[Any]) -> int:
         """One statement in autocommit: PostgreSQL runs it as a transaction of its own, atomic, at no cost of
         BEGIN and COMMIT. Read-committed suffices for one statement: an upsert that finds a row another
         transaction is writing waits for it and then decides on what it committed."""
         try:
-            with self._pool.connection() as conn:
-                return _Translated(conn).execute(sql, values).rowcount
+            async with self._pool.connection() as conn:
+                return (await conn.execute(_psycopg_sql(sql), values)).rowcount
         except Exception as error:
             if (refused := self._refused(error)) is None:
                 raise
@@ -370,6 +391,7 @@ class PostgresStore(Store):
         return Unwritable(f"cannot write to the database {self}: {_first_line(error)}", cause)
 
     async def close(self) -> None:
+        await asyncio.gather(*self._under_way, return_exceptions=True)
         if self._counted:  # the others take a larger share at once, not when this one's last word is old
             await self._shared(
                 "WITH gone AS (DELETE FROM instances WHERE id = ? RETURNING id) SELECT pg_notify(?, ?)",
@@ -383,8 +405,7 @@ class PostgresStore(Store):
         if self._session is not None:
             await loop.run_in_executor(self._on_session, self._session.close)
         self._on_session.shutdown(wait=True)
-        await loop.run_in_executor(self._executor, self._pool.close)
-        self._executor.shutdown(wait=True)
+        await self._pool.close()
 
 
 def _migrate(conn: psycopg.Connection[Any]) -> None:
@@ -407,6 +428,13 @@ def _migrate(conn: psycopg.Connection[Any]) -> None:
             conn.execute("INSERT INTO relay_schema (version) VALUES (%s)", (VERSION,))
         else:
             conn.execute("UPDATE relay_schema SET version = %s", (VERSION,))
+
+
+def _in_transaction(conn: Connection, begin: str, fn: Callable[[Connection], T]) -> T:
+    conn.execute(begin)
+    result = fn(conn)
+    conn.execute("COMMIT")
+    return result
 
 
 def _in_snapshot(conn: Connection, fn: Callable[[Connection], T]) -> T:
@@ -447,7 +475,7 @@ class _Row(tuple[Any, ...]):
 _ROW_KINDS: dict[tuple[bytes, ...], type[_Row]] = {}
 
 
-def _rows(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], _Row]:
+def _rows(cursor: psycopg.AsyncCursor[Any]) -> RowMaker[_Row]:
     """The row class of a result's columns, made once for each set of columns (a class is costly to make,
     and the same few dozen queries come again and again)."""
     result = cursor.pgresult
@@ -472,44 +500,69 @@ def _psycopg_sql(sql: str) -> bytes:
 
 
 class _Translated:
-    """A psycopg connection that speaks the core's SQL (see `_psycopg_sql`) and returns rows by name. In a
-    pipeline (a write transaction), statements are sent without waiting for their answers, until one is
-    needed: BEGIN, the INSERTs whose answer nobody reads and COMMIT travel together."""
+    """A psycopg connection that speaks the core's SQL (see `_psycopg_sql`) and returns rows by name, to the
+    core's synchronous code running in `_run`. In a pipeline (a write transaction), statements are sent
+    without waiting for their answers, until one is needed: BEGIN, the INSERTs whose answer nobody reads and
+    COMMIT travel together."""
 
-    def __init__(self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline | None = None) -> None:
+    def __init__(self, conn: psycopg.AsyncConnection[Any], pipeline: psycopg.AsyncPipeline | None = None) -> None:
         self._conn = conn
         self._pipeline = pipeline
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
-        cursor = self._conn.cursor(row_factory=_rows)
-        cursor.execute(_psycopg_sql(sql), parameters)
-        return cursor if self._pipeline is None else _Pending(cursor, self._pipeline)
+        cursor: psycopg.AsyncCursor[_Row] = self._conn.cursor(row_factory=_rows)
+        _awaited(cursor.execute(_psycopg_sql(sql), parameters))
+        return _Answer(cursor, self._pipeline)
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
-        cursor = self._conn.cursor(row_factory=_rows)
-        cursor.executemany(_psycopg_sql(sql), parameters)
-        return cursor if self._pipeline is None else _Pending(cursor, self._pipeline)
+        cursor: psycopg.AsyncCursor[_Row] = self._conn.cursor(row_factory=_rows)
+        _awaited(cursor.executemany(_psycopg_sql(sql), parameters))
+        return _Answer(cursor, self._pipeline)
 
 
-class _Pending:
-    """A pipelined statement's cursor. Its rows are fetched when asked for (psycopg waits for them); its row
-    count, which psycopg does not wait for, is known once the pipeline is synced."""
+class _Answer:
+    """A statement's cursor, read by synchronous code. In a pipeline, psycopg waits for a row asked for, but
+    not for a row count: that is known once the pipeline is synced."""
 
-    def __init__(self, cursor: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
+    def __init__(self, cursor: psycopg.AsyncCursor[_Row], pipeline: psycopg.AsyncPipeline | None) -> None:
         self._cursor = cursor
         self._pipeline = pipeline
 
     @property
     def rowcount(self) -> int:
-        if self._cursor.pgresult is None:
-            self._pipeline.sync()
+        if self._pipeline is not None and self._cursor.pgresult is None:
+            _awaited(self._pipeline.sync())
         return self._cursor.rowcount
 
     def fetchone(self) -> Any:
-        return self._cursor.fetchone()
+        return _awaited(self._cursor.fetchone())
 
     def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
+        return _awaited(self._cursor.fetchall())
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._cursor)
+        return iter(self.fetchall())
+
+
+async def _run(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)`, synchronous, in a greenlet of its own: each time it waits for the database (`_awaited`),
+    the greenlet hands the wait over here, to be awaited on the event loop, and is resumed with the answer
+    (or the error). Everything happens on the event loop's thread: no lock changes hands."""
+    child = greenlet.greenlet(fn)
+    asked = child.switch(*args)
+    while not child.dead:
+        try:
+            answer = await asked
+        except BaseException as error:  # a cancellation too: the transaction is abandoned, uncommitted
+            asked = child.throw(error)
+        else:
+            asked = child.switch(answer)
+    return asked  # type: ignore[no-any-return]
+
+
+def _awaited(awaitable: Awaitable[T]) -> T:
+    """Inside `_run`: the result of `awaitable`, awaited by the event loop."""
+    parent = greenlet.getcurrent().parent
+    if parent is None:
+        raise RuntimeError("a PostgreSQL statement outside PostgresStore._run")
+    return parent.switch(awaitable)  # type: ignore[no-any-return]
