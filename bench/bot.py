@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,21 +71,27 @@ class Bot:
 
     async def all_final(self, broadcast_id: str) -> tuple[float, list[dict[str, Any]]]:
         """Wait until every delivery of the broadcast is final, as the bot recorded it; return when the last
-        one was recorded (epoch seconds) and the deliveries (destination, state, attempts, last_error)."""
-        while True:
-            rows = await asyncio.to_thread(self._deliveries, broadcast_id)
-            if rows and all(row["state"] in FINAL for row in rows):
-                return max(row["updated_at"] for row in rows), rows
-            await asyncio.sleep(0.05)  # the bot's database is read from outside: nothing to await
+        one was recorded (epoch seconds) and the deliveries (destination, state, attempts, last_error). Read
+        over one connection: a new one every look cost the machine being measured a PostgreSQL backend each."""
+        with self._reader() as read:
+            while True:
+                rows = await asyncio.to_thread(read, broadcast_id)
+                if rows and all(row["state"] in FINAL for row in rows):
+                    return max(row["updated_at"] for row in rows), rows
+                await asyncio.sleep(0.05)  # the bot's database is read from outside: nothing to await
 
-    def _deliveries(self, broadcast_id: str) -> list[dict[str, Any]]:
+    @contextmanager
+    def _reader(self) -> Iterator[Callable[[str], list[dict[str, Any]]]]:
         query = "SELECT destination, state, attempts, last_error, updated_at FROM deliveries WHERE broadcast_id = ?"
         if url := self.env.get("DATABASE_URL"):
-            with psycopg.connect(url, row_factory=dict_row) as pg:
-                return pg.execute(query.replace("?", "%s").encode(), (broadcast_id,)).fetchall()
-        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10) as conn:
+            with psycopg.connect(url, autocommit=True, row_factory=dict_row) as pg:
+                yield lambda broadcast_id: pg.execute(query.replace("?", "%s").encode(), (broadcast_id,)).fetchall()
+            return
+        with contextlib.closing(
+            sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10, check_same_thread=False)
+        ) as conn:
             conn.row_factory = sqlite3.Row
-            return [dict(row) for row in conn.execute(query, (broadcast_id,)).fetchall()]
+            yield lambda broadcast_id: [dict(row) for row in conn.execute(query, (broadcast_id,)).fetchall()]
 
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:
