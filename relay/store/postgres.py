@@ -11,10 +11,12 @@ restart, works behind PgBouncer in transaction mode once server-side prepared st
 asynchronous copy of every query. What lasts a session (the instance's advisory lock, LISTEN) keeps a
 direct connection on a thread of its own.
 
-Every write transaction is SERIALIZABLE: the core's read-then-write steps (a compare-and-set, "has anything
+A write transaction is SERIALIZABLE: the core's read-then-write steps (a compare-and-set, "has anything
 been tried yet?") were written for SQLite's one writer at a time, and PostgreSQL's serializable isolation
 keeps them exactly as safe with several writers, failing one of two conflicting transactions, which is then
-run again. Claims skip rows another instance is taking (`FOR UPDATE SKIP LOCKED`) instead of waiting.
+run again. The outbox's writes are the exception (`leased`, see `Store.write`): each changes only rows it
+holds, checked in the change itself, so they run read committed. Claims skip rows another instance is
+taking (`FOR UPDATE SKIP LOCKED`) instead of waiting.
 """
 
 from __future__ import annotations
