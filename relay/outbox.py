@@ -209,20 +209,19 @@ async def going_out(store: Store, delivery: Delivery) -> bool:
     retracted in the meantime: the part must not go out at all. Raises LeaseLost, and nothing goes out,
     if another process has taken the delivery over."""
 
-    def run(conn: Connection) -> bool:
-        marked = conn.execute(
-            "UPDATE deliveries SET check_first = 1 WHERE id = ? AND state = 'sending' AND lease_owner = ?"
-            " AND NOT EXISTS (SELECT 1 FROM broadcasts WHERE id = ? AND state = 'retracted')",
-            (delivery.id, delivery.lease_owner, delivery.broadcast_id),
-        ).rowcount
-        if marked:
-            return True
-        row = conn.execute("SELECT state FROM broadcasts WHERE id = ?", (delivery.broadcast_id,)).fetchone()
-        if row is not None and row["state"] == "retracted":
-            return False
-        raise LeaseLost(delivery.id)
-
-    return await store.persist(run, leased=True)
+    # One statement, atomic on its own: this runs once for every part that goes out.
+    if await store.persist_one(
+        "UPDATE deliveries SET check_first = 1 WHERE id = ? AND state = 'sending' AND lease_owner = ?"
+        " AND NOT EXISTS (SELECT 1 FROM broadcasts WHERE id = ? AND state = 'retracted')",
+        (delivery.id, delivery.lease_owner, delivery.broadcast_id),
+    ):
+        return True
+    state = await store.call(
+        lambda conn: conn.execute("SELECT state FROM broadcasts WHERE id = ?", (delivery.broadcast_id,)).fetchone()
+    )
+    if state is not None and state["state"] == "retracted":
+        return False
+    raise LeaseLost(delivery.id)
 
 
 async def recently_active(store: Store, since: float) -> list[str]:

@@ -220,10 +220,17 @@ class Store(ABC):
     async def persist(self, fn: Callable[[Connection], T], *, leased: bool = False) -> T:
         """`write`, tried again for as long as the database refuses it: for what the bot must write down
         whatever happens (the outcome of a post that went out), never for a person waiting for an answer."""
+        return await self._until_taken(lambda: self.write(fn, leased=leased))
+
+    async def persist_one(self, sql: str, values: Sequence[Any]) -> int:
+        """`write_one`, tried again as `persist` is."""
+        return await self._until_taken(lambda: self.write_one(sql, values))
+
+    async def _until_taken(self, write: Callable[[], Awaitable[T]]) -> T:
         wait = WRITE_RETRY_FIRST
         while True:
             try:
-                return await self.write(fn, leased=leased)
+                return await write()
             except Unwritable:
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, WRITE_RETRY_MAX)
