@@ -193,7 +193,11 @@ class PostgresStore(Store):
                     conn.execute(f"LISTEN {CHANNEL}")
                     conn.execute(f"LISTEN {PAUSES}")
                     conn.execute(f"LISTEN {INSTANCES}")
+                    # What was announced before it listened is looked at now: work, and instances that started
+                    # meanwhile (two started together each said so before the other listened, and each
+                    # took the whole of Teams' rate for the first ten seconds).
                     loop.call_soon_threadsafe(wake)
+                    loop.call_soon_threadsafe(recount)
                     while not self._closing.is_set():
                         for notice in conn.notifies(timeout=LISTEN_LOOK, stop_after=1):
                             if notice.channel == PAUSES:
