@@ -87,7 +87,9 @@ async def test_an_instance_killed_mid_fan_out_the_other_finishes_and_nothing_is_
             assert f"{len(f.places)} of {len(f.places)} delivered." in report.head
             doubled = [p.name for p in f.places if len(slack.messages(p.where)) != 1]
             assert doubled == [], f"not exactly one post in {doubled}"
-            assert any("took back deliveries" in line for line in survivor.log), "what the dead one held"
+            # Taken back by its lease look, or by its start-up look when the freeze came before that had run.
+            taken_back = ("took back deliveries", "resuming")
+            assert any(words in line for line in survivor.log for words in taken_back), "what the dead one held"
 
 
 async def test_a_pause_x_asks_of_one_instance_holds_the_other(tmp_path: Path, slack: FakeSlack, x: FakeX) -> None:
