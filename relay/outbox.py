@@ -216,10 +216,10 @@ async def going_out(store: Store, delivery: Delivery) -> bool:
         (delivery.id, delivery.lease_owner, delivery.broadcast_id),
     ):
         return True
-    state = await store.call(
+    row = await store.call(
         lambda conn: conn.execute("SELECT state FROM broadcasts WHERE id = ?", (delivery.broadcast_id,)).fetchone()
     )
-    if state is not None and state["state"] == "retracted":
+    if row is not None and row["state"] == "retracted":
         return False
     raise LeaseLost(delivery.id)
 
