@@ -8,6 +8,7 @@ lost can never be proven and is reported as unknown, never sent twice.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, replace
@@ -280,6 +281,14 @@ class Directory:
 
         return await self.store.call(run)
 
+    async def channels(self) -> dict[str, Place]:
+        """Every channel the bot is in, by id: one read for all the channels of a fan-out."""
+
+        def run(conn: Connection) -> list[Row]:
+            return conn.execute("SELECT * FROM teams_conversations WHERE kind = 'channel'").fetchall()
+
+        return {place.id: place for place in map(_place, await self.store.call(run))}
+
     async def _one(self, where: str, value: str) -> Place | None:
         def run(conn: Connection) -> Row | None:
             row: Row | None = conn.execute(
@@ -288,16 +297,42 @@ class Directory:
             return row
 
         row = await self.store.call(run)
-        if row is None:
-            return None
-        return Place(
-            id=row["id"],
-            kind=row["kind"],
-            name=row["name"] or "",
-            team_id=row["team_id"],
-            team_name=row["team_name"],
-            reference=ConversationReference.model_validate_json(row["reference"]),
-        )
+        return _place(row) if row is not None else None
+
+
+def _place(row: Row) -> Place:
+    return Place(
+        id=row["id"],
+        kind=row["kind"],
+        name=row["name"] or "",
+        team_id=row["team_id"],
+        team_name=row["team_name"],
+        reference=ConversationReference.model_validate_json(row["reference"]),
+    )
+
+
+class ChannelPlaces:
+    """Where each channel is, as the bot last learned it: every channel read at once, and again after
+    `PLACE_KEPT` (Teams may move a team). A fan-out's first posts each read their channel's address right
+    before leaving, a thousand reads beside the outbox's writes; one read serves them all."""
+
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+        self._lock = asyncio.Lock()
+        self._read: tuple[dict[str, Place], float] | None = None
+
+    async def get(self, channel: str) -> Place | None:
+        async with self._lock:  # the first of many reads for all; the others wait for it
+            if self._read is None or time.monotonic() - self._read[1] > PLACE_KEPT:
+                self._read = (await self.directory.channels(), time.monotonic())
+            place = self._read[0].get(channel)
+        if place is None:  # the bot may have been added to its team since
+            place = await self.directory.place(channel)
+        return place
+
+
+# One per event loop and database: every Teams channel of the configuration shares it.
+_PLACES: PerLoop[Store, ChannelPlaces] = PerLoop()
 
 
 async def unreachable(directory: Directory, channel: str) -> str | None:
@@ -362,7 +397,6 @@ class TeamsChannel:
         self.channel: str = config.options["channel"]
         self.settings = settings
         self.directory = Directory(store)
-        self._known: tuple[Place, float] | None = None  # the channel's place, and when it was read
         images = IMAGES if settings.public_url else replace(IMAGES, refused=NO_PUBLIC_URL)
         self.limits = replace(LIMITS, images=images)
 
@@ -370,16 +404,9 @@ class TeamsChannel:
         return shared_connection(self.settings)
 
     async def _place(self) -> Place | None:
-        """Where the channel is, as the bot last learned it, read again after `PLACE_KEPT`: a read of
-        the database right before each post was, in a fan-out, a wait behind the outbox's writes between
-        the moment a post is marked as leaving and the moment it leaves."""
-        now = time.monotonic()
-        if self._known is None or now - self._known[1] > PLACE_KEPT:
-            place = await self.directory.place(self.channel)
-            if place is None:
-                return None
-            self._known = (place, now)
-        return self._known[0]
+        """Shared by every channel on this event loop's database (made in the loop, as `relay preview`
+        builds destinations without one)."""
+        return await _PLACES.get(self.directory.store, lambda: ChannelPlaces(self.directory)).get(self.channel)
 
     async def publish(self, part: Part) -> Outcome:
         place = await self._place()

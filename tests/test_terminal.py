@@ -84,6 +84,18 @@ def test_preview_in_the_terminal_says_where_bluesky_s_linked_words_lead(tmp_path
     assert "the Q3 report's summary\n-- “the Q3 report” links to https://example.com/q3" in result.stdout
 
 
+def test_preview_in_the_terminal_shows_a_teams_channel(tmp_path: Path) -> None:
+    """`relay preview` builds the destinations without an event loop: a Teams channel must not need one."""
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        'dry_run = true\n[policy]\nleaders = ["slack:U0123ABC"]\ndefault_audience = "staff"\n'
+        '[destinations.team]\nkind = "teams"\nchannel = "19:abc@thread.tacv2"\n[audiences]\nstaff = ["team"]\n'
+    )
+    result = relay_cli("preview", "Hello, team.", env={"RELAY_CONFIG": str(config)})
+    assert result.returncode == 0, result.stderr
+    assert "== team: Teams channel 19:abc@thread.tacv2" in result.stdout and "Hello, team." in result.stdout
+
+
 def test_preview_of_an_unknown_audience_or_empty_text_says_why() -> None:
     unknown = relay_cli("preview", "Hello", "--audience", "investors", env={})
     assert unknown.returncode == 1 and "There is no audience called 'investors'" in unknown.stderr
