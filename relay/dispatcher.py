@@ -89,6 +89,12 @@ class Dispatcher:
         self._held: dict[int, str] = {}  # delivery id → the token of this process's lease on it
         self._draining = False
 
+    def _unrated(self, delivery: Delivery) -> bool:
+        """Deliveries to a network with a published rate start first (False sorts first): its next window
+        counts from its first answers, so they gate the whole fan-out (Teams' 50 a second per tenant), where
+        the others only wait for their turn in the database."""
+        return not any(d.limits.rate for d in self._networks.get(delivery.kind, {}).values())
+
     def _limit(self, destination: Destination) -> asyncio.Semaphore:
         """The calls in flight to one workspace, tenant or account (a leader's own: made when first used)."""
         key = destination.limit_key()
@@ -127,7 +133,7 @@ class Dispatcher:
                 due = None
                 if not self._draining and (others > 0 or any(limit > 0 for limit in room.values())):
                     claimed, due = await outbox.claim_due(self.store, self.clock(), room, others)
-                    for delivery in claimed:
+                    for delivery in sorted(claimed, key=self._unrated):
                         self._start(delivery)
                 await self._sleep_until(due, reopens)
         finally:
