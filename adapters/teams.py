@@ -348,11 +348,13 @@ async def unreachable(directory: Directory, channel: str) -> str | None:
 
 
 async def unreachable_channels(config: Config, store: Store) -> list[str]:
-    """For each Teams destination the bot cannot post to yet, why, by name (start-up and `relay check`)."""
+    """For each Teams destination the bot cannot post to yet, why, by name (start-up and `relay check`). The
+    channels the bot is in are read at once: a thousand Teams destinations, one read at start-up."""
     directory = Directory(store)
+    known = await directory.channels()
     lines = []
     for destination in config.destinations.values():
-        if destination.kind == "teams" and not destination.dry_run:
+        if destination.kind == "teams" and not destination.dry_run and destination.options["channel"] not in known:
             problem = await unreachable(directory, destination.options["channel"])
             if problem:
                 lines.append(f"destination {destination.name}: {problem}")
