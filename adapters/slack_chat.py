@@ -121,26 +121,34 @@ class ReplayGuard:
         stamp = headers.get("X-Slack-Request-Timestamp", "0")
         return not (stamp.isascii() and stamp.isdigit())
 
-    async def copy(self, body: str, headers: Mapping[str, str]) -> bool:
-        """Whether this is a copy of a request already accepted. A bad signature is Bolt's to refuse."""
+    def unseen(self, body: str, headers: Mapping[str, str]) -> replays.Unseen | None:
+        """The request, to be noted as seen; None for a bad signature, which is Bolt's to refuse."""
         stamp = headers.get("X-Slack-Request-Timestamp", "0")
         signature = headers.get("X-Slack-Signature", "")
         if not self._verifier.is_valid(body, stamp, signature):
-            return False
-        if await self._seen.first_time(signature, time.time()):
-            return False
-        log.warning("refused a copy of a Slack request already received")
-        return True
+            return None
+        return replays.Unseen(self._seen, signature, time.time())
 
 
 class Replayed(Exception):
-    """A click turned out to be a copy once it had been acknowledged: its handler stops there."""
+    """The request turned out to be a copy: its handler stops there, having done nothing."""
 
 
-# A click's answer to Slack carries nothing, and every click handler acknowledges before it does anything
-# else: so a click is acknowledged at once, and whether it is a copy is known (in the database, shared by
-# the instances) by the time its handler would act. See `SlackSurface.handle` and `_after_ack`.
-_COPY: ContextVar[asyncio.Future[bool] | None] = ContextVar("copy", default=None)
+# The request being handled, not yet known to be no copy (see `SlackSurface.handle`). A click's answer to
+# Slack carries nothing, and every click handler acknowledges before it does anything else: so a click is
+# acknowledged at once, and whether it is a copy is known (in the database, shared by the instances) by the
+# time its handler would act. A command's answer carries what it did: the command is noted as seen in the
+# transaction of the draft it makes, or else on its own before it does anything. See `_after_ack`.
+_UNSEEN: ContextVar[replays.Unseen | None] = ContextVar("unseen", default=None)
+
+# The words of commands that make no draft (`_command`): these are known not to be copies before they act.
+COMMAND_WORDS = frozenset({"help", "?", "retract", "move", "cancel", "status", "history", "accounts"})
+
+REPLAYED = "replayed request"
+
+
+async def _copy(unseen: replays.Unseen | None) -> bool:
+    return unseen is not None and await unseen.copy()
 
 
 def kind_of(body: str) -> str | None:
@@ -247,16 +255,20 @@ class SlackSurface:
         kind = kind_of(body)
         if kind is None:
             return web.json_response({"error": "malformed request"}, status=400)
-        if kind != "block_actions":
-            if await self.replays.copy(body, request.headers):
-                return web.json_response({"error": "replayed request"}, status=401)
-            return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
-        # Its handler's task, made while this is set, waits for this answer after acknowledging the click.
-        looked_up = _COPY.set(asyncio.ensure_future(self.replays.copy(body, request.headers)))
+        unseen = self.replays.unseen(body, request.headers)
+        if unseen is not None and kind not in ("command", "block_actions"):
+            if await unseen.copy():  # a modal or a shortcut: rare, and looked at before anything else
+                log.warning("refused a copy of a Slack request already received")
+                return web.json_response({"error": REPLAYED}, status=401)
+            unseen = None
+        if unseen is not None and kind == "block_actions":
+            unseen.look()  # beside the dispatch: known by the time the handler acts
+        # The handler's task, made while this is set, asks it whether the request is a copy.
+        handled = _UNSEEN.set(unseen)
         try:
             return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
         finally:
-            _COPY.reset(looked_up)
+            _UNSEEN.reset(handled)
 
     async def _own_workspace_only(
         self, context: AsyncBoltContext, body: dict[str, Any], next: Callable[[], Awaitable[None]]
@@ -307,21 +319,27 @@ class SlackSurface:
         if self.accounts is not None:
             self.accounts.register(app, self._after_ack)
 
-    def _after_ack(self, handler: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Awaitable[None]]:
+    def _after_ack(
+        self, handler: Callable[..., Coroutine[Any, Any, None]]
+    ) -> Callable[..., Awaitable[BoltResponse | None]]:
         """Run `handler` until it acknowledges (or ends), then leave the rest of it running on its own."""
 
         @functools.wraps(handler)  # Bolt passes arguments by the names `handler` declares
-        async def run(**kwargs: Any) -> None:
+        async def run(**kwargs: Any) -> BoltResponse | None:
             acknowledged = asyncio.Event()
             ack = kwargs["ack"]
+            unseen = _UNSEEN.get()
 
             async def ack_and_answer(*args: Any, **options: Any) -> None:
+                """An answer that carries something waits to know the request is no copy; one that carries
+                nothing (a click's) leaves at once, and the handler stops after it if it is a copy."""
+                if (args or options) and await _copy(unseen):
+                    raise Replayed
                 try:
                     await ack(*args, **options)
                 finally:
                     acknowledged.set()
-                copy = _COPY.get()
-                if copy is not None and await copy:
+                if await _copy(unseen):
                     raise Replayed
 
             task = asyncio.create_task(handler(**{**kwargs, "ack": ack_and_answer}))
@@ -329,17 +347,22 @@ class SlackSurface:
             await asyncio.wait((task, answered), return_when=asyncio.FIRST_COMPLETED)
             answered.cancel()
             if task.done():
+                if not task.cancelled() and isinstance(task.exception(), Replayed):  # found out before it was answered
+                    log.warning("refused a copy of a Slack request already received")
+                    return BoltResponse(status=401, body=json.dumps({"error": REPLAYED}))
                 task.result()  # an error before the acknowledgement is Bolt's to answer
-                return
+                return None
             self._handlers.add(task)
             task.add_done_callback(self._handler_done)
+            return None
 
         return run
 
     def _handler_done(self, task: asyncio.Task[None]) -> None:
         self._handlers.discard(task)
         if not task.cancelled() and isinstance(task.exception(), Replayed):
-            return  # acknowledged, and nothing done: said in the log when found out
+            log.warning("refused a copy of a Slack request already received")
+            return  # acknowledged, and nothing done
         if not task.cancelled() and task.exception() is not None:
             log.error("a Slack handler failed after answering", exc_info=task.exception())
 
@@ -350,10 +373,13 @@ class SlackSurface:
     ) -> None:
         who = actor(command["user_id"])
         text = (command.get("text") or "").strip()
+        word, _, rest = text.partition(" ")
+        unseen = _UNSEEN.get()
+        if (not text or word.lower() in COMMAND_WORDS) and await _copy(unseen):
+            raise Replayed  # a command that may act without making a draft: known to be no copy first
         if text.lower() in ("help", "?"):
             await ack(text=blocks.usage(policy.needs_second_person(self.config.policy)), response_type="ephemeral")
             return
-        word, _, rest = text.partition(" ")
         if word.lower() == "retract" and BROADCAST_ID.match(rest.strip()):
             await ack()
             target = rest.strip()
@@ -407,11 +433,19 @@ class SlackSurface:
             return
         try:
             broadcast = await self.broadcasts.request(
-                who, text, None, ORIGIN, {"channel": command.get("channel_id")}, where=_where(command.get("channel_id"))
+                who,
+                text,
+                None,
+                ORIGIN,
+                {"channel": command.get("channel_id")},
+                where=_where(command.get("channel_id")),
+                unseen=unseen,
             )
         except (InputError, Refused) as error:
             await ack(text=str(error), response_type="ephemeral")
             return
+        except replays.Copy:
+            raise Replayed from None
         await ack(**await self._preview_message(broadcast))
 
     async def _broadcast_message(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from relay import audit, images, link_cards, outbox, policy
+from relay import audit, images, link_cards, outbox, policy, replays
 from relay.audit import Where
 from relay.config import Config, DestinationConfig
 from relay.destination import Destination, Image, Rationed
@@ -182,9 +182,11 @@ class Broadcasts:
         *,
         where: Where,
         attachments: Sequence[images.Attachment] = (),
+        unseen: replays.Unseen | None = None,
     ) -> Broadcast:
         """A leader asks to broadcast: a draft only its author sees, until confirmed. Attached images are
-        stripped of their metadata here, before anything is stored."""
+        stripped of their metadata here, before anything is stored. `unseen`: the signed request asking it,
+        noted as seen in the draft's own transaction (raises replays.Copy, writing nothing, for a copy)."""
         _check(policy.may_request(self.config.policy, actor))
         audience = audience or self.config.policy.default_audience
         text = clean(text)
@@ -220,6 +222,8 @@ class Broadcasts:
             self._swept_at = now
 
         def insert(conn: Connection) -> None:
+            if unseen is not None:
+                unseen.note(conn)
             conn.execute(
                 f"INSERT INTO broadcasts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()),
@@ -231,7 +235,7 @@ class Broadcasts:
             detail = f"audience {audience}{with_images}: {text[:200]}"
             audit.record(conn, now, actor, "requested", broadcast_id, where, detail)
 
-        await self._write(insert)
+        await (self._write(insert) if unseen is None else unseen.within(self._write(insert)))
         if not attached:
             self._imageless[broadcast_id] = None
             if len(self._imageless) > IMAGELESS_KEPT:

@@ -36,6 +36,7 @@ from tests.conftest import (
     APPROVER,
     DATABASE,
     LEADER,
+    SIGNING_SECRET,
     STRANGER,
     TEAMS_ENV,
     Relay,
@@ -49,7 +50,7 @@ from tests.fakes.slack import FakeSlack
 from tests.fakes.teams import FakeConnector
 from tests.fakes.threads_sign_in import FakeThreadsSignIn
 from tests.pds_fixture import Pds
-from tests.slack_requests import view_submission_body
+from tests.slack_requests import command_body, signed_headers, view_submission_body
 from tests.teams_activities import CEO as TEAMS_CEO
 from tests.teams_activities import TeamsClient, action, message, personal
 from tests.test_retract import retracted_report
@@ -116,6 +117,21 @@ def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
 async def sign_in_link(relay: Relay, user: str, network: str) -> str:
     shown = await relay.command(user, "accounts")
     return str(buttons(shown)[f"Connect {network}"]["url"])
+
+
+async def test_a_replayed_accounts_command_is_refused_and_makes_no_sign_in_link(
+    start_relay: Callable[..., Awaitable[Relay]], x: FakeX, slack: FakeSlack
+) -> None:
+    """Its answer carries fresh sign-in links: a copy gets neither them nor a new link kept for it."""
+    relay = await relay_with_accounts(start_relay, x)
+    body = command_body(LEADER, "accounts", slack.response_url("accounts"))
+    headers = signed_headers(SIGNING_SECRET, body)
+    first = await relay.post_signed(body, headers)
+    assert first.status == 200 and "Connect X" in buttons(await first.json())
+    kept = await relay.store.call(lambda conn: conn.execute("SELECT count(*) FROM oauth_states").fetchone()[0])
+    second = await relay.post_signed(body, headers)
+    assert second.status == 401 and await second.json() == {"error": "replayed request"}
+    assert await relay.store.call(lambda conn: conn.execute("SELECT count(*) FROM oauth_states").fetchone()[0]) == kept
 
 
 async def connect_in_browser(browser: Browser, link: str) -> str:

@@ -15,9 +15,20 @@ import aiohttp
 import pytest
 
 from tests.bot_process import BotProcess, free_port
-from tests.conftest import APPROVER, LEADER, STAFF_CHANNEL, Relay, bot_env, config_text, preview_id
+from tests.conftest import (
+    APPROVER,
+    LEADER,
+    SIGNING_SECRET,
+    STAFF_CHANNEL,
+    Relay,
+    bot_env,
+    config_text,
+    preview_id,
+    report_text,
+)
 from tests.fakes import FakeSlack, FakeX, Fault
 from tests.fleet import final_report, fleet
+from tests.slack_requests import command_body, signed_headers
 
 pytestmark = pytest.mark.postgres_only
 
@@ -46,6 +57,21 @@ async def test_a_double_click_that_lands_on_two_instances_posts_once(
         assert "2 of 2 delivered." in await first.final_report()
         assert len(slack.messages(STAFF_CHANNEL)) == 1
         assert len(x.tweets) == 1
+
+
+async def test_a_command_and_its_copy_arriving_at_two_instances_at_once_make_one_draft(
+    tmp_path: Path, slack: FakeSlack, x: FakeX
+) -> None:
+    """Each instance notes the signature in the transaction of the draft it makes: the second waits for the
+    first's key, then undoes its draft and refuses the copy."""
+    async with instances(bot_env(tmp_path, slack, x, config_text()), slack, 2) as [(_, first), (_, second)]:
+        for n in range(5):
+            body = command_body(LEADER, f"Captured and sent twice, {n}.", slack.response_url(f"copy{n}"))
+            headers = signed_headers(SIGNING_SECRET, body)
+            answers = await asyncio.gather(first.post_signed(body, headers), second.post_signed(body, headers))
+            assert sorted(answer.status for answer in answers) == [200, 401]
+        history = report_text(await first.command(LEADER, "history"))
+        assert all(history.count(f"Captured and sent twice, {n}.") == 1 for n in range(5)), history
 
 
 async def test_four_eyes_across_instances_the_approval_on_another_instance_sends_once(

@@ -135,6 +135,38 @@ async def test_a_replayed_command_is_refused_and_makes_no_second_draft(start_rel
     assert (await drafts(relay)).count("· draft · Replayed") == 1
 
 
+@pytest.mark.parametrize("text", ["status", "history", "help"])
+async def test_a_replayed_command_that_makes_no_draft_is_refused_before_it_answers(
+    start_relay, slack: FakeSlack, text: str
+) -> None:
+    """Such a command is known to be no copy before it reads or answers anything: a copy would show the
+    broadcasts to whoever replays it."""
+    tally(SECURITY)
+    relay = await start_relay()
+    await relay.command(LEADER, "Seen by the leader only")
+    body = command_body(LEADER, text, slack.response_url("r"))
+    headers = signed_headers(SIGNING_SECRET, body)
+    first, second = await relay.post_signed(body, headers), await relay.post_signed(body, headers)
+    assert first.status == 200
+    assert second.status == 401 and await second.json() == {"error": "replayed request"}
+
+
+async def test_a_replayed_draft_that_begins_with_a_command_word_is_refused_and_made_once(
+    start_relay, slack: FakeSlack
+) -> None:
+    """A draft is noted as seen in its own transaction; one whose first word is a command's is known to be no
+    copy before it is written. Either way a copy makes nothing."""
+    tally(SECURITY)
+    relay = await start_relay()
+    for text in ("Status of the merger: signed.", "Twice replayed"):
+        body = command_body(LEADER, text, slack.response_url("r"))
+        headers = signed_headers(SIGNING_SECRET, body)
+        first, second, third = [await relay.post_signed(body, headers) for _ in range(3)]
+        assert first.status == 200 and "Preview of broadcast" in await first.text()
+        assert (second.status, third.status) == (401, 401)
+        assert (await drafts(relay)).count(f"· draft · {text}") == 1
+
+
 async def test_a_replayed_approve_click_does_nothing_and_sends_once(start_relay, slack: FakeSlack, x: FakeX) -> None:
     """A click is acknowledged at once (its answer carries nothing); a copy of it stops there."""
     tally(SECURITY)

@@ -13,7 +13,7 @@ from sqlite_utils import Database
 
 from relay import audit, outbox
 from relay.model import DeliveryState
-from relay.store import Connection, Store
+from relay.store import Connection, Duplicate, Store
 from relay.store.postgres import PostgresStore
 from relay.store.schema import SQLITE_FIRST, VERSION
 from relay.store.sqlite import SqliteStore
@@ -89,6 +89,25 @@ async def test_a_write_the_database_refuses_fails_alone_and_the_rest_of_its_grou
     assert (first, last) == ("before", "after")
     assert isinstance(erase, Exception) and "append-only" in str(erase)
     assert await _written(store) == ["before", "after"]
+
+
+async def test_a_row_whose_key_is_taken_undoes_its_write_whole_and_says_which_table(store: Store) -> None:
+    """The replay guard relies on it: a copy's signature is inserted in the transaction of what it asks, and
+    PostgreSQL tells of the taken key only once the transaction's answers come back."""
+    seen = "INSERT INTO seen_requests (signature, seen_at) VALUES (?, ?)"
+    await store.write(lambda conn: conn.execute(seen, ("v0=once", 1.0)))
+
+    def again(conn: Connection) -> None:
+        audit.record(conn, 0.0, "test", "before the copy", None, audit.RELAY, "")
+        conn.execute(seen, ("v0=once", 2.0))
+        audit.record(conn, 0.0, "test", "after the copy", None, audit.RELAY, "")
+
+    results = await asyncio.gather(store.write(again), store.write(_note("beside it")), return_exceptions=True)
+    assert isinstance(results[0], Duplicate) and results[0].table == "seen_requests"
+    assert results[1] == "beside it"
+    assert await _written(store) == ["beside it"]
+    rows = await store.call(lambda conn: conn.execute("SELECT signature, seen_at FROM seen_requests").fetchall())
+    assert [tuple(row) for row in rows] == [("v0=once", 1.0)]
 
 
 async def test_a_claim_whose_answer_never_came_back_is_taken_back_without_waiting_for_its_lease(store: Store) -> None:

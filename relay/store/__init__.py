@@ -7,9 +7,9 @@ environment.
 from __future__ import annotations
 
 from relay.config import Settings
-from relay.store.base import Connection, Row, Store, StoreError, Unwritable
+from relay.store.base import Connection, Duplicate, Row, Store, StoreError, Unwritable
 
-__all__ = ["Connection", "Row", "Store", "StoreError", "Unwritable", "store_for"]
+__all__ = ["Connection", "Duplicate", "Row", "Store", "StoreError", "Unwritable", "store_for"]
 
 
 def store_for(settings: Settings) -> Store:

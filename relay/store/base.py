@@ -81,6 +81,15 @@ class Unwritable(StoreError):
         self.cause = cause
 
 
+class Duplicate(Exception):
+    """A write would have added a row whose key `table` already holds: nothing of the write was kept. Raised
+    by the write, not by its statement: PostgreSQL tells it only when the transaction's answers come back."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(f"a row of {table} with this key is already there")
+        self.table = table
+
+
 class Store(ABC):
     """One database: its connections, and how a write is committed."""
 

@@ -39,7 +39,7 @@ from psycopg import errors
 from psycopg.rows import RowMaker
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from relay.store.base import Connection, Cursor, Store, StoreError, Unwritable, unreadable_schema
+from relay.store.base import Connection, Cursor, Duplicate, Store, StoreError, Unwritable, unreadable_schema
 from relay.store.schema import POSTGRES_FIRST, SHARED, VERSION
 
 T = TypeVar("T")
@@ -367,6 +367,8 @@ class PostgresStore(Store):
                 return result
             except _CONFLICTS:
                 await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
+            except errors.UniqueViolation as error:
+                raise Duplicate(error.diag.table_name or "") from error
             except Exception as error:
                 if (refused := self._refused(error)) is None:
                     raise

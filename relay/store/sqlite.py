@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
-from relay.store.base import Connection, Store, StoreError, Unwritable, unreadable_schema
+from relay.store.base import Connection, Duplicate, Store, StoreError, Unwritable, unreadable_schema
 from relay.store.schema import SHARED, SQLITE_FIRST, VERSION
 
 T = TypeVar("T")
@@ -219,7 +219,7 @@ class SqliteStore(Store):
                     if _disk_refusal(error) is not None:
                         raise
                     conn.execute("ROLLBACK TO SAVEPOINT one_write")
-                    outcomes.append((None, error))
+                    outcomes.append((None, _duplicate(error) or error))
                 conn.execute("RELEASE SAVEPOINT one_write")
             conn.execute("COMMIT")
         except BaseException:
@@ -254,6 +254,13 @@ def _read_only(uri: str) -> sqlite3.Connection:
 def _disk_refusal(error: BaseException) -> str | None:
     """The disk's refusal behind `error`, in a person's words (see `_UNWRITABLE`); None for any other error."""
     return _UNWRITABLE.get(error.sqlite_errorcode & 0xFF) if isinstance(error, sqlite3.Error) else None
+
+
+def _duplicate(error: Exception) -> Duplicate | None:
+    """`error` as Duplicate if it is a key already taken ("UNIQUE constraint failed: table.column")."""
+    if getattr(error, "sqlite_errorname", None) not in ("SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"):
+        return None
+    return Duplicate(str(error).rpartition(": ")[2].split(".")[0])
 
 
 def _roll_back(conn: sqlite3.Connection) -> None:
