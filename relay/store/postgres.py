@@ -46,7 +46,11 @@ T = TypeVar("T")
 
 log = logging.getLogger("relay.store")
 
-POOL_SIZE = 6  # connections per instance: reads and writes run side by side, each write its own transaction
+# Connections per instance: reads and writes run side by side, each write its own transaction. All are opened
+# at start and kept (psycopg_pool's own default is a pool of fixed size): grown on demand, the first burst of
+# requests after a quiet spell waited for PostgreSQL to start a process per new connection, which was most
+# of the slowest acknowledgements measured (docs/PERFORMANCE.md).
+POOL_SIZE = 6
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection, or to wait for one from the pool
 # A serializable transaction that lost a conflict is run again: soon, with jitter so two that collided do
 # not collide again, and a bounded number of times.
@@ -90,7 +94,7 @@ class PostgresStore(Store):
         self.url = url
         self._pool = AsyncConnectionPool(
             pool_url or url,
-            min_size=1,
+            min_size=pool_size,
             max_size=pool_size,
             open=False,
             timeout=CONNECT_TIMEOUT,
