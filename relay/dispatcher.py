@@ -80,6 +80,7 @@ class Dispatcher:
             d.limit_key(): asyncio.Semaphore(d.limits.concurrency) for d in destinations.values()
         }  # one per workspace, tenant or account
         self._pacer = Pacer(store, clock)
+        self._departures = outbox.Departures(store)
         self._images = images.Loaded(store)
         self._networks: defaultdict[str, dict[str, Destination]] = defaultdict(dict)  # kind → limit key → one
         for name, kind in (kinds or {}).items():
@@ -303,7 +304,7 @@ class Dispatcher:
                         continue
                 async with self._pacer.post(destination):
                     # After any wait for the network's pace: a retraction since then stops it here.
-                    if not await outbox.going_out(self.store, delivery):
+                    if not await self._departures.going_out(delivery):
                         gone = f"; {len(posted)} of {len(delivery.parts)} parts had gone out" if posted else ""
                         await self._finish(delivery, DeliveryState.CANCELLED, f"retracted before it was sent{gone}")
                         return

@@ -21,6 +21,7 @@ from relay import audit, images
 from relay.model import Alike, Delivery, DeliveryState
 from relay.render import Rendering
 from relay.store import Connection, Store
+from relay.store.grouped import Grouped
 
 ORPHANED_AFTER = 5.0  # seconds after its claim that a claim this process does not hold is taken back
 LEASE_SECONDS = 120.0  # longer than a whole thread of timed-out calls; renewed after every part
@@ -201,27 +202,41 @@ class LeaseLost(Exception):
     """Another process holds this delivery now (this one's lease ran out): this one must stop, unwritten."""
 
 
-async def going_out(store: Store, delivery: Delivery) -> bool:
-    """Just before a part's request leaves: from here until its outcome is recorded, it may have landed.
-    Only this mark makes a restart look first. A delivery claimed but still waiting its turn (behind a
-    network's pace or concurrency) when the process died never left: it is sent, not called unknown
-    where the network cannot be searched (Teams). False, and nothing marked, if the broadcast has been
-    retracted in the meantime: the part must not go out at all. Raises LeaseLost, and nothing goes out,
-    if another process has taken the delivery over."""
+class Departures:
+    """Marks each part just before its request leaves (`going_out`). The posts a fan-out starts at once are
+    marked together: one statement for those asking while the last is on its way (`Grouped`)."""
 
-    # One statement, atomic on its own: this runs once for every part that goes out.
-    if await store.persist_one(
-        "UPDATE deliveries SET check_first = 1 WHERE id = ? AND state = 'sending' AND lease_owner = ?"
-        " AND NOT EXISTS (SELECT 1 FROM broadcasts WHERE id = ? AND state = 'retracted')",
-        (delivery.id, delivery.lease_owner, delivery.broadcast_id),
-    ):
-        return True
-    row = await store.call(
-        lambda conn: conn.execute("SELECT state FROM broadcasts WHERE id = ?", (delivery.broadcast_id,)).fetchone()
-    )
-    if row is not None and row["state"] == "retracted":
-        return False
-    raise LeaseLost(delivery.id)
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._marked: Grouped[tuple[int, str | None], bool] = Grouped(self._mark, False)
+
+    async def going_out(self, delivery: Delivery) -> bool:
+        """From here until its outcome is recorded, the part may have landed. Only this mark makes a restart
+        look first. A delivery claimed but still waiting its turn (behind a network's pace or concurrency)
+        when the process died never left: it is sent, not called unknown where the network cannot be
+        searched (Teams). False, and nothing marked, if the broadcast has been retracted in the meantime: the
+        part must not go out at all. Raises LeaseLost, and nothing goes out, if another process has taken the
+        delivery over."""
+        if await self._marked((delivery.id, delivery.lease_owner)):
+            return True
+        row = await self.store.call(
+            lambda conn: conn.execute("SELECT state FROM broadcasts WHERE id = ?", (delivery.broadcast_id,)).fetchone()
+        )
+        if row is not None and row["state"] == "retracted":
+            return False
+        raise LeaseLost(delivery.id)
+
+    async def _mark(self, leaving: list[tuple[int, str | None]]) -> dict[tuple[int, str | None], bool]:
+        """One statement, atomic on its own: each delivery still held by its lease, of a broadcast not
+        retracted."""
+        rows = await self.store.persist_returning(
+            "UPDATE deliveries SET check_first = 1 WHERE state = 'sending'"
+            f" AND (id, lease_owner) IN (VALUES {', '.join(['(?, ?)'] * len(leaving))})"
+            " AND NOT EXISTS (SELECT 1 FROM broadcasts WHERE broadcasts.id = deliveries.broadcast_id"
+            " AND broadcasts.state = 'retracted') RETURNING id, lease_owner",
+            [value for pair in leaving for value in pair],
+        )
+        return {(row["id"], row["lease_owner"]): True for row in rows}
 
 
 async def recently_active(store: Store, since: float) -> list[str]:

@@ -137,6 +137,64 @@ async def test_a_claim_whose_answer_never_came_back_is_taken_back_without_waitin
     assert states == {worked_on.destination: DeliveryState.SENDING, lost.destination: DeliveryState.PENDING}
 
 
+async def test_parts_leaving_together_are_marked_together_each_as_its_lease_and_broadcast_allow(store: Store) -> None:
+    """A fan-out's first posts all ask to be marked at once, and the marks go in a few statements: each still
+    answers for its own delivery. A part of a broadcast retracted meanwhile must not leave; one whose delivery
+    another instance took over must not either."""
+    for broadcast in ("b00000001", "b00000002"):
+        await store.write(
+            lambda conn, broadcast=broadcast: conn.execute(
+                "INSERT INTO broadcasts (id, author, text, audience, state, created_at, expires_at, origin)"
+                " VALUES (?, 'slack:U0LEAD', 'Hello', 'staff', 'approved', 1, 9e9, 'slack')",
+                (broadcast,),
+            )
+        )
+        for n in range(30):
+            await store.write(
+                lambda conn, broadcast=broadcast, n=n: conn.execute(
+                    "INSERT INTO deliveries (broadcast_id, destination, kind, parts, state, attempts, next_attempt_at)"
+                    " VALUES (?, ?, 'slack', '[\"Hello\"]', 'pending', 0, 0)",
+                    (broadcast, f"channel-{n}"),
+                )
+            )
+    claimed, _ = await outbox.claim_due(store, 100.0, {"slack": 60}, 0)
+    await store.write(lambda conn: conn.execute("UPDATE broadcasts SET state = 'retracted' WHERE id = 'b00000002'"))
+    taken_over = {d.id for d in claimed if d.broadcast_id == "b00000001"}
+    taken_over = set(sorted(taken_over)[:5])
+    await store.write(
+        lambda conn: conn.execute(
+            f"UPDATE deliveries SET lease_owner = 'another' WHERE id IN ({', '.join('?' * len(taken_over))})",
+            tuple(taken_over),
+        )
+    )
+
+    departures = outbox.Departures(store)
+    answers = await asyncio.gather(*(departures.going_out(d) for d in claimed), return_exceptions=True)
+    by_id = dict(zip((d.id for d in claimed), answers, strict=True))
+    for delivery in claimed:
+        answer = by_id[delivery.id]
+        if delivery.id in taken_over:
+            assert isinstance(answer, outbox.LeaseLost)
+        else:
+            assert answer is (delivery.broadcast_id == "b00000001")
+    marked = await store.call(
+        lambda conn: {row[0] for row in conn.execute("SELECT id FROM deliveries WHERE check_first = 1").fetchall()}
+    )
+    assert marked == {d.id for d in claimed if d.broadcast_id == "b00000001" and d.id not in taken_over}
+
+
+async def test_places_reserved_together_each_get_their_own_turn(store: Store, backend: str) -> None:
+    """Many places asking for their next turn at once, twice: across instances (PostgreSQL) each place's
+    second turn comes its interval after the first, whatever else was asked in the same statement."""
+    places = [f"slack:T1:channel-{n}" for n in range(40)]
+    first = await asyncio.gather(*(store.reserve(place, 1.0, 100.0) for place in places))
+    second = await asyncio.gather(*(store.reserve(place, 1.0, 100.25) for place in places))
+    teams = await asyncio.gather(*(store.reserve(f"teams:{n}", 0.5, 100.25) for n in range(5)))
+    assert first == [100.0] * len(places)
+    assert teams == [100.25] * 5
+    assert second == ([101.0] * len(places) if backend == "postgres" else [100.25] * len(places))
+
+
 @pytest.mark.postgres_only
 async def test_a_report_is_read_as_of_one_moment_whatever_another_instance_commits_meanwhile(store: Store) -> None:
     """A report counts its deliveries, then loads the ones it lists; another instance recording outcomes in

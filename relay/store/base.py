@@ -213,6 +213,10 @@ class Store(ABC):
         round trip each), a backend sends the statement alone."""
         return self._commit(lambda conn: conn.execute(sql, values).rowcount, False)
 
+    def _commit_returning(self, sql: str, values: Sequence[Any]) -> Awaitable[list[Row]]:
+        """`_commit_one` of a statement that returns rows."""
+        return self._commit(lambda conn: conn.execute(sql, values).fetchall(), False)
+
     async def _noting_refusals(self, commit: Awaitable[T]) -> T:
         try:
             result = await commit
@@ -234,6 +238,10 @@ class Store(ABC):
     async def persist_one(self, sql: str, values: Sequence[Any]) -> int:
         """`write_one`, tried again as `persist` is."""
         return await self._until_taken(lambda: self.write_one(sql, values))
+
+    async def persist_returning(self, sql: str, values: Sequence[Any]) -> list[Row]:
+        """`persist_one` of a statement that returns rows (`RETURNING`): its rows."""
+        return await self._until_taken(lambda: self._noting_refusals(self._commit_returning(sql, values)))
 
     async def _until_taken(self, write: Callable[[], Awaitable[T]]) -> T:
         wait = WRITE_RETRY_FIRST

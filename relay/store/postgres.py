@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import random
@@ -39,7 +40,8 @@ from psycopg import errors
 from psycopg.rows import RowMaker
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from relay.store.base import Connection, Cursor, Duplicate, Store, StoreError, Unwritable, unreadable_schema
+from relay.store.base import Connection, Cursor, Duplicate, Row, Store, StoreError, Unwritable, unreadable_schema
+from relay.store.grouped import Grouped
 from relay.store.schema import POSTGRES_FIRST, SHARED, VERSION
 
 T = TypeVar("T")
@@ -113,6 +115,7 @@ class PostgresStore(Store):
         self._listener: threading.Thread | None = None
         self._counted = False  # the others were told this instance started (`alive`)
         self._under_way: set[asyncio.Task[Any]] = set()  # uses of the pool, which `close` lets finish (`_apart`)
+        self._reserving: dict[float, Grouped[tuple[str, float], float | None]] = {}  # by interval (`reserve`)
 
     def __str__(self) -> str:
         return described(self.url)
@@ -261,13 +264,23 @@ class PostgresStore(Store):
         return answer
 
     async def reserve(self, key: str, interval: float, now: float) -> float:
-        """One statement, atomic across instances: the slot after the last one reserved, or now."""
-        row = await self._shared(
-            "INSERT INTO pace (key, next_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
-            " SET next_at = GREATEST(pace.next_at, ?) + ? RETURNING next_at",
-            (key, now + interval, now, interval),
+        """Atomic across instances: the slot after the last one reserved, or now. The places of a fan-out ask
+        at once: those asking while one statement is on its way go together in the next (`Grouped`)."""
+        if interval not in self._reserving:
+            self._reserving[interval] = Grouped(functools.partial(self._reserve, interval), None)
+        start = await self._reserving[interval]((key, now))
+        return now if start is None else start
+
+    async def _reserve(self, interval: float, places: list[tuple[str, float]]) -> dict[tuple[str, float], float]:
+        """One statement for many places (each asked for once: a process posts to a place one post at a time)."""
+        rows = await self._shared(
+            "INSERT INTO pace (key, next_at) SELECT key, asked + ? FROM unnest(?::text[], ?::float8[]) AS v(key, asked)"
+            " ON CONFLICT (key) DO UPDATE SET next_at = GREATEST(pace.next_at, excluded.next_at - ?) + ?"
+            " RETURNING key, next_at",
+            (interval, [key for key, _ in places], [now for _, now in places], interval, interval),
         )
-        return float(row[0]) - interval if row else now
+        starts = {row[0]: float(row[1]) - interval for row in rows or ()}
+        return {(key, now): starts[key] for key, now in places if key in starts}
 
     async def pause(self, key: str, until: float) -> None:
         await self._shared(
@@ -287,26 +300,26 @@ class PostgresStore(Store):
         return {row[0]: float(row[1]) for row in rows}
 
     async def alive(self, now: float) -> int:
-        row = await self._shared(
+        rows = await self._shared(
             "WITH seen AS (INSERT INTO instances (id, seen_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE"
             " SET seen_at = excluded.seen_at RETURNING 1), forgotten AS (DELETE FROM instances WHERE seen_at < ?)"
             " SELECT COUNT(*) + 1 FROM instances WHERE seen_at > ? AND id != ?",
             (self.instance, now, now - 86400, now - ALIVE_FOR, self.instance),
         )
-        if row is not None and not self._counted:  # just started: the others take a smaller share at once
+        if rows is not None and not self._counted:  # just started: the others take a smaller share at once
             self._counted = True
             await self._shared("SELECT pg_notify(?, ?)", (INSTANCES, self.instance))
-        return int(row[0]) if row else 1
+        return int(rows[0][0]) if rows else 1
 
-    async def _shared(self, sql: str, values: Sequence[Any]) -> Any:
+    async def _shared(self, sql: str, values: Sequence[Any]) -> list[Any] | None:
         return await self._apart(self._pacing(sql, values))
 
-    async def _pacing(self, sql: str, values: Sequence[Any]) -> Any:
-        """One statement of shared pacing, on its own (autocommit): a database that is away costs the pace
-        its sharing, never a post (each process keeps its own pace meanwhile)."""
+    async def _pacing(self, sql: str, values: Sequence[Any]) -> list[Any] | None:
+        """One statement of shared pacing, on its own (autocommit): its rows. A database that is away costs
+        the pace its sharing, never a post (each process keeps its own pace meanwhile)."""
         try:
             async with self._pool.connection() as conn:
-                return await (await conn.execute(_psycopg_sql(sql), values)).fetchone()
+                return await (await conn.execute(_psycopg_sql(sql), values)).fetchall()
         except (psycopg.OperationalError, PoolTimeout) as error:
             log.warning("pacing is not shared while the database is away: %s", _first_line(error))
             return None
@@ -328,7 +341,10 @@ class PostgresStore(Store):
         return await self._apart(self._transaction(fn, leased))
 
     async def _commit_one(self, sql: str, values: Sequence[Any]) -> int:
-        return await self._apart(self._statement(sql, values))
+        return await self._apart(self._statement(sql, values, _counted))
+
+    async def _commit_returning(self, sql: str, values: Sequence[Any]) -> list[Row]:
+        return await self._apart(self._statement(sql, values, _fetched))
 
     async def _apart(self, work: Coroutine[Any, Any, T]) -> T:
         """`work`, a use of the pool, as a task of its own that its caller's cancellation does not reach.
@@ -382,13 +398,16 @@ class PostgresStore(Store):
             "the relay's database is too busy",
         )
 
-    async def _statement(self, sql: str, values: Sequence[Any]) -> int:
+    async def _statement(
+        self, sql: str, values: Sequence[Any], answer: Callable[[psycopg.AsyncCursor[_Row]], Awaitable[T]]
+    ) -> T:
         """One statement in autocommit: PostgreSQL runs it as a transaction of its own, atomic, at no cost of
         BEGIN and COMMIT. Read-committed suffices for one statement: an upsert that finds a row another
         transaction is writing waits for it and then decides on what it committed."""
         try:
             async with self._pool.connection() as conn:
-                return (await conn.execute(_psycopg_sql(sql), values)).rowcount
+                cursor = conn.cursor(row_factory=_rows)
+                return await answer(await cursor.execute(_psycopg_sql(sql), values))
         except Exception as error:
             if (refused := self._refused(error)) is None:
                 raise
@@ -457,6 +476,14 @@ def _in_snapshot(conn: Connection, fn: Callable[[Connection], T]) -> T:
         return fn(conn)
     finally:
         conn.execute("COMMIT")
+
+
+async def _counted(cursor: psycopg.AsyncCursor[_Row]) -> int:
+    return cursor.rowcount
+
+
+async def _fetched(cursor: psycopg.AsyncCursor[_Row]) -> list[Row]:
+    return list(await cursor.fetchall())
 
 
 def _key(instance: str) -> int:
