@@ -326,9 +326,13 @@ class SlackSurface:
 
         @functools.wraps(handler)  # Bolt passes arguments by the names `handler` declares
         async def run(**kwargs: Any) -> BoltResponse | None:
-            acknowledged = asyncio.Event()
+            answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()  # acknowledged, or ended
             ack = kwargs["ack"]
             unseen = _UNSEEN.get()
+
+            def settle(acknowledged: bool) -> None:
+                if not answered.done():
+                    answered.set_result(acknowledged)
 
             async def ack_and_answer(*args: Any, **options: Any) -> None:
                 """An answer that carries something waits to know the request is no copy; one that carries
@@ -338,22 +342,20 @@ class SlackSurface:
                 try:
                     await ack(*args, **options)
                 finally:
-                    acknowledged.set()
+                    settle(True)
                 if await _copy(unseen):
                     raise Replayed
 
             task = asyncio.create_task(handler(**{**kwargs, "ack": ack_and_answer}))
-            answered = asyncio.create_task(acknowledged.wait())
-            await asyncio.wait((task, answered), return_when=asyncio.FIRST_COMPLETED)
-            answered.cancel()
-            if task.done():
-                if not task.cancelled() and isinstance(task.exception(), Replayed):  # found out before it was answered
-                    log.warning("refused a copy of a Slack request already received")
-                    return BoltResponse(status=401, body=json.dumps({"error": REPLAYED}))
-                task.result()  # an error before the acknowledgement is Bolt's to answer
+            task.add_done_callback(lambda _: settle(False))
+            if await answered:
+                self._handlers.add(task)
+                task.add_done_callback(self._handler_done)
                 return None
-            self._handlers.add(task)
-            task.add_done_callback(self._handler_done)
+            if not task.cancelled() and isinstance(task.exception(), Replayed):  # found out before it answered
+                log.warning("refused a copy of a Slack request already received")
+                return BoltResponse(status=401, body=json.dumps({"error": REPLAYED}))
+            task.result()  # an error before the acknowledgement is Bolt's to answer
             return None
 
         return run
