@@ -213,11 +213,15 @@ async def _slack_events(request: web.Request) -> web.StreamResponse:
     return await request.app[SURFACE].handle(request)
 
 
-async def _freeze_what_lives_forever(app: web.Application) -> None:
+async def _collect_garbage_as_a_server(app: web.Application) -> None:
     """What start-up made (the SDKs' modules, the adapters, the config) lives as long as the process:
     it is moved out of the garbage collector's sight (CPython's `gc.freeze`), so a collection scans only
-    what requests and deliveries make, and its pauses stay short under load."""
+    what requests and deliveries make, and its pauses stay short under load. And the youngest objects are
+    collected every 20,000 allocations, not every 700: a request makes thousands, so CPython's default
+    collected several times per request, and each collection paused every request in flight (at 50
+    `/broadcast` in flight on two instances, p99 89 ms against 103, median of five runs each)."""
     gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def main() -> None:
@@ -235,7 +239,7 @@ def main() -> None:
     for line in warnings:
         log.warning("*** %s", line)
     app = build_app(settings, config)
-    app.on_startup.append(_freeze_what_lives_forever)  # after the relay has started (cleanup_ctx)
+    app.on_startup.append(_collect_garbage_as_a_server)  # after the relay has started (cleanup_ctx)
     where = f"{settings.listen_host} only" if settings.listen_host else "all interfaces"
     try:
         asyncio.run(serve(app, sock, lambda: log.info("listening on port %d (%s)", settings.port, where)))
