@@ -53,6 +53,24 @@ def _erase(conn: Connection) -> None:
     conn.execute("DELETE FROM audit")
 
 
+async def _approved(store: Store, broadcast: str, channels: list[str]) -> None:
+    """An approved broadcast whose deliveries to Slack `channels` wait in the outbox."""
+
+    def run(conn: Connection) -> None:
+        conn.execute(
+            "INSERT INTO broadcasts (id, author, text, audience, state, created_at, expires_at, origin)"
+            " VALUES (?, 'slack:U0LEAD', 'Hello', 'staff', 'approved', 1, 9e9, 'slack')",
+            (broadcast,),
+        )
+        conn.executemany(
+            "INSERT INTO deliveries (broadcast_id, destination, kind, parts, state, attempts, next_attempt_at)"
+            " VALUES (?, ?, 'slack', '[\"Hello\"]', 'pending', 0, 0)",
+            [(broadcast, channel) for channel in channels],
+        )
+
+    await store.write(run)
+
+
 async def _written(store: Store) -> list[str]:
     rows = await store.call(lambda conn: conn.execute("SELECT action FROM audit ORDER BY id").fetchall())
     return [row[0] for row in rows]
@@ -114,20 +132,7 @@ async def test_a_claim_whose_answer_never_came_back_is_taken_back_without_waitin
     """The database committed a claim as it went away, and the process never learned of it: those deliveries
     are this process's on paper, worked on by nobody. They go back to the queue seconds later, not when
     their two-minute lease runs out; the ones it does work on stay with it."""
-    await store.write(
-        lambda conn: conn.execute(
-            "INSERT INTO broadcasts (id, author, text, audience, state, created_at, expires_at, origin)"
-            " VALUES ('b00000001', 'slack:U0LEAD', 'Hello', 'staff', 'approved', 1, 9e9, 'slack')"
-        )
-    )
-    for channel in ("all-staff", "leaders"):
-        await store.write(
-            lambda conn, channel=channel: conn.execute(
-                "INSERT INTO deliveries (broadcast_id, destination, kind, parts, state, attempts, next_attempt_at)"
-                " VALUES ('b00000001', ?, 'slack', '[\"Hello\"]', 'pending', 0, 0)",
-                (channel,),
-            )
-        )
+    await _approved(store, "b00000001", ["all-staff", "leaders"])
     worked_on, lost = (await outbox.claim_due(store, 100.0, {"slack": 5}, 0))[0]
     assert worked_on.lease_owner is not None
 
@@ -142,21 +147,7 @@ async def test_parts_leaving_together_are_marked_together_each_as_its_lease_and_
     answers for its own delivery. A part of a broadcast retracted meanwhile must not leave; one whose delivery
     another instance took over must not either."""
     for broadcast in ("b00000001", "b00000002"):
-        await store.write(
-            lambda conn, broadcast=broadcast: conn.execute(
-                "INSERT INTO broadcasts (id, author, text, audience, state, created_at, expires_at, origin)"
-                " VALUES (?, 'slack:U0LEAD', 'Hello', 'staff', 'approved', 1, 9e9, 'slack')",
-                (broadcast,),
-            )
-        )
-        for n in range(30):
-            await store.write(
-                lambda conn, broadcast=broadcast, n=n: conn.execute(
-                    "INSERT INTO deliveries (broadcast_id, destination, kind, parts, state, attempts, next_attempt_at)"
-                    " VALUES (?, ?, 'slack', '[\"Hello\"]', 'pending', 0, 0)",
-                    (broadcast, f"channel-{n}"),
-                )
-            )
+        await _approved(store, broadcast, [f"channel-{n}" for n in range(30)])
     claimed, _ = await outbox.claim_due(store, 100.0, {"slack": 60}, 0)
     await store.write(lambda conn: conn.execute("UPDATE broadcasts SET state = 'retracted' WHERE id = 'b00000002'"))
     taken_over = {d.id for d in claimed if d.broadcast_id == "b00000001"}
