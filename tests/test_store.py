@@ -124,6 +124,9 @@ async def test_a_row_whose_key_is_taken_undoes_its_write_whole_and_says_which_ta
     assert isinstance(results[0], Duplicate) and results[0].table == "seen_requests"
     assert results[1] == "beside it"
     assert await _written(store) == ["beside it"]
+    with pytest.raises(Duplicate) as alone:
+        await store.write_one(seen, ("v0=once", 3.0))
+    assert alone.value.table == "seen_requests"
     rows = await store.call(lambda conn: conn.execute("SELECT signature, seen_at FROM seen_requests").fetchall())
     assert [tuple(row) for row in rows] == [("v0=once", 1.0)]
 

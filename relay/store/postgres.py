@@ -387,12 +387,10 @@ class PostgresStore(Store):
                 return result
             except _CONFLICTS:
                 await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
-            except errors.UniqueViolation as error:
-                raise Duplicate(error.diag.table_name or "") from error
             except Exception as error:
-                if (refused := self._refused(error)) is None:
+                if (said := self._as_said(error)) is None:
                     raise
-                raise refused from error
+                raise said from error
         raise Unwritable(
             f"cannot write to the database {self}: {CONFLICT_RETRIES} conflicting tries in a row",
             "the relay's database is too busy",
@@ -409,13 +407,16 @@ class PostgresStore(Store):
                 cursor = conn.cursor(row_factory=_rows)
                 return await answer(await cursor.execute(_psycopg_sql(sql), values))
         except Exception as error:
-            if (refused := self._refused(error)) is None:
+            if (said := self._as_said(error)) is None:
                 raise
-            raise refused from error
+            raise said from error
 
-    def _refused(self, error: Exception) -> Unwritable | None:
-        """A write's error as Unwritable where the database took nothing and may take it later; None where it
-        is a fault of the statement, raised as it is."""
+    def _as_said(self, error: Exception) -> Duplicate | Unwritable | None:
+        """A write's error as the core knows it, as SQLite's store says it too: Duplicate for a key already
+        taken; Unwritable where the database took nothing and may take it later; None where it is a fault of
+        the statement, raised as it is."""
+        if isinstance(error, errors.UniqueViolation):
+            return Duplicate(error.diag.table_name or "")
         cause = _refusal(error)
         if cause is None:
             return None
